@@ -1,0 +1,37 @@
+"""graphprof: graph-based customer profiling.
+
+Purchases, friendships, users and items -> a heterogeneous user-item-friend graph -> user features ->
+GNN and logistic-regression profiles compared side by side on the same splits.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from graphprof.errors import ArtifactError, ConfigError, GraphprofError, InputError, LockError  # noqa: E402
+from graphprof.features import UserFeatures, build_features, load_features  # noqa: E402
+from graphprof.graph import ProfileGraph, build_graph, load_graph, to_networkx  # noqa: E402
+from graphprof.io import read_tables  # noqa: E402
+from graphprof.schema import ValidatedTables, validate_tables  # noqa: E402
+# from graphprof.train import TrainResult, train  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ArtifactError",
+    "ConfigError",
+    "GraphprofError",
+    "InputError",
+    "LockError",
+    "ProfileGraph",
+    "TrainResult",
+    "UserFeatures",
+    "ValidatedTables",
+    "build_features",
+    "build_graph",
+    "load_features",
+    "load_graph",
+    "read_tables",
+    "to_networkx",
+    "train",
+    "validate_tables",
+]

@@ -1,0 +1,221 @@
+"""User and item features from the graph: behaviour aggregates, a low-rank embedding of what each user
+bought, and social-graph statistics.
+
+Everything here is unsupervised and label-free, so computing it over all users leaks no test labels; the
+scaling and PCA that *are* fitted belong to each model and are fitted on training users only
+(:mod:`graphprof.models`). Vectorised with numpy / scipy.sparse: no Python loop over users or edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
+
+from graphprof import workdir
+from graphprof.graph import BUY_ATTRS, BUYS, IN_CAT, ProfileGraph
+
+ITEM_SVD_DIM = 32
+CATEGORY_SVD_DIM = 8
+MAX_CATEGORY_SHARES = 20
+SECONDS_PER_DAY = 86400.0
+
+
+@dataclass
+class UserFeatures:
+    """One row per user, in graph order.
+
+    Attributes:
+        user_ids: the user's own ids, shape ``[num_users]``.
+        frame: float64 DataFrame ``[num_users, num_features]``.
+        groups: feature group -> column names (``behaviour``, ``category_mix``, ``item_svd``,
+            ``category_svd``, ``graph``).
+        items: item features ``[num_items, ...]`` (columns ``popularity``, ``log_popularity``, ``mean_price``,
+            ``item_svd_*``), in graph order, with ``item_ids``.
+    """
+
+    user_ids: np.ndarray
+    frame: pd.DataFrame
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    item_ids: np.ndarray | None = None
+    items: pd.DataFrame | None = None
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.frame.to_numpy(np.float64)
+
+
+def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.diags(1.0 / norms) @ m
+
+
+def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Truncated SVD of the row-normalised matrix: user coordinates and the item (column) loadings."""
+    k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
+    if k < 1 or m.nnz == 0:
+        return pd.DataFrame(index=range(m.shape[0])), None
+    svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
+    coords = svd.fit_transform(_row_normalize(m.astype(np.float64)))
+    # fix each component's sign (largest loading positive) so the features do not flip between versions
+    signs = np.sign(svd.components_[np.arange(k), np.abs(svd.components_).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    coords = coords * signs
+    cols = [f"{prefix}_{j}" for j in range(k)]
+    return pd.DataFrame(coords, columns=cols), (svd.components_ * signs[:, None]).T
+
+
+def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
+    """PageRank by power iteration on a sparse adjacency (dangling mass spread uniformly), scaled so the
+    mean is 1 (comparable across graph sizes)."""
+    n = adj.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    out_deg = np.asarray(adj.sum(axis=1)).ravel()
+    inv = np.divide(1.0, out_deg, out=np.zeros_like(out_deg), where=out_deg > 0)
+    transition = (sp.diags(inv) @ adj).T.tocsr()
+    dangling = out_deg == 0
+    r = np.full(n, 1.0 / n)
+    for _ in range(max_iter):
+        new = alpha * (transition @ r + r[dangling].sum() / n) + (1 - alpha) / n
+        done = np.abs(new - r).sum() < tol
+        r = new
+        if done:
+            break
+    return r * n
+
+
+def clustering(adj: sp.csr_matrix) -> np.ndarray:
+    """Local clustering coefficient of each node of an undirected, unweighted graph."""
+    a = (adj > 0).astype(np.float64).tocsr()
+    a.setdiag(0)
+    a.eliminate_zeros()
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    triangles = np.asarray((a @ a).multiply(a).sum(axis=1)).ravel() / 2.0
+    pairs = deg * (deg - 1) / 2.0
+    return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
+
+
+def build_features(graph: ProfileGraph, seed: int = 0) -> UserFeatures:
+    """Compute user and item features.
+
+    Columns (user frame):
+        behaviour: ``n_purchases``, ``log_quantity``, ``log_monetary``, ``distinct_items``, ``log_avg_price``,
+            ``recency_days`` (days before the last purchase in the data; only when timestamps exist),
+            ``has_purchases``
+        category_mix: ``cat_share_<category>`` quantity shares of the most common categories
+        item_svd: ``item_svd_<j>``; category_svd: ``cat_svd_<j>`` (only with more than 20 categories)
+        graph: ``social_degree``, ``log_social_degree``, ``pagerank``, ``clustering``
+    """
+    n_users, n_items = graph.num_users, len(graph.item_ids)
+    data = graph.data
+    attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend")}
+    count = np.asarray(attrs["count"].sum(axis=1)).ravel()
+    quantity = np.asarray(attrs["quantity"].sum(axis=1)).ravel()
+    spend = np.asarray(attrs["spend"].sum(axis=1)).ravel()
+    distinct = np.diff(attrs["count"].indptr).astype(np.float64)
+    f = pd.DataFrame({
+        "n_purchases": np.log1p(count),
+        "log_quantity": np.log1p(quantity),
+        "log_monetary": np.log1p(spend),
+        "distinct_items": np.log1p(distinct),
+        "log_avg_price": np.log1p(np.divide(spend, quantity, out=np.zeros_like(spend), where=quantity > 0)),
+    })
+    groups: dict[str, list[str]] = {"behaviour": list(f.columns)}
+    ei = data[BUYS].edge_index.numpy()
+    last = data[BUYS].edge_attr[:, BUY_ATTRS.index("last_time")].numpy().astype(np.float64)
+    if np.isfinite(last).any():
+        user_last = np.full(n_users, -np.inf)
+        ok = np.isfinite(last)
+        np.maximum.at(user_last, ei[0][ok], last[ok])
+        ref = last[ok].max()
+        recency = (ref - user_last) / SECONDS_PER_DAY
+        missing = ~np.isfinite(recency)
+        recency[missing] = recency[~missing].max() + 1 if (~missing).any() else 0.0
+        f["recency_days"] = np.log1p(recency)
+        groups["behaviour"].append("recency_days")
+    f["has_purchases"] = (count > 0).astype(np.float64)
+    groups["behaviour"].append("has_purchases")
+
+    # category mix: quantity shares per category
+    item_cat = None
+    if IN_CAT in data.edge_types and len(graph.category_ids):
+        item_cat = np.zeros(n_items, dtype=np.int64)
+        cei = data[IN_CAT].edge_index.numpy()
+        item_cat[cei[0]] = cei[1]
+        n_cat = len(graph.category_ids)
+        to_cat = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
+        user_cat = (attrs["quantity"] @ to_cat).tocsr()
+        totals = np.asarray(user_cat.sum(axis=0)).ravel()
+        top = np.argsort(-totals, kind="stable")[:MAX_CATEGORY_SHARES]
+        shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat
+        shares = shares.toarray()[:, top] if n_cat <= 4 * MAX_CATEGORY_SHARES else shares[:, top].toarray()
+        cols = [f"cat_share_{graph.category_ids[c]}" for c in top]
+        f = pd.concat([f, pd.DataFrame(shares, columns=cols)], axis=1)
+        groups["category_mix"] = cols
+        if n_cat > MAX_CATEGORY_SHARES:
+            cat_svd, _ = _svd(user_cat, CATEGORY_SVD_DIM, seed, "cat_svd")
+            f = pd.concat([f, cat_svd], axis=1)
+            groups["category_svd"] = list(cat_svd.columns)
+
+    # which items: truncated SVD of the row-normalised log-count matrix
+    item_svd, loadings = _svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd")
+    f = pd.concat([f, item_svd], axis=1)
+    groups["item_svd"] = list(item_svd.columns)
+
+    adj = graph.social_adjacency()
+    deg = np.diff(adj.indptr).astype(np.float64)
+    f["social_degree"] = deg
+    f["log_social_degree"] = np.log1p(deg)
+    f["pagerank"] = pagerank(adj) if adj.nnz else np.ones(n_users)
+    f["clustering"] = clustering(adj) if adj.nnz else np.zeros(n_users)
+    groups["graph"] = ["social_degree", "log_social_degree", "pagerank", "clustering"]
+
+    # items: popularity, price, category, SVD loadings
+    buyers = np.diff(attrs["count"].tocsc().indptr).astype(np.float64)
+    item_qty = np.asarray(attrs["quantity"].sum(axis=0)).ravel()
+    item_spend = np.asarray(attrs["spend"].sum(axis=0)).ravel()
+    items = pd.DataFrame({
+        "popularity": buyers,
+        "log_popularity": np.log1p(buyers),
+        "mean_price": np.divide(item_spend, item_qty, out=np.zeros_like(item_spend), where=item_qty > 0),
+    })
+    if item_cat is not None:
+        items["category"] = graph.category_ids[item_cat].astype(str)
+    if loadings is not None:
+        items = pd.concat([items, pd.DataFrame(loadings * np.sqrt(n_items),
+                                               columns=[f"item_svd_{j}" for j in range(loadings.shape[1])])],
+                          axis=1)
+    return UserFeatures(user_ids=graph.user_ids, frame=f.astype(np.float64), groups=groups,
+                        item_ids=graph.item_ids, items=items)
+
+
+def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
+    root = Path(root)
+    users = pd.concat([pd.DataFrame({"user_id": pd.Series(features.user_ids, dtype="string")}),
+                       features.frame], axis=1)
+    workdir.write_parquet(root / workdir.FEATURES_USERS, users)
+    items = pd.concat([pd.DataFrame({"item_id": pd.Series(features.item_ids, dtype="string")}),
+                       features.items], axis=1)
+    workdir.write_parquet(root / workdir.FEATURES_ITEMS, items)
+    workdir.write_json(root / workdir.FEATURES_META, {"groups": features.groups, "seed": seed,
+                                                      "num_users": len(features.user_ids),
+                                                      "num_features": features.frame.shape[1]})
+
+
+def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
+    """Load ``features/users.parquet`` and ``features/items.parquet`` (written by ``build-graph``)."""
+    root = Path(root)
+    hint = "run 'graphprof build-graph' first"
+    meta = workdir.read_json(root / workdir.FEATURES_META, missing=hint)
+    users = workdir.read_parquet(root / workdir.FEATURES_USERS, missing=hint)
+    items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing=hint)
+    return UserFeatures(user_ids=users["user_id"].astype(str).to_numpy(dtype=object),
+                        frame=users.drop(columns=["user_id"]).astype(np.float64), groups=meta["groups"],
+                        item_ids=items["item_id"].astype(str).to_numpy(dtype=object),
+                        items=items.drop(columns=["item_id"]))

@@ -1,0 +1,189 @@
+"""A seeded generator of shop-like tables in the generic schema, with planted structure.
+
+How the data is planted (see ``datasets/README.md``):
+
+* **Communities.** Every user belongs to one of ``n_communities`` hidden communities (sizes vary).
+* **Friendships.** Each user starts Poisson(``friends_per_user`` / 2) ties; a tie stays inside the community
+  with probability ``homophily``, otherwise it goes to a random user. Self ties and repeats are dropped.
+* **Attributes.** ``gender`` leans strongly per community (P(f) is 0.15 or 0.85); ``age_band`` has one dominant
+  band per community (probability ``age_dominance``); ``spend_level`` is a per-user trait that drives how many
+  units a user buys per purchase: it shows in the user's *own* purchases, not in their friends'.
+* **Tastes.** Each community has a Dirichlet taste over categories and a log-normal boost over items; gender
+  tilts the choice of "gendered" items a little. Each user makes only a few purchases (1 + Poisson), so one
+  user's own history says little about their community, while their friends' histories say a lot: the
+  situation of real shops with sparse histories, where the graph adds what the user's own rows lack.
+* **Labels.** Each attribute is observed for a random ``label_rate`` share of users (empty cell = unknown).
+
+Vectorised numpy throughout, so the same code writes millions of rows for the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CATEGORIES = ["books", "electronics", "fashion", "beauty", "sports", "toys", "grocery", "home", "garden",
+              "music", "games", "pets", "auto", "health", "office", "baby"]
+AGE_BANDS = ["18-24", "25-34", "35-49", "50+"]
+SPEND_LEVELS = ["low", "mid", "high"]
+START = 1735689600  # 2025-01-01T00:00:00Z
+YEAR = 365 * 86400
+
+
+def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: int = 8,
+             n_categories: int = 12, purchases_per_user: float = 3.0, friends_per_user: float = 8.0,
+             homophily: float = 0.85, age_dominance: float = 0.7, label_rate: float = 0.4,
+             time_format: str = "iso", bad_rows: int = 0, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Generate ``purchases``, ``friendships``, ``users`` and ``items`` tables in the generic schema.
+
+    Args:
+        bad_rows: how many deliberately bad rows to mix in (negative quantity, bad timestamp, missing id,
+            self tie, repeated tie, duplicate user...), to show the rejects at work.
+        time_format: ``"iso"`` (ISO-8601 text) or ``"epoch"`` (integer seconds, faster at scale).
+    """
+    rng = np.random.default_rng(seed)
+    n_items = n_items or max(50, n_users // 5)
+    n_categories = min(n_categories, len(CATEGORIES))
+    k = n_communities
+    width = len(str(n_users))
+
+    # --- users, communities, attributes
+    community = rng.choice(k, size=n_users, p=rng.dirichlet(np.full(k, 5.0)))
+    p_female = np.where(np.arange(k) % 2 == 0, 0.85, 0.15)
+    female = rng.random(n_users) < p_female[community]
+    dominant = rng.permutation(np.arange(k) % len(AGE_BANDS))
+    age = np.where(rng.random(n_users) < age_dominance, dominant[community],
+                   rng.integers(0, len(AGE_BANDS), n_users))
+    spend = rng.choice(len(SPEND_LEVELS), size=n_users, p=[0.45, 0.35, 0.2])
+    user_ids = np.char.add("C", np.char.zfill(np.arange(n_users).astype(str), width + 1))
+
+    # --- items: category, price, popularity, gender lean
+    item_cat = rng.integers(0, n_categories, n_items)
+    cat_price = rng.lognormal(3.0, 0.6, n_categories)
+    item_price = np.round(cat_price[item_cat] * rng.lognormal(0, 0.4, n_items), 2)
+    popularity = rng.pareto(1.5, n_items) + 1
+    lean = rng.choice([-1.0, 0.0, 1.0], size=n_items, p=[0.25, 0.5, 0.25])
+    item_ids = np.char.add("SKU-", np.char.zfill(np.arange(n_items).astype(str), len(str(n_items)) + 1))
+
+    # --- purchases: few per user, items from the community's taste
+    n_buy = 1 + rng.poisson(max(purchases_per_user - 1, 0), n_users)
+    buyer = np.repeat(np.arange(n_users), n_buy)
+    taste = rng.dirichlet(np.full(n_categories, 0.3), size=k)            # [k, n_categories]
+    boost = rng.lognormal(0.0, 1.0, size=(k, n_items))                   # [k, n_items]
+    item = np.empty(len(buyer), dtype=np.int64)
+    for c in range(k):
+        for g in (False, True):
+            rows = np.flatnonzero((community[buyer] == c) & (female[buyer] == g))
+            if len(rows) == 0:
+                continue
+            w = popularity * boost[c] * taste[c, item_cat] * np.exp(0.7 * lean * (1 if g else -1))
+            item[rows] = rng.choice(n_items, size=len(rows), p=w / w.sum())
+    quantity = 1 + rng.poisson(np.array([0.1, 0.8, 2.5])[spend[buyer]])
+    price = np.round(item_price[item] * rng.uniform(0.85, 1.0, len(item)), 2)
+    ts = START + rng.integers(0, YEAR, len(item))
+    purchases = pd.DataFrame({"user_id": user_ids[buyer], "item_id": item_ids[item],
+                              "timestamp": _format_time(ts, time_format), "quantity": quantity,
+                              "price": price})
+    purchases = purchases.iloc[rng.permutation(len(purchases))].reset_index(drop=True)
+
+    # --- friendships: homophilous ties, no self ties, no repeats
+    n_start = rng.poisson(friends_per_user / 2, n_users)
+    a = np.repeat(np.arange(n_users), n_start)
+    order = np.argsort(community, kind="stable")
+    sizes = np.bincount(community, minlength=k)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    same = order[offsets[community[a]] + (rng.random(len(a)) * sizes[community[a]]).astype(np.int64)]
+    b = np.where(rng.random(len(a)) < homophily, same, rng.integers(0, n_users, len(a)))
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pairs = np.unique(np.stack([lo[lo != hi], hi[lo != hi]], axis=1), axis=0)
+    flip = rng.random(len(pairs)) < 0.5
+    pairs[flip] = pairs[flip][:, ::-1]
+    pairs = pairs[rng.permutation(len(pairs))]
+    friendships = pd.DataFrame({"user_id": user_ids[pairs[:, 0]], "friend_id": user_ids[pairs[:, 1]]})
+
+    def observed(values: np.ndarray) -> np.ndarray:
+        out = values.astype(object)
+        out[rng.random(n_users) >= label_rate] = None
+        return out
+
+    users = pd.DataFrame({
+        "user_id": user_ids,
+        "gender": observed(np.where(female, "f", "m")),
+        "age_band": observed(np.array(AGE_BANDS)[age]),
+        "spend_level": observed(np.array(SPEND_LEVELS)[spend]),
+    })
+    items = pd.DataFrame({"item_id": item_ids, "category": np.array(CATEGORIES)[item_cat], "price": item_price})
+    tables = {"purchases": purchases, "friendships": friendships, "users": users, "items": items}
+    if bad_rows:
+        _add_bad_rows(tables, bad_rows, rng)
+    return tables
+
+
+def _format_time(ts: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt == "epoch":
+        return ts
+    if fmt == "iso":
+        return np.datetime_as_string(ts.astype("datetime64[s]"), unit="s").astype(object) + "Z"
+    raise ValueError(f"time_format must be 'iso' or 'epoch'. Got {fmt!r} instead")
+
+
+def _add_bad_rows(tables: dict[str, pd.DataFrame], n: int, rng: np.random.Generator) -> None:
+    """Mix in rows that validation must reject, each of a known kind, at random places."""
+    p, f, u = tables["purchases"], tables["friendships"], tables["users"]
+    ok_p, ok_f = p.iloc[0], f.iloc[0]
+    kinds = [
+        ("purchases", {**ok_p, "quantity": -2}),
+        ("purchases", {**ok_p, "timestamp": "yesterday"}),
+        ("purchases", {**ok_p, "user_id": None}),
+        ("purchases", {**ok_p, "price": -5.0}),
+        ("friendships", {"user_id": ok_f["user_id"], "friend_id": ok_f["user_id"]}),
+        ("friendships", {"user_id": ok_f["friend_id"], "friend_id": ok_f["user_id"]}),
+        ("friendships", {"user_id": ok_f["user_id"], "friend_id": None}),
+        ("users", {**u.iloc[1].to_dict()}),
+    ]
+    for j in range(n):
+        name, row = kinds[j % len(kinds)]
+        df = tables[name]
+        at = int(rng.integers(1, len(df)))
+        tables[name] = pd.concat([df.iloc[:at], pd.DataFrame([row]), df.iloc[at:]], ignore_index=True)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path, fmt: str = "csv") -> dict[str, Path]:
+    """Write tables as ``<name>.csv`` or ``<name>.parquet`` into ``out_dir``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, df in tables.items():
+        path = out_dir / f"{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(path, index=False)
+        elif fmt == "parquet":
+            df.to_parquet(path, index=False)
+        else:
+            raise ValueError(f"fmt must be 'csv' or 'parquet'. Got {fmt!r} instead")
+        paths[name] = path
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Write a generated shop in the generic schema.")
+    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    ap.add_argument("--purchases-per-user", type=float, default=3.0)
+    ap.add_argument("--friends-per-user", type=float, default=8.0)
+    ap.add_argument("--bad-rows", type=int, default=0)
+    ap.add_argument("--time-format", choices=["iso", "epoch"], default="iso")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    tables = generate(a.users, purchases_per_user=a.purchases_per_user, friends_per_user=a.friends_per_user,
+                      bad_rows=a.bad_rows, time_format=a.time_format, seed=a.seed)
+    for name, path in write_tables(tables, a.out, a.format).items():
+        print(f"{path}: {len(tables[name])} rows")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Validated tables -> a heterogeneous user-item-category graph (PyG ``HeteroData``), saved without pickle.
+
+Node types: ``user``, ``item`` and, where items have a category, ``category``. Edge types:
+``(user, buys, item)`` one edge per (user, item) pair with attributes :data:`BUY_ATTRS`,
+``(user, friend, user)`` stored in both directions, ``(item, in, category)``, and the reverse
+``(item, rev_buys, user)`` and ``(category, rev_in, item)``. Node indices are contiguous; the id maps
+(index -> the user's own id) travel with the graph so every output speaks in the user's ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.data import HeteroData
+
+from graphprof import workdir
+from graphprof.schema import UNKNOWN_CATEGORY, ValidatedTables
+
+BUYS = ("user", "buys", "item")
+REV_BUYS = ("item", "rev_buys", "user")
+FRIEND = ("user", "friend", "user")
+IN_CAT = ("item", "in", "category")
+REV_IN = ("category", "rev_in", "item")
+#: Columns of ``data[BUYS].edge_attr``: purchases (rows), total quantity, spend, last time (epoch s, NaN if
+#: unknown), summed weight (ratings where given, else 1 per purchase).
+BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight")
+
+
+@dataclass
+class ProfileGraph:
+    """A ``HeteroData`` graph plus the id maps.
+
+    Attributes:
+        data: the graph. ``data[t].num_nodes`` for each node type; ``edge_index`` shape ``[2, E]``;
+            ``data[BUYS].edge_attr`` shape ``[E, len(BUY_ATTRS)]``; ``data[FRIEND].edge_weight`` shape ``[E]``.
+        user_ids, item_ids, category_ids: ``ids[i]`` is the user's own id of node ``i`` (str arrays).
+    """
+
+    data: HeteroData
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    category_ids: np.ndarray
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    def user_index(self, ids) -> np.ndarray:
+        """Indices of the given user ids; -1 where an id is unknown."""
+        return _lookup(self.user_ids, ids)
+
+    def item_index(self, ids) -> np.ndarray:
+        return _lookup(self.item_ids, ids)
+
+    def social_adjacency(self):
+        """Symmetric ``scipy.sparse.csr_matrix`` [num_users, num_users] of friendship weights."""
+        import scipy.sparse as sp
+
+        n = self.num_users
+        if FRIEND not in self.data.edge_types:
+            return sp.csr_matrix((n, n))
+        ei = self.data[FRIEND].edge_index.numpy()
+        w = self.data[FRIEND].edge_weight.numpy().astype(np.float64)
+        return sp.csr_matrix((w, (ei[0], ei[1])), shape=(n, n))
+
+    def purchase_matrix(self, attr: str = "quantity"):
+        """``scipy.sparse.csr_matrix`` [num_users, num_items] holding one of :data:`BUY_ATTRS`."""
+        import scipy.sparse as sp
+
+        ei = self.data[BUYS].edge_index.numpy()
+        vals = self.data[BUYS].edge_attr[:, BUY_ATTRS.index(attr)].numpy().astype(np.float64)
+        return sp.csr_matrix((np.nan_to_num(vals), (ei[0], ei[1])), shape=(self.num_users, len(self.item_ids)))
+
+
+def _lookup(ids: np.ndarray, query) -> np.ndarray:
+    query = np.asarray(query, dtype=object).astype(str)
+    pos = np.searchsorted(ids, query)
+    pos = np.clip(pos, 0, max(len(ids) - 1, 0))
+    found = (len(ids) > 0) & (ids[pos] == query) if len(ids) else np.zeros(len(query), bool)
+    return np.where(found, pos, -1).astype(np.int64)
+
+
+def _sorted_ids(*series: pd.Series) -> np.ndarray:
+    parts = [s.dropna().astype(str).to_numpy(dtype=object) for s in series if s is not None]
+    if not parts:
+        return np.array([], dtype=object)
+    return np.unique(np.concatenate(parts)).astype(str).astype(object)
+
+
+def build_graph(tables: ValidatedTables) -> ProfileGraph:
+    """Build the graph from validated tables. Users are the union of the users table, buyers and both ends
+    of every tie; items the union of the items table and bought items. Ids are sorted, so the same rows in
+    any order give the same graph.
+
+    Returns:
+        ProfileGraph
+    """
+    t = tables.tables
+    purchases = t["purchases"]
+    friendships = t.get("friendships")
+    users = t.get("users")
+    items = t.get("items")
+
+    user_ids = _sorted_ids(purchases["user_id"],
+                           users["user_id"] if users is not None else None,
+                           friendships["user_id"] if friendships is not None else None,
+                           friendships["friend_id"] if friendships is not None else None)
+    item_ids = _sorted_ids(purchases["item_id"], items["item_id"] if items is not None else None)
+    data = HeteroData()
+    data["user"].num_nodes = len(user_ids)
+    data["item"].num_nodes = len(item_ids)
+
+    # purchases -> one edge per (user, item) with aggregated attributes
+    u = _lookup(user_ids, purchases["user_id"].to_numpy())
+    i = _lookup(item_ids, purchases["item_id"].to_numpy())
+    qty = purchases["quantity"].to_numpy(np.float64)
+    price = purchases["price"].to_numpy(np.float64)
+    if items is not None and "price" in items:  # a purchase without a price costs the item's list price
+        list_price = np.full(len(item_ids), np.nan)
+        list_price[_lookup(item_ids, items["item_id"].to_numpy())] = items["price"].to_numpy(np.float64)
+        price = np.where(np.isnan(price), list_price[i], price)
+    agg = pd.DataFrame({"u": u, "i": i, "count": 1.0, "quantity": qty,
+                        "spend": np.nan_to_num(qty * price), "last_time": purchases["timestamp"].to_numpy(),
+                        "weight": purchases["weight"].to_numpy(np.float64)})
+    agg = agg.groupby(["u", "i"], sort=True).agg(
+        count=("count", "sum"), quantity=("quantity", "sum"), spend=("spend", "sum"),
+        last_time=("last_time", "max"), weight=("weight", "sum")).reset_index()
+    buy_index = torch.from_numpy(agg[["u", "i"]].to_numpy(np.int64).T.copy())
+    data[BUYS].edge_index = buy_index
+    data[BUYS].edge_attr = torch.from_numpy(agg[list(BUY_ATTRS)].to_numpy(np.float32))
+    data[REV_BUYS].edge_index = buy_index.flip(0)
+
+    if friendships is not None and len(friendships):
+        a = _lookup(user_ids, friendships["user_id"].to_numpy())
+        b = _lookup(user_ids, friendships["friend_id"].to_numpy())
+        w = friendships["weight"].to_numpy(np.float32)
+        src, dst = np.concatenate([a, b]), np.concatenate([b, a])
+        order = np.lexsort((dst, src))
+        data[FRIEND].edge_index = torch.from_numpy(np.stack([src[order], dst[order]]))
+        data[FRIEND].edge_weight = torch.from_numpy(np.concatenate([w, w])[order])
+
+    category_ids = np.array([], dtype=object)
+    if items is not None and "category" in items:
+        item_cat = np.full(len(item_ids), UNKNOWN_CATEGORY, dtype=object)
+        item_cat[_lookup(item_ids, items["item_id"].to_numpy())] = items["category"].astype(str).to_numpy()
+        category_ids = np.unique(item_cat.astype(str)).astype(object)
+        c = _lookup(category_ids, item_cat)
+        data["category"].num_nodes = len(category_ids)
+        cat_index = torch.from_numpy(np.stack([np.arange(len(item_ids)), c]).astype(np.int64))
+        data[IN_CAT].edge_index = cat_index
+        data[REV_IN].edge_index = cat_index.flip(0)
+
+    data.validate(raise_on_error=True)
+    return ProfileGraph(data=data, user_ids=user_ids, item_ids=item_ids, category_ids=category_ids)
+
+
+# ----------------------------------------------------------------------------------------- save / load
+def _key(edge_type: tuple[str, str, str], name: str) -> str:
+    return "__".join(edge_type) + "." + name
+
+
+def save_graph(graph: ProfileGraph, root: str | Path) -> None:
+    """Write ``graph/tensors.safetensors``, ``graph/meta.json`` and ``tables/ids/*.parquet``."""
+    root = Path(root)
+    data = graph.data
+    tensors, edge_meta = {}, []
+    for et in data.edge_types:
+        store = data[et]
+        names = [n for n in ("edge_index", "edge_attr", "edge_weight") if n in store]
+        for n in names:
+            tensors[_key(et, n)] = store[n]
+        edge_meta.append({"type": list(et), "num_edges": int(store.edge_index.shape[1]), "tensors": names})
+    meta = {"node_types": {nt: int(data[nt].num_nodes) for nt in data.node_types},
+            "edge_types": edge_meta, "buy_attrs": list(BUY_ATTRS)}
+    workdir.write_safetensors(root / workdir.GRAPH_TENSORS, tensors)
+    for kind, ids in (("user", graph.user_ids), ("item", graph.item_ids), ("category", graph.category_ids)):
+        workdir.write_parquet(workdir.ids_path(root, kind),
+                              pd.DataFrame({f"{kind}_id": pd.Series(ids, dtype="string"),
+                                            "index": np.arange(len(ids), dtype=np.int64)}))
+    workdir.write_json(root / workdir.GRAPH_META, meta)  # last: its presence means the graph is complete
+
+
+def load_graph(root: str | Path = workdir.DEFAULT_WORKDIR) -> ProfileGraph:
+    """Load a graph saved by :func:`save_graph` (safetensors + JSON + Parquet; nothing is unpickled).
+
+    Raises:
+        ArtifactError: no graph in ``root``, or a damaged one.
+    """
+    root = Path(root)
+    workdir.require_built(root)
+    hint = "run 'graphprof build-graph' again"
+    meta = workdir.read_json(root / workdir.GRAPH_META, missing=hint)
+    tensors = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing=hint)
+    data = HeteroData()
+    for nt, n in meta["node_types"].items():
+        data[nt].num_nodes = n
+    for em in meta["edge_types"]:
+        et = tuple(em["type"])
+        for n in em["tensors"]:
+            data[et][n] = tensors[_key(et, n)]
+    ids = {}
+    for kind in ("user", "item", "category"):
+        df = workdir.read_parquet(workdir.ids_path(root, kind), missing=hint)
+        ids[kind] = df.sort_values("index")[f"{kind}_id"].astype(str).to_numpy(dtype=object)
+    return ProfileGraph(data=data, user_ids=ids["user"], item_ids=ids["item"], category_ids=ids["category"])
+
+
+def describe(graph: ProfileGraph) -> dict:
+    """Node and edge counts, for logs and ``--json``."""
+    d = graph.data
+    return {"nodes": {nt: int(d[nt].num_nodes) for nt in d.node_types},
+            "edges": {"__".join(et): int(d[et].edge_index.shape[1]) for et in d.edge_types}}
+
+
+# -------------------------------------------------------------------------------------------- networkx
+def to_networkx(graph: ProfileGraph, view: str = "social"):
+    """networkx views for analytics, with the user's own ids as node names.
+
+    Args:
+        view: ``"social"`` -> undirected ``nx.Graph`` of users with tie ``weight``;
+            ``"purchases"`` -> bipartite ``nx.Graph`` of ``("user", id)`` and ``("item", id)`` nodes
+            (attribute ``bipartite`` 0/1) with the :data:`BUY_ATTRS` on each edge.
+    """
+    import networkx as nx
+
+    from graphprof.errors import ConfigError
+
+    g = nx.Graph()
+    if view == "social":
+        g.add_nodes_from(graph.user_ids)
+        if FRIEND in graph.data.edge_types:
+            ei = graph.data[FRIEND].edge_index.numpy()
+            w = graph.data[FRIEND].edge_weight.numpy()
+            keep = ei[0] < ei[1]
+            g.add_weighted_edges_from(zip(graph.user_ids[ei[0][keep]], graph.user_ids[ei[1][keep]],
+                                          w[keep].tolist()))
+        return g
+    if view == "purchases":
+        g.add_nodes_from((("user", u) for u in graph.user_ids), bipartite=0)
+        g.add_nodes_from((("item", i) for i in graph.item_ids), bipartite=1)
+        ei = graph.data[BUYS].edge_index.numpy()
+        attrs = graph.data[BUYS].edge_attr.numpy()
+        for (u, i), row in zip(ei.T, attrs):
+            g.add_edge(("user", graph.user_ids[u]), ("item", graph.item_ids[i]),
+                       **{k: float(v) for k, v in zip(BUY_ATTRS, row)})
+        return g
+    raise ConfigError(f"view must be 'social' or 'purchases'. Got {view!r} instead")
+

@@ -1,0 +1,194 @@
+"""Find and read input tables (CSV, TSV or Parquet) into raw DataFrames with their source row numbers.
+
+Reading keeps every cell as written: id columns stay strings (leading zeros survive, a blank does not turn an
+integer column into floats), and each row carries ``__row__``, its 1-based physical line in the file (header =
+1) or, for Parquet, its 1-based record number. Validation of values is the job of :mod:`graphprof.schema`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphprof.errors import InputError
+
+TABLES = ("purchases", "friendships", "users", "items")
+REQUIRED_TABLES = ("purchases",)
+CSV_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+ROW = "__row__"
+
+
+@dataclass
+class RawTable:
+    """One table as read. ``df`` has the file's columns plus ``__row__`` (int64)."""
+
+    name: str
+    path: Path
+    df: pd.DataFrame
+
+
+def find_tables(data_dir: str | Path) -> dict[str, Path]:
+    """Find ``purchases.*``, ``friendships.*``, ``users.*`` and ``items.*`` in ``data_dir``.
+
+    Raises:
+        InputError: the directory is missing, holds no purchases table, or holds two files for one table.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: --data must be a directory. Got a path that does not exist or is a file",
+                         path=str(data_dir))
+    found: dict[str, Path] = {}
+    names = sorted(p.name for p in data_dir.iterdir())
+    for table in TABLES:
+        matches = [data_dir / n for n in names if _table_of(n) == table]
+        if len(matches) > 1:
+            raise InputError(f"{data_dir}: must hold one file per table. Got {len(matches)} for {table}: "
+                             + ", ".join(m.name for m in matches), path=str(data_dir))
+        if matches:
+            found[table] = matches[0]
+    for table in REQUIRED_TABLES:
+        if table not in found:
+            shown = ", ".join(names[:10]) + (" ..." if len(names) > 10 else "") if names else "nothing"
+            raise InputError(f"{data_dir}: must contain {table}.csv or {table}.parquet. Got: {shown}",
+                             path=str(data_dir))
+    return found
+
+
+def _table_of(name: str) -> str | None:
+    lower = name.lower()
+    for table in TABLES:
+        for suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
+            if lower == table + suffix:
+                return table
+    return None
+
+
+def read_table(path: str | Path, name: str) -> RawTable:
+    """Read one table file. CSV/TSV (delimiter sniffed from the header) or Parquet, by file suffix.
+
+    Raises:
+        InputError: the file is missing, empty, not UTF-8, not parseable, or of an unknown format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: the {name} file must exist. Got a path that does not", path=str(path))
+    lower = path.name.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        df = _read_parquet(path)
+    elif lower.endswith(CSV_SUFFIXES):
+        df = _read_csv(path)
+    else:
+        raise InputError(f"{path}: the format must be CSV, TSV or Parquet (by suffix: "
+                         f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}). Got '{path.suffix or path.name}'",
+                         path=str(path))
+    if df.columns.duplicated().any():
+        dup = sorted(set(df.columns[df.columns.duplicated()]))
+        raise InputError(f"{path}: column names must be unique. Got duplicates: {', '.join(dup)}",
+                         path=str(path), row=1, column=dup[0])
+    return RawTable(name=name, path=path, df=df)
+
+
+def read_tables(paths: dict[str, str | Path]) -> dict[str, RawTable]:
+    """Read every table named in ``paths`` (table name -> file)."""
+    unknown = set(paths) - set(TABLES)
+    if unknown:
+        raise InputError(f"table names must be among {', '.join(TABLES)}. Got {', '.join(sorted(unknown))}")
+    return {name: read_table(p, name) for name, p in paths.items() if p is not None}
+
+
+# --------------------------------------------------------------------------------------------------- CSV
+def _sniff_delimiter(path: Path) -> str:
+    if path.name.lower().endswith((".tsv", ".tsv.gz")):
+        return "\t"
+    opener = _open_text(path)
+    with opener as fh:
+        try:
+            header = fh.readline()
+        except UnicodeDecodeError:
+            return ","  # the full read reports the bad bytes with their line
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _open_text(path: Path):
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: must have a header line and data rows. Got an empty file", path=str(path))
+    sep = _sniff_delimiter(path)
+    try:
+        df = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
+            encoding="utf-8-sig", index_col=False, compression="infer",
+        )
+    except UnicodeDecodeError:
+        line = _first_bad_utf8_line(path)
+        raise InputError(f"{path}: must be UTF-8 text. Got bytes that are not UTF-8 on line {line}",
+                         path=str(path), row=line) from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: must have a header line and data rows. Got no columns", path=str(path)) from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise InputError(f"{path}: every line must have {m.group(1)} fields like the header. Got {m.group(3)} "
+                             f"on line {m.group(2)}", path=str(path), row=int(m.group(2))) from None
+        raise InputError(f"{path}: must be a well-formed CSV file. Got: {exc}", path=str(path)) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    df[ROW] = _csv_line_numbers(path, len(df))
+    return df
+
+
+def _csv_line_numbers(path: Path, n_rows: int) -> np.ndarray:
+    """Physical line of each record (header = line 1). Only quoted fields can span lines, so the slow,
+    exact count runs only where the file has a quote character."""
+    simple = np.arange(2, n_rows + 2, dtype=np.int64)
+    if path.name.lower().endswith(".gz") or n_rows == 0:
+        return simple
+    with open(path, "rb") as fh:
+        if b'"' not in fh.read():
+            return simple
+    starts = []
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        prev_end = 0
+        for _ in reader:
+            starts.append(prev_end + 1)
+            prev_end = reader.line_num
+    starts = np.asarray(starts[1:], dtype=np.int64)  # drop the header record
+    return starts if len(starts) == n_rows else simple
+
+
+def _first_bad_utf8_line(path: Path) -> int:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return 1
+
+
+# ------------------------------------------------------------------------------------------------ Parquet
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
+        raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
+    df = table.to_pandas()
+    df.columns = [str(c).strip() for c in df.columns]
+    df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
+    return df

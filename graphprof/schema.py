@@ -1,0 +1,308 @@
+"""Table schemas and row rules: raw tables -> validated tables + rejects.
+
+A bad row is not an exception: it goes to the rejects with its source row, the column at fault, the value and a
+reason phrased ``<column> must <rule>. Got '<value>' instead.``. A bad *file* (a required column missing)
+raises :class:`~graphprof.errors.InputError`. Everything here is vectorised: no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from graphprof.errors import InputError
+from graphprof.io import ROW, RawTable
+
+REQUIRED = {
+    "purchases": ("user_id", "item_id"),
+    "friendships": ("user_id", "friend_id"),
+    "users": ("user_id",),
+    "items": ("item_id",),
+}
+OPTIONAL = {
+    "purchases": ("timestamp", "quantity", "price", "rating"),
+    "friendships": ("weight", "since"),
+    "users": (),
+    "items": ("category", "price"),
+}
+REJECT_COLUMNS = ["source_file", "source_row", "column", "value", "reason"]
+UNKNOWN_CATEGORY = "unknown"
+# Epoch seconds accepted for timestamps: 1970-01-01 .. 2100-01-01.
+TIME_MIN, TIME_MAX = 0.0, 4102444800.0
+_PII = re.compile(r"e-?mail|phone|mobile|address|street|name|ssn|passport|(^|[_\W])ip($|[_\W])|ip_?addr",
+                  re.IGNORECASE)
+
+
+def is_pii_column(name: str) -> bool:
+    """True for column names that look like personal data (email, phone, name, address, ip, ...)."""
+    return bool(_PII.search(name))
+
+
+@dataclass
+class ValidatedTables:
+    """The four tables after validation, with what was rejected.
+
+    Columns (kept tables):
+        purchases: user_id (str), item_id (str), timestamp (float, epoch s, NaN = unknown), quantity (int >= 1),
+            price (float, NaN = unknown), weight (float), __row__ (int)
+        friendships: user_id, friend_id (str), weight (float), __row__
+        users: user_id (str), one str column per attribute (NA = unknown), __row__
+        items: item_id (str), category (str, if given), price (float, if given), __row__
+    """
+
+    tables: dict[str, pd.DataFrame]
+    rejects: dict[str, pd.DataFrame]
+    accounting: dict[str, dict]
+    dropped_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for name, acc in self.accounting.items():
+            lines.append(f"{name}: read {acc['read']} = kept {acc['kept']} + rejected {acc['rejected']}"
+                         f"  ({acc['source']})")
+        return lines
+
+
+class _Checker:
+    """Collects rejects for one table; each row is rejected for its first failing rule only."""
+
+    def __init__(self, raw: RawTable):
+        self.raw = raw
+        self.df = raw.df
+        self.bad = np.zeros(len(raw.df), dtype=bool)
+        self.parts: list[pd.DataFrame] = []
+
+    def reject(self, mask, column: str, rule: str, values: pd.Series | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool) & ~self.bad
+        if not mask.any():
+            return
+        vals = (values if values is not None else self.df[column])[mask]
+        text = vals.astype("object").where(vals.notna(), "").astype(str)
+        self.parts.append(pd.DataFrame({
+            "source_file": str(self.raw.path),
+            "source_row": self.df[ROW].to_numpy()[mask],
+            "column": column,
+            "value": text.to_numpy(),
+            "reason": (f"{column} must {rule}. Got '" + text + "' instead.").to_numpy(),
+        }))
+        self.bad |= mask
+
+    def require_columns(self) -> None:
+        name = self.raw.name
+        present = [c for c in self.df.columns if c != ROW]
+        missing = [c for c in REQUIRED[name] if c not in present]
+        if missing:
+            raise InputError(f"{self.raw.path}: required column '{missing[0]}' is missing (found: "
+                             f"{', '.join(present) or 'no columns'})", path=str(self.raw.path), row=1,
+                             column=missing[0])
+
+    def result(self, kept: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+        rejects = (pd.concat(self.parts, ignore_index=True).sort_values("source_row", kind="stable")
+                   if self.parts else pd.DataFrame(columns=REJECT_COLUMNS))
+        acc = {"read": int(len(self.df)), "kept": int(len(kept)), "rejected": int(len(rejects)),
+               "source": str(self.raw.path)}
+        if acc["read"] != acc["kept"] + acc["rejected"]:  # an invariant of this module, not a user error
+            raise AssertionError(f"row accounting broken for {self.raw.name}: {acc}")
+        return kept.reset_index(drop=True), rejects.reset_index(drop=True), acc
+
+
+# ----------------------------------------------------------------------------------------- value parsers
+def normalize_ids(s: pd.Series) -> pd.Series:
+    """Ids as stripped strings; blank -> NA. Integral floats (from Parquet with nulls) lose their '.0'."""
+    if pd.api.types.is_float_dtype(s):
+        integral = s.notna() & np.isfinite(s) & (s == np.round(s))
+        out = s.astype("object").where(s.notna(), None)
+        out[integral] = s[integral].astype(np.int64).astype(str)
+        s = out
+    elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        s = s.astype("Int64") if not pd.api.types.is_bool_dtype(s) else s
+    s = s.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+def _numbers(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def parse_timestamps(s: pd.Series) -> pd.Series:
+    """Epoch seconds (numbers) or ISO-8601 text (with or without zone; naive = UTC) -> float epoch seconds."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = pd.to_datetime(s, utc=True)
+        out = pd.Series(np.nan, index=s.index)
+        ok = ts.notna()
+        out[ok] = (ts[ok] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        return out
+    out = _numbers(s)
+    text = s.notna() & out.isna()
+    if text.any():
+        ts = pd.to_datetime(s[text].astype(str), format="ISO8601", utc=True, errors="coerce")
+        ok = ts.notna()
+        out.loc[ts.index[ok]] = (ts[ok] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tables
+def _validate_purchases(raw: RawTable):
+    c = _Checker(raw)
+    c.require_columns()
+    df = c.df
+    out = pd.DataFrame({"user_id": normalize_ids(df["user_id"]), "item_id": normalize_ids(df["item_id"])})
+    c.reject(out["user_id"].isna(), "user_id", "be a non-empty id")
+    c.reject(out["item_id"].isna(), "item_id", "be a non-empty id")
+    if "timestamp" in df:
+        ts = parse_timestamps(df["timestamp"])
+        given = df["timestamp"].notna()
+        c.reject(given & ts.isna(), "timestamp", "be epoch seconds or an ISO-8601 date")
+        c.reject(given & ((ts < TIME_MIN) | (ts >= TIME_MAX)), "timestamp", "lie between 1970 and 2100")
+        out["timestamp"] = ts
+    else:
+        out["timestamp"] = np.nan
+    if "quantity" in df:
+        q = _numbers(df["quantity"])
+        given = df["quantity"].notna()
+        bad = given & ~(np.isfinite(q) & (q >= 1) & (q == np.round(q)))
+        c.reject(bad, "quantity", "be an integer >= 1")
+        out["quantity"] = q.fillna(1.0).where(~c.bad, 1.0).astype(np.int64)
+    else:
+        out["quantity"] = np.int64(1)
+    for col in ("price", "rating"):
+        if col in df:
+            v = _numbers(df[col])
+            given = df[col].notna()
+            c.reject(given & ~(np.isfinite(v) & (v >= 0)), col, "be a finite number >= 0")
+            out[col] = v
+    if "price" not in out:
+        out["price"] = np.nan
+    # rating-style data: the rating is the edge weight; otherwise every purchase weighs 1
+    out["weight"] = out["rating"].fillna(1.0) if "rating" in out else 1.0
+    out = out.drop(columns=["rating"], errors="ignore")
+    out[ROW] = df[ROW].to_numpy()
+    return c.result(out[~c.bad])
+
+
+def _validate_friendships(raw: RawTable):
+    c = _Checker(raw)
+    c.require_columns()
+    df = c.df
+    out = pd.DataFrame({"user_id": normalize_ids(df["user_id"]), "friend_id": normalize_ids(df["friend_id"])})
+    c.reject(out["user_id"].isna(), "user_id", "be a non-empty id")
+    c.reject(out["friend_id"].isna(), "friend_id", "be a non-empty id")
+    c.reject((out["user_id"] == out["friend_id"]).fillna(False), "friend_id",
+             "differ from user_id (self ties are not friendships)")
+    if "weight" in df:
+        w = _numbers(df["weight"])
+        given = df["weight"].notna()
+        c.reject(given & ~(np.isfinite(w) & (w > 0)), "weight", "be a finite number > 0")
+        out["weight"] = w.fillna(1.0)
+    else:
+        out["weight"] = 1.0
+    # undirected: (a, b) and (b, a) are one tie; later copies are rejected, naming the line of the first
+    a, b = out["user_id"], out["friend_id"]
+    key = pd.DataFrame({"lo": a.where(a <= b, b), "hi": b.where(a <= b, a), "row": df[ROW].to_numpy()})
+    key = key[~c.bad]
+    dup = key.duplicated(["lo", "hi"], keep="first")
+    if dup.any():
+        first = key.groupby(["lo", "hi"], sort=False)["row"].transform("first")
+        mask = np.zeros(len(df), dtype=bool)
+        mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
+        vals = pd.Series("", index=df.index, dtype=object)
+        vals[mask] = (a[mask].astype(str) + "," + b[mask].astype(str)).to_numpy()
+        rule_rows = pd.Series("", index=df.index, dtype=object)
+        rule_rows[mask] = first[dup].astype(str).to_numpy()
+        _reject_duplicates(c, mask, "friend_id", vals, rule_rows, "a tie listed once (undirected)")
+    out[ROW] = df[ROW].to_numpy()
+    return c.result(out[~c.bad])
+
+
+def _reject_duplicates(c: _Checker, mask, column: str, vals: pd.Series, first_rows: pd.Series, what: str):
+    """Reject duplicates with a reason naming the line of the first copy."""
+    mask = np.asarray(mask) & ~c.bad
+    if not mask.any():
+        return
+    text = vals[mask].astype(str)
+    c.parts.append(pd.DataFrame({
+        "source_file": str(c.raw.path),
+        "source_row": c.df[ROW].to_numpy()[mask],
+        "column": column,
+        "value": text.to_numpy(),
+        "reason": (f"{column} must be {what}. Got a duplicate of line " + first_rows[mask].astype(str)
+                   + " instead.").to_numpy(),
+    }))
+    c.bad |= mask
+
+
+def _validate_keyed(raw: RawTable, key: str):
+    """users / items: one row per id; later duplicates are rejected."""
+    c = _Checker(raw)
+    c.require_columns()
+    df = c.df
+    ids = normalize_ids(df[key])
+    c.reject(ids.isna(), key, "be a non-empty id")
+    frame = pd.DataFrame({"id": ids, "row": df[ROW].to_numpy()})[~c.bad]
+    dup = frame.duplicated("id", keep="first")
+    if dup.any():
+        first = frame.groupby("id", sort=False)["row"].transform("first")
+        mask = np.zeros(len(df), dtype=bool)
+        mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
+        first_rows = pd.Series("", index=df.index, dtype=object)
+        first_rows[mask] = first[dup].astype(str).to_numpy()
+        _reject_duplicates(c, mask, key, ids.astype(object), first_rows, f"unique (one row per {key})")
+    return c, ids
+
+
+def _validate_users(raw: RawTable):
+    c, ids = _validate_keyed(raw, "user_id")
+    dropped = [col for col in c.df.columns if col not in ("user_id", ROW) and is_pii_column(col)]
+    out = pd.DataFrame({"user_id": ids})
+    for col in c.df.columns:
+        if col in ("user_id", ROW) or col in dropped:
+            continue
+        s = c.df[col].astype("string").str.strip()
+        out[col] = s.mask(s == "")
+    out[ROW] = c.df[ROW].to_numpy()
+    kept, rejects, acc = c.result(out[~c.bad])
+    return kept, rejects, acc, dropped
+
+
+def _validate_items(raw: RawTable):
+    c, ids = _validate_keyed(raw, "item_id")
+    df = c.df
+    out = pd.DataFrame({"item_id": ids})
+    if "category" in df:
+        cat = df["category"].astype("string").str.strip()
+        out["category"] = cat.mask(cat == "").fillna(UNKNOWN_CATEGORY)
+    if "price" in df:
+        v = _numbers(df["price"])
+        c.reject(df["price"].notna() & ~(np.isfinite(v) & (v >= 0)), "price", "be a finite number >= 0")
+        out["price"] = v
+    out[ROW] = df[ROW].to_numpy()
+    return c.result(out[~c.bad])
+
+
+def validate_tables(raw: dict[str, RawTable]) -> ValidatedTables:
+    """Validate raw tables (see :func:`graphprof.io.read_tables`).
+
+    Raises:
+        InputError: a required table or column is missing.
+    """
+    if "purchases" not in raw:
+        raise InputError("purchases: a purchases table is required. Got none")
+    tables, rejects, accounting, dropped = {}, {}, {}, {}
+    for name, table in raw.items():
+        if name == "purchases":
+            kept, rej, acc = _validate_purchases(table)
+        elif name == "friendships":
+            kept, rej, acc = _validate_friendships(table)
+        elif name == "users":
+            kept, rej, acc, pii = _validate_users(table)
+            if pii:
+                dropped["users"] = pii
+        elif name == "items":
+            kept, rej, acc = _validate_items(table)
+        else:
+            raise InputError(f"{name}: table name must be one of {', '.join(REQUIRED)}. Got '{name}'")
+        tables[name], rejects[name], accounting[name] = kept, rej, acc
+    return ValidatedTables(tables=tables, rejects=rejects, accounting=accounting, dropped_columns=dropped)

@@ -1,0 +1,239 @@
+"""The work directory: artifact names, atomic writes, the manifest, the lock and safe loads.
+
+No other module builds artifact paths: they come from the constants and helpers here. Every file is written
+to a temporary name in its own folder and then moved into place with ``os.replace``, so a crash never leaves
+a half-written artifact. Loads never unpickle: Parquet, JSON, safetensors and ``np.load(allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graphprof.errors import ArtifactError, LockError
+
+SCHEMA_VERSION = 1
+DEFAULT_WORKDIR = "work"
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+TABLES_DIR = "tables"
+IDS_DIR = "tables/ids"
+REJECTS_DIR = "rejects"
+GRAPH_DIR = "graph"
+GRAPH_TENSORS = "graph/tensors.safetensors"
+GRAPH_META = "graph/meta.json"
+FEATURES_USERS = "features/users.parquet"
+FEATURES_ITEMS = "features/items.parquet"
+FEATURES_META = "features/meta.json"
+MODELS_DIR = "models"
+
+
+def table_path(root: Path, table: str) -> Path:
+    return Path(root) / TABLES_DIR / f"{table}.parquet"
+
+
+def ids_path(root: Path, kind: str) -> Path:
+    return Path(root) / IDS_DIR / f"{kind}.parquet"
+
+
+def rejects_path(root: Path, table: str) -> Path:
+    return Path(root) / REJECTS_DIR / f"{table}.csv"
+
+
+def model_dir(root: Path, target: str, model: str) -> Path:
+    return Path(root) / MODELS_DIR / target / model
+
+
+def run_dir(root: Path, target: str, model: str, seed: int) -> Path:
+    return model_dir(root, target, model) / f"seed_{seed}"
+
+
+# --------------------------------------------------------------------------------------------- atomic writes
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path``, then move it into place atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_parquet(path: Path, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> Path:
+    return atomic_write(path, lambda p: df.to_csv(p, index=False))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    def _w(p: Path) -> None:
+        with open(p, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    return atomic_write(path, _w)
+
+
+def write_safetensors(path: Path, tensors: dict) -> Path:
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda p: save_file(contiguous, str(p)))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------- safe loads
+def read_json(path: Path, *, missing: str) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: must be valid JSON. Got a damaged file ({exc}); {missing}") from exc
+
+
+def read_parquet(path: Path, *, missing: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {missing}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ArtifactError(f"{path}: must be a readable Parquet file. Got: {exc}; {missing}") from exc
+
+
+def read_npz(path: Path, *, missing: str) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {missing}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:  # raised for object arrays (which would need pickle) and damaged files
+        raise ArtifactError(f"{path}: must hold plain numeric arrays (no pickle). Got: {exc}") from exc
+
+
+def read_safetensors(path: Path, *, missing: str) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {missing}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: must be a safetensors file. Got: {exc}; {missing}") from exc
+
+
+# ----------------------------------------------------------------------------------------------- manifest
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(root: Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.exists():
+        return {}
+    return read_json(path, missing="run 'graphprof build-graph' to rebuild the work directory")
+
+
+def update_manifest(root: Path, **sections: Any) -> dict:
+    """Merge ``sections`` into ``manifest.json`` (written last by each stage, atomically)."""
+    from graphprof import __version__
+
+    manifest = load_manifest(root)
+    manifest["schema_version"] = SCHEMA_VERSION
+    manifest["graphprof_version"] = __version__
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+            manifest[key].update(value)
+        else:
+            manifest[key] = value
+    write_json(Path(root) / MANIFEST, manifest)
+    return manifest
+
+
+def require_built(root: Path) -> dict:
+    """Return the manifest of a work directory that has a graph, or say which command to run."""
+    root = Path(root)
+    if not (root / GRAPH_META).exists():
+        raise ArtifactError(f"{root}/: no graph found; run 'graphprof build-graph' first")
+    manifest = load_manifest(root)
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{root}/manifest.json: schema_version must be {SCHEMA_VERSION}. Got {version!r} instead; "
+            "re-run 'graphprof build-graph' with this version of graphprof"
+        )
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------------- lock
+@contextlib.contextmanager
+def locked(root: Path, command: str) -> Iterator[None]:
+    """Hold an exclusive lock on the work directory so two runs cannot interleave their writes."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise LockError(
+                f"{root}/: the work directory must not be in use. Got it locked by {holder}; "
+                "wait for that run to finish or use another --workdir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} running '{command}'")
+        fh.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fh.seek(0)
+            fh.truncate()
+        fh.close()
