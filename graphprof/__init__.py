@@ -13,7 +13,7 @@ from graphprof.features import UserFeatures, build_features, load_features  # no
 from graphprof.graph import ProfileGraph, build_graph, load_graph, to_networkx  # noqa: E402
 from graphprof.io import read_tables  # noqa: E402
 from graphprof.schema import ValidatedTables, validate_tables  # noqa: E402
-# from graphprof.train import TrainResult, train  # noqa: E402
+from graphprof.train import TrainResult, train  # noqa: E402
 
 __all__ = [
     "__version__",

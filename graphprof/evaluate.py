@@ -1,0 +1,126 @@
+"""Targets, seeded stratified splits, and honest metrics (accuracy, macro-F1, AUC) summarised over seeds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from graphprof.errors import ConfigError
+
+MIN_CLASS_SIZE = 10   # a class needs this many labelled users to appear in train, validation and test
+MIN_LABELS = 30       # a column needs this many labelled users to be a default target
+MAX_CLASSES = 50      # more distinct values than this is not a categorical column
+METRICS = ("accuracy", "macro_f1", "auc")
+
+
+@dataclass
+class Target:
+    """Labels of one target column, in graph user order.
+
+    Attributes:
+        name: the column.
+        y: int array ``[num_users]``: class index, or -1 for unknown or dropped labels.
+        classes: class names; ``y == j`` means ``classes[j]``.
+        dropped: classes too small to split -> how many users had them.
+    """
+
+    name: str
+    y: np.ndarray
+    classes: list[str]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def labelled(self) -> np.ndarray:
+        return np.flatnonzero(self.y >= 0)
+
+    def majority_rate(self) -> float:
+        counts = np.bincount(self.y[self.y >= 0], minlength=len(self.classes))
+        return float(counts.max() / max(counts.sum(), 1))
+
+
+def candidate_targets(users: pd.DataFrame | None) -> list[str]:
+    """Columns of the users table usable as default targets: categorical (2..50 values) with enough labels
+    in at least two classes of :data:`MIN_CLASS_SIZE`."""
+    if users is None:
+        return []
+    out = []
+    for col in users.columns:
+        if col in ("user_id", "__row__"):
+            continue
+        counts = users[col].dropna().value_counts()
+        if 2 <= len(counts) <= MAX_CLASSES and counts.sum() >= MIN_LABELS and (counts >= MIN_CLASS_SIZE).sum() >= 2:
+            out.append(col)
+    return out
+
+
+def make_target(users: pd.DataFrame | None, user_ids: np.ndarray, name: str,
+                min_class_size: int = MIN_CLASS_SIZE) -> Target:
+    """Labels of column ``name`` aligned to ``user_ids``; classes with fewer than ``min_class_size`` labelled
+    users are dropped (reported in ``Target.dropped``).
+
+    Raises:
+        ConfigError: the column does not exist, has too many values, or fewer than two usable classes.
+    """
+    cols = [c for c in (users.columns if users is not None else []) if c not in ("user_id", "__row__")]
+    if users is None or name not in cols:
+        raise ConfigError(f"--target must be a column of the users table ({', '.join(cols) or 'no users table'}). "
+                          f"Got {name!r} instead")
+    labels = users.set_index("user_id")[name].dropna().astype(str)
+    counts = labels.value_counts()
+    if len(counts) > MAX_CLASSES:
+        raise ConfigError(f"--target {name}: must be categorical (at most {MAX_CLASSES} values). "
+                          f"Got {len(counts)} distinct values instead")
+    keep = sorted(counts[counts >= min_class_size].index)
+    dropped = {str(c): int(n) for c, n in counts[counts < min_class_size].items()}
+    if len(keep) < 2:
+        raise ConfigError(f"--target {name}: needs at least two classes with {min_class_size}+ labelled users. "
+                          f"Got {dict(counts.astype(int))} instead")
+    code = {c: j for j, c in enumerate(keep)}
+    aligned = pd.Series(user_ids, dtype=object).map(labels)
+    y = aligned.map(code).fillna(-1).to_numpy(np.int64)
+    return Target(name=name, y=y, classes=keep, dropped=dropped)
+
+
+def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dict[str, np.ndarray]:
+    """Seeded stratified split of the labelled users into ``train`` / ``val`` / ``test`` (indices into the
+    graph's users). The same seed gives the same split for every model."""
+    idx = target.labelled
+    y = target.y[idx]
+    rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
+    y_rest = target.y[rest]
+    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), stratify=y_rest, random_state=seed)
+    return {"train": np.sort(train_idx), "val": np.sort(val_idx), "test": np.sort(test_idx)}
+
+
+def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """Accuracy, macro-F1 and AUC (one-vs-rest, macro, for more than two classes) of probabilities
+    ``proba`` [n, n_classes] against class indices ``y_true`` [n]."""
+    n_classes = proba.shape[1]
+    pred = proba.argmax(axis=1)
+    out = {"accuracy": float(accuracy_score(y_true, pred)),
+           "macro_f1": float(f1_score(y_true, pred, average="macro", labels=np.arange(n_classes), zero_division=0))}
+    try:
+        if n_classes == 2:
+            out["auc"] = float(roc_auc_score(y_true, proba[:, 1]))
+        else:
+            out["auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro",
+                                             labels=np.arange(n_classes)))
+    except ValueError:  # a class absent from y_true: AUC is undefined, say so rather than invent one
+        out["auc"] = float("nan")
+    return out
+
+
+def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
+    """``{metric: {"mean", "std", "values"}}`` over seeds (population std; NaN-aware)."""
+    out = {}
+    for m in METRICS:
+        vals = np.array([r[m] for r in per_seed], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        out[m] = {"mean": float(finite.mean()) if len(finite) else None,
+                  "std": float(finite.std()) if len(finite) else None,
+                  "values": [None if not np.isfinite(v) else float(v) for v in vals]}
+    return out

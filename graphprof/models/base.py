@@ -1,0 +1,108 @@
+"""The model contract shared by every model family.
+
+A model is built from hyper-parameters only (``__init__`` stores them), ``fit`` learns from the training users
+and returns ``self``; learned state ends in ``_``. Models are saved as arrays (safetensors / npz) plus JSON,
+never pickled, and loaded with :meth:`Model.load`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphprof.errors import ArtifactError
+from graphprof.features import UserFeatures
+from graphprof.graph import ProfileGraph
+
+
+@dataclass
+class ModelInput:
+    """What every model sees: the whole graph and the label-free user features (graph order)."""
+
+    graph: ProfileGraph
+    features: UserFeatures
+
+
+class Model(ABC):
+    """Base class. Subclasses set ``name`` and implement ``_fit``, ``_proba``, ``_embed``, ``_state``,
+    ``_from_state``."""
+
+    name: str = ""
+
+    def __init__(self, seed: int = 0, **params):
+        self.seed = seed
+        self.params = params
+
+    def fit(self, inputs: ModelInput, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray,
+            classes: list[str]) -> Model:
+        """Learn from ``y[train_idx]`` (class indices), choosing hyper-parameters / stopping on ``val_idx``.
+
+        Returns:
+            self
+        """
+        self.classes_ = list(classes)
+        self._fit(inputs, y, np.asarray(train_idx), np.asarray(val_idx))
+        return self
+
+    def predict_proba(self, inputs: ModelInput) -> pd.DataFrame:
+        """Class probabilities for every user: DataFrame ``[num_users, n_classes]`` indexed by user id, columns
+        the class names; rows sum to 1."""
+        self._check_fitted()
+        proba = self._proba(inputs)
+        return pd.DataFrame(proba, index=pd.Index(inputs.graph.user_ids, name="user_id"), columns=self.classes_)
+
+    def embed(self, inputs: ModelInput) -> np.ndarray:
+        """User embeddings ``[num_users, dim]`` (the representation the classifier head reads)."""
+        self._check_fitted()
+        return self._embed(inputs)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``model.json`` + arrays into the folder ``path`` (no pickle)."""
+        from graphprof import workdir
+
+        self._check_fitted()
+        path = Path(path)
+        config, arrays = self._state()
+        meta = {"model": self.name, "seed": self.seed, "params": self.params, "classes": self.classes_,
+                "config": config}
+        workdir.write_safetensors(path / "weights.safetensors", arrays)
+        workdir.write_json(path / "model.json", meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        """Load a model written by :meth:`save` (JSON + safetensors only)."""
+        from graphprof import workdir
+
+        path = Path(path)
+        hint = "run 'graphprof train' to write it"
+        meta = workdir.read_json(path / "model.json", missing=hint)
+        if meta.get("model") != cls.name:
+            raise ArtifactError(f"{path}/model.json: model must be {cls.name!r}. Got {meta.get('model')!r} instead")
+        arrays = workdir.read_safetensors(path / "weights.safetensors", missing=hint)
+        model = cls(seed=meta["seed"], **meta["params"])
+        model.classes_ = meta["classes"]
+        model._from_state(meta["config"], arrays)
+        return model
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise AttributeError(f"{type(self).__name__} is not fitted yet; call fit() first")
+
+    @abstractmethod
+    def _fit(self, inputs: ModelInput, y: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray) -> None: ...
+
+    @abstractmethod
+    def _proba(self, inputs: ModelInput) -> np.ndarray: ...
+
+    @abstractmethod
+    def _embed(self, inputs: ModelInput) -> np.ndarray: ...
+
+    @abstractmethod
+    def _state(self) -> tuple[dict, dict]: ...
+
+    @abstractmethod
+    def _from_state(self, config: dict, arrays: dict) -> None: ...

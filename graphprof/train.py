@@ -1,0 +1,186 @@
+"""The ``train`` stage: targets x models x seeds on the same splits -> metrics, models and profiles.
+
+For every target and seed, one stratified split of the labelled users is made and every model is fitted on
+it, so the comparison is paired. Metrics are measured on the test users only; hyper-parameters and early
+stopping use the validation users only. The model picked per target is the best on validation macro-F1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphprof import workdir
+from graphprof.build import load_tables
+from graphprof.errors import ConfigError
+from graphprof.evaluate import METRICS, candidate_targets, make_target, scores, split, summarize
+from graphprof.features import load_features
+from graphprof.graph import load_graph
+from graphprof.models import ModelInput, get_model
+
+log = logging.getLogger("graphprof")
+DEFAULT_MODELS = ("lr", "sage")
+
+
+@dataclass
+class TrainResult:
+    """Metrics per target and model, plus what a reader needs to trust them.
+
+    Attributes:
+        targets: ``{target: {model: {"accuracy"|"macro_f1"|"auc": {"mean", "std", "values"}}}}``.
+        info: per target: classes, dropped classes, labelled users, majority-class rate, split sizes, the
+            validation macro-F1 of each model, the picked model, fit seconds.
+    """
+
+    targets: dict[str, dict[str, dict]] = field(default_factory=dict)
+    info: dict[str, dict] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"targets": self.targets, "target_info": self.info, "seeds": self.seeds}
+
+    def table(self) -> str:
+        """The side-by-side table (mean ± std over seeds, test users)."""
+        head = f"{'target':<14}{'model':<8}" + "".join(f"{m:<18}" for m in METRICS) + "val macro_f1"
+        lines = [head, "-" * len(head)]
+        for target, models in self.targets.items():
+            info = self.info[target]
+            for j, (name, summary) in enumerate(models.items()):
+                cells = "".join(f"{_fmt(summary[m]):<18}" for m in METRICS)
+                val = _fmt(info["val_macro_f1"][name])
+                pick = "  <- picked" if info["picked"] == name else ""
+                lines.append(f"{target if j == 0 else '':<14}{name:<8}{cells}{val}{pick}")
+            note = (f"{'':<14}majority-class rate {info['majority_rate']:.3f}; {info['labelled']} labelled users, "
+                    f"{info['split_sizes']['train']}/{info['split_sizes']['val']}/{info['split_sizes']['test']} "
+                    f"train/val/test per seed")
+            if info["dropped_classes"]:
+                note += f"; dropped small classes {info['dropped_classes']}"
+            lines.append(note)
+        lines.append(f"mean ± std over {len(self.seeds)} seeds {self.seeds}; metrics on test users")
+        return "\n".join(lines)
+
+
+def _fmt(s: dict) -> str:
+    return "n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+
+def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> list[str]:
+    if targets:
+        return list(dict.fromkeys(targets))
+    found = candidate_targets(users)
+    if not found:
+        cols = [c for c in (users.columns if users is not None else []) if c not in ("user_id", "__row__")]
+        raise ConfigError("train: needs a target. Got no categorical column with enough labels in the users table "
+                          f"(columns: {', '.join(cols) or 'no users table'}); pass --target COLUMN")
+    return found
+
+
+def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
+          models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
+          seed: int = 0) -> TrainResult:
+    """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
+    ``models/<target>/<model>/``.
+
+    Args:
+        targets: users-table columns; default: every categorical column with enough labels.
+        seeds: number of splits; split ``k`` uses seed ``seed + k``.
+        epochs: maximum epochs for the GNN models (default: the model's own).
+
+    Raises:
+        ArtifactError: no graph in the work directory (run ``build-graph`` first).
+        ConfigError: unknown model or target, or ``seeds`` < 1.
+    """
+    root = Path(workdir_path)
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1. Got {seeds} instead")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1. Got {epochs} instead")
+    model_classes = {m: get_model(m) for m in models}
+    if not model_classes:
+        raise ConfigError("--models must name at least one model. Got none")
+    manifest = workdir.require_built(root)
+    with workdir.locked(root, "train"):
+        graph = load_graph(root)
+        inputs = ModelInput(graph=graph, features=load_features(root))
+        users = load_tables(root, "users")
+        target_names = resolve_targets(users, targets)
+        target_objs = [make_target(users, graph.user_ids, t) for t in target_names]
+        run_seeds = [seed + k for k in range(seeds)]
+        result = TrainResult(seeds=run_seeds)
+        t_start = time.perf_counter()
+        for target in target_objs:
+            result.targets[target.name], result.info[target.name] = _train_target(
+                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"))
+        workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
+                                                        "targets": target_names, "models": list(models),
+                                                        "seeds": run_seeds}})
+    return result
+
+
+def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id):
+    per_seed = {m: [] for m in model_classes}
+    val = {m: [] for m in model_classes}
+    fit_seconds = {m: [] for m in model_classes}
+    extra = {m: [] for m in model_classes}
+    first_split, first_proba = None, {}
+    for k, s in enumerate(run_seeds):
+        parts = split(target, s)
+        if k == 0:
+            first_split = parts
+        for name, cls in model_classes.items():
+            kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
+            t0 = time.perf_counter()
+            model = cls(seed=s, **kwargs).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+            proba = model.predict_proba(inputs).to_numpy()
+            fit_seconds[name].append(time.perf_counter() - t0)
+            per_seed[name].append(scores(target.y[parts["test"]], proba[parts["test"]]))
+            val[name].append(scores(target.y[parts["val"]], proba[parts["val"]]))
+            extra[name].append({"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None)})
+            model.save(workdir.run_dir(root, target.name, name, s))
+            if k == 0:
+                first_proba[name] = proba
+            log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s,
+                     per_seed[name][-1]["macro_f1"], fit_seconds[name][-1])
+    summaries = {m: summarize(per_seed[m]) for m in model_classes}
+    val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
+    picked = max(model_classes, key=lambda m: (val_f1[m]["mean"], -list(model_classes).index(m)))
+    info = {"classes": target.classes, "dropped_classes": target.dropped, "labelled": int(len(target.labelled)),
+            "majority_rate": target.majority_rate(),
+            "split_sizes": {k: int(len(v)) for k, v in first_split.items()},
+            "val_macro_f1": val_f1, "picked": picked,
+            "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()}}
+    for name in model_classes:
+        out = workdir.model_dir(root, target.name, name)
+        workdir.write_json(out / "metrics.json", {"target": target.name, "model": name, "seeds": run_seeds,
+                                                  "test": summaries[name], "val_macro_f1": val_f1[name],
+                                                  "per_seed_test": per_seed[name], "per_seed_val": val[name],
+                                                  "fit_seconds": fit_seconds[name], "runs": extra[name]})
+        workdir.write_json(out / "config.json", {"target": target.name, "model": name, "classes": target.classes,
+                                                 "dropped_classes": target.dropped, "seeds": run_seeds,
+                                                 "epochs": epochs, "graph_id": graph_id,
+                                                 "params": model_classes[name](seed=run_seeds[0]).params,
+                                                 "predictions_from_seed": run_seeds[0]})
+        workdir.write_parquet(out / "predictions.parquet",
+                              _predictions(inputs.graph.user_ids, target, first_split, first_proba[name]))
+    return summaries, info
+
+
+def _predictions(user_ids, target, parts, proba) -> pd.DataFrame:
+    """The profile: predicted class and probabilities for every user, with the known label and the split of
+    the first seed (``unlabelled`` users were never seen with a label)."""
+    split_col = np.full(len(user_ids), "unlabelled", dtype=object)
+    for name, idx in parts.items():
+        split_col[idx] = name
+    classes = np.array(target.classes, dtype=object)
+    label = np.where(target.y >= 0, classes[np.maximum(target.y, 0)], None)
+    df = pd.DataFrame({"user_id": pd.Series(user_ids, dtype="string"), "label": pd.Series(label, dtype="string"),
+                       "split": pd.Series(split_col, dtype="string"),
+                       "predicted": pd.Series(classes[proba.argmax(axis=1)], dtype="string")})
+    for j, c in enumerate(target.classes):
+        df[f"proba_{c}"] = proba[:, j]
+    return df
