@@ -36,7 +36,7 @@ class ProfileGraph:
 
     Attributes:
         data: the graph. ``data[t].num_nodes`` for each node type; ``edge_index`` shape ``[2, E]``;
-            ``data[BUYS].edge_attr`` shape ``[E, len(BUY_ATTRS)]``; ``data[FRIEND].edge_weight`` shape ``[E]``.
+            ``data[BUYS].edge_attr`` shape ``[E, len(BUY_ATTRS)]`` (float64); ``data[FRIEND].edge_weight`` shape ``[E]``.
         user_ids, item_ids, category_ids: ``ids[i]`` is the user's own id of node ``i`` (str arrays).
     """
 
@@ -131,7 +131,7 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         last_time=("last_time", "max"), weight=("weight", "sum")).reset_index()
     buy_index = torch.from_numpy(agg[["u", "i"]].to_numpy(np.int64).T.copy())
     data[BUYS].edge_index = buy_index
-    data[BUYS].edge_attr = torch.from_numpy(agg[list(BUY_ATTRS)].to_numpy(np.float32))
+    data[BUYS].edge_attr = torch.from_numpy(agg[list(BUY_ATTRS)].to_numpy(np.float64))  # float64: epoch seconds need it
     data[REV_BUYS].edge_index = buy_index.flip(0)
 
     if friendships is not None and len(friendships):
@@ -244,9 +244,8 @@ def to_networkx(graph: ProfileGraph, view: str = "social"):
         g.add_nodes_from((("item", i) for i in graph.item_ids), bipartite=1)
         ei = graph.data[BUYS].edge_index.numpy()
         attrs = graph.data[BUYS].edge_attr.numpy()
-        for (u, i), row in zip(ei.T, attrs):
-            g.add_edge(("user", graph.user_ids[u]), ("item", graph.item_ids[i]),
-                       **{k: float(v) for k, v in zip(BUY_ATTRS, row)})
+        g.add_edges_from((("user", u), ("item", i), dict(zip(BUY_ATTRS, row)))
+                         for u, i, row in zip(graph.user_ids[ei[0]], graph.item_ids[ei[1]], attrs.tolist()))
         return g
     raise ConfigError(f"view must be 'social' or 'purchases'. Got {view!r} instead")
 
