@@ -34,7 +34,8 @@ class TrainResult:
     Attributes:
         targets: ``{target: {model: {"accuracy"|"macro_f1"|"auc": {"mean", "std", "values"}}}}``.
         info: per target: classes, dropped classes, labelled users, majority-class rate, split sizes, the
-            validation macro-F1 of each model, the picked model, fit seconds.
+            validation macro-F1 of each model, the picked model, each model's paired macro-F1 difference to
+            the ``lr`` baseline (``vs_baseline``), fit seconds.
     """
 
     targets: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -61,6 +62,10 @@ class TrainResult:
             if info["dropped_classes"]:
                 note += f"; dropped small classes {info['dropped_classes']}"
             lines.append(note)
+            for m, v in info["vs_baseline"].items():
+                d, spread = v["macro_f1_diff"], v["spread"]
+                verdict = "better than" if d > spread else "worse than" if d < -spread else "within"
+                lines.append(f"{'':<14}{m} vs lr: macro-F1 {d:+.3f}, {verdict} the seeds' spread ({spread:.3f})")
         lines.append(f"mean ± std over {len(self.seeds)} seeds {self.seeds}; metrics on test users")
         return "\n".join(lines)
 
@@ -149,10 +154,18 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
     summaries = {m: summarize(per_seed[m]) for m in model_classes}
     val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
     picked = max(model_classes, key=lambda m: (val_f1[m]["mean"], -list(model_classes).index(m)))
+    baseline = "lr" if "lr" in model_classes else None
+    versus = {}
+    for m in model_classes:
+        if baseline and m != baseline:
+            diff = np.array([a["macro_f1"] - b["macro_f1"] for a, b in zip(per_seed[m], per_seed[baseline])])
+            spread = max(summaries[m]["macro_f1"]["std"], summaries[baseline]["macro_f1"]["std"])
+            versus[m] = {"macro_f1_diff": float(diff.mean()), "paired_diff_std": float(diff.std()),
+                         "spread": spread, "beats_baseline_beyond_spread": bool(diff.mean() > spread)}
     info = {"classes": target.classes, "dropped_classes": target.dropped, "labelled": int(len(target.labelled)),
             "majority_rate": target.majority_rate(),
             "split_sizes": {k: int(len(v)) for k, v in first_split.items()},
-            "val_macro_f1": val_f1, "picked": picked,
+            "val_macro_f1": val_f1, "picked": picked, "vs_baseline": versus,
             "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()}}
     for name in model_classes:
         out = workdir.model_dir(root, target.name, name)
