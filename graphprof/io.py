@@ -8,7 +8,6 @@ integer column into floats), and each row carries ``__row__``, its 1-based physi
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +128,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: must have a header line and data rows. Got an empty file", path=str(path))
     sep = _sniff_delimiter(path)
+    _check_header(path, sep)
     try:
         df = pd.read_csv(
             path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
@@ -141,34 +141,79 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: must have a header line and data rows. Got no columns", path=str(path)) from None
     except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if m:
-            raise InputError(f"{path}: every line must have {m.group(1)} fields like the header. Got {m.group(3)} "
-                             f"on line {m.group(2)}", path=str(path), row=int(m.group(2))) from None
+        bad = _first_ragged_record(path, sep)
+        if bad is not None:
+            expected, got, line = bad
+            raise InputError(f"{path}: every line must have {expected} fields like the header. Got {got} "
+                             f"on line {line}", path=str(path), row=line) from None
         raise InputError(f"{path}: must be a well-formed CSV file. Got: {exc}", path=str(path)) from None
     df.columns = [str(c).strip() for c in df.columns]
-    df[ROW] = _csv_line_numbers(path, len(df))
+    df[ROW] = _csv_line_numbers(path, len(df), sep)
     return df
 
 
-def _csv_line_numbers(path: Path, n_rows: int) -> np.ndarray:
+def _check_header(path: Path, sep: str) -> None:
+    """pandas silently renames a repeated header ('user_id.1'); a repeated column is a bad file."""
+    try:
+        with _open_text(path) as fh:
+            header = next(csv.reader(fh, delimiter=sep), [])
+    except (UnicodeDecodeError, csv.Error):
+        return  # the full read reports it with its line
+    names = [h.strip() for h in header]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"{path}: column names must be unique. Got duplicates: {', '.join(dup)}",
+                         path=str(path), row=1, column=dup[0])
+
+
+def _has_quote(path: Path) -> bool:
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rb") as fh:
+            while block := fh.read(1 << 24):
+                if b'"' in block:
+                    return True
+        return False
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            if b'"' in block:
+                return True
+    return False
+
+
+def _record_starts(path: Path, sep: str):
+    """(first physical line, number of fields) of every record after the header, by csv.reader."""
+    with _open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        prev_end = 0
+        for k, record in enumerate(reader):
+            if k > 0:
+                yield prev_end + 1, len(record)
+            prev_end = reader.line_num
+
+
+def _csv_line_numbers(path: Path, n_rows: int, sep: str = ",") -> np.ndarray:
     """Physical line of each record (header = line 1). Only quoted fields can span lines, so the slow,
     exact count runs only where the file has a quote character."""
     simple = np.arange(2, n_rows + 2, dtype=np.int64)
-    if path.name.lower().endswith(".gz") or n_rows == 0:
+    if n_rows == 0 or not _has_quote(path):
         return simple
-    with open(path, "rb") as fh:
-        if b'"' not in fh.read():
-            return simple
-    starts = []
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
-        prev_end = 0
-        for _ in reader:
-            starts.append(prev_end + 1)
-            prev_end = reader.line_num
-    starts = np.asarray(starts[1:], dtype=np.int64)  # drop the header record
+    starts = np.fromiter((line for line, _ in _record_starts(path, sep)), dtype=np.int64)
     return starts if len(starts) == n_rows else simple
+
+
+def _first_ragged_record(path: Path, sep: str) -> tuple[int, int, int] | None:
+    """(header fields, fields found, physical line) of the first record with more fields than the header."""
+    try:
+        with _open_text(path) as fh:
+            expected = len(next(csv.reader(fh, delimiter=sep), []))
+        for line, n in _record_starts(path, sep):
+            if n > expected:
+                return expected, n, line
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    return None
 
 
 def _first_bad_utf8_line(path: Path) -> int:
@@ -182,13 +227,17 @@ def _first_bad_utf8_line(path: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ Parquet
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
         raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
-    df = table.to_pandas()
+    # integers stay integers where a null is present (a float64 detour would change ids above 2**53)
+    ints = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
+                                          pa.uint32())}
+    df = table.to_pandas(types_mapper=ints.get)
     df.columns = [str(c).strip() for c in df.columns]
     df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
     return df

@@ -114,8 +114,11 @@ def normalize_ids(s: pd.Series) -> pd.Series:
     """Ids as stripped strings; blank -> NA. Integral floats (from Parquet with nulls) lose their '.0'."""
     if pd.api.types.is_float_dtype(s):
         integral = s.notna() & np.isfinite(s) & (s == np.round(s))
+        fits = integral & (s.abs() < 2.0**63)
         out = s.astype("object").where(s.notna(), None)
-        out[integral] = s[integral].astype(np.int64).astype(str)
+        out[fits] = s[fits].astype(np.int64).astype(str)
+        huge = integral & ~fits  # rare: beyond int64, written out in full rather than overflowing
+        out[huge] = [np.format_float_positional(v, trim="-") for v in s[huge]]
         s = out
     elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         s = s.astype("Int64") if not pd.api.types.is_bool_dtype(s) else s
