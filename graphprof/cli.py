@@ -72,6 +72,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
 
+    e = sub.add_parser(
+        "export-embeddings", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="write user (and item) embeddings for recommenders",
+        description="examples:\n  graphprof export-embeddings                  # social LightGCN, every user and item\n"
+                    "  graphprof export-embeddings --model sage --target gender --out users.parquet\n\n"
+                    "Writes embeddings/users.parquet (user_id + e_0..e_d), users.npy + users_ids.csv, the same for "
+                    "items, and meta.json (model, dim, seed). lightgcn needs no labels (trained here on purchases and "
+                    "friendships if the work directory has none); sage and lr come from 'graphprof train'.")
+    e.add_argument("--model", default="lightgcn", choices=["lightgcn", "sage", "lr"],
+                   help="source of the vectors (default: lightgcn)")
+    e.add_argument("--target", metavar="COL", help="for sage/lr: whose trained model (default: the first trained)")
+    e.add_argument("--out", metavar="FILE", help="also write FILE.parquet or FILE.npy (+ FILE_ids.csv)")
+    e.add_argument("--pseudonymize", action="store_true",
+                   help="replace user ids by HMAC-SHA256 keyed hashes (key: $GRAPHPROF_PSEUDONYM_KEY or --key-file)")
+    e.add_argument("--key-file", metavar="FILE", help="pseudonymisation key file (chmod 600, outside --workdir)")
+
+    for name, what in (("recommend", "items the user has not bought, best scored first"),
+                       ("similar", "the nearest users in the embedding space (cosine)")):
+        r = sub.add_parser(
+            name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, help=what,
+            description=f"examples:\n  graphprof {name} C00042\n  graphprof {name} C00042 -k 20 --json\n\n"
+                        f"{what[0].upper() + what[1:]}, from the embeddings written by 'graphprof export-embeddings'.")
+        r.add_argument("user_id", metavar="USER_ID", help="a user id as in your data")
+        r.add_argument("-k", type=int, default=10, help="how many (default: 10)")
+        r.add_argument("--key-file", metavar="FILE", help="the key, where the export was pseudonymized")
+
     gen = sub.add_parser(
         "generate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write a generated shop (planted communities) in the generic schema",
@@ -137,7 +163,34 @@ def _cmd_generate(args) -> None:
           {"files": {n: {"path": str(p), "rows": len(tables[n])} for n, p in paths.items()}})
 
 
-COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "generate": _cmd_generate}
+def _cmd_export_embeddings(args) -> None:
+    from graphprof.embeddings import export_embeddings
+
+    result = export_embeddings(args.workdir, model=args.model, target=args.target, out=args.out,
+                               pseudonymize=args.pseudonymize, key_file=args.key_file, seed=args.seed)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
+def _frame_out(args, frame, title: str) -> None:
+    _emit(args, title + "\n" + frame.to_string(index=False), {"results": frame.to_dict(orient="records")})
+
+
+def _cmd_recommend(args) -> None:
+    from graphprof.embeddings import recommend
+
+    frame = recommend(args.workdir, args.user_id, k=args.k, key_file=args.key_file)
+    _frame_out(args, frame, f"top {len(frame)} items for user {args.user_id} (not yet bought):")
+
+
+def _cmd_similar(args) -> None:
+    from graphprof.embeddings import similar
+
+    frame = similar(args.workdir, args.user_id, k=args.k, key_file=args.key_file)
+    _frame_out(args, frame, f"the {len(frame)} users most similar to {args.user_id}:")
+
+
+COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "export-embeddings": _cmd_export_embeddings,
+            "recommend": _cmd_recommend, "similar": _cmd_similar, "generate": _cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

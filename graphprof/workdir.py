@@ -38,6 +38,12 @@ FEATURES_USERS = "features/users.parquet"
 FEATURES_ITEMS = "features/items.parquet"
 FEATURES_META = "features/meta.json"
 MODELS_DIR = "models"
+COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
+COMMUNITY_ASSIGNMENTS = "assignments.parquet"
+COMMUNITY_PROFILES = "profiles.parquet"
+COMMUNITY_SUMMARY = "summary.json"          # written last: its presence means the method's run is complete
+LIGHTGCN_DIR = "models/_lightgcn"   # the label-free embedding model (not a target)
+EMBEDDINGS_DIR = "embeddings"
 
 
 def table_path(root: Path, table: str) -> Path:
@@ -58,6 +64,18 @@ def model_dir(root: Path, target: str, model: str) -> Path:
 
 def run_dir(root: Path, target: str, model: str, seed: int) -> Path:
     return model_dir(root, target, model) / f"seed_{seed}"
+
+
+def communities_dir(root: Path, method: str) -> Path:
+    return Path(root) / COMMUNITIES_DIR / method
+
+
+def community_methods(root: Path) -> list[str]:
+    """Methods with a complete run under ``communities/`` (a ``summary.json``), sorted by name."""
+    base = Path(root) / COMMUNITIES_DIR
+    if not base.is_dir():
+        return []
+    return sorted(d.name for d in base.iterdir() if (d / COMMUNITY_SUMMARY).is_file())
 
 
 # --------------------------------------------------------------------------------------------- atomic writes

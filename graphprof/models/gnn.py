@@ -37,14 +37,19 @@ class HeteroSAGENet(nn.Module):
         ])
         self.head = nn.Linear(hidden * (layers + 1), out)
 
-    def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def node_reps(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> dict[str, torch.Tensor]:
+        """Every node type's representations after each layer, concatenated: ``[num_nodes, hidden * (layers + 1)]``."""
         h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
-        reps = [h["user"]]
+        reps = {nt: [v] for nt, v in h.items()}
         for conv in self.convs:
             new = conv(h, edge_index_dict)
             h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else h[nt] for nt in h}
-            reps.append(h["user"])
-        emb = torch.cat(reps, dim=1)
+            for nt, v in h.items():
+                reps[nt].append(v)
+        return {nt: torch.cat(v, dim=1) for nt, v in reps.items()}
+
+    def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.node_reps(x_dict, edge_index_dict)["user"]
         return self.head(emb), emb
 
 
@@ -153,6 +158,13 @@ class HeteroSAGE(Model):
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
+
+    def embed_items(self, inputs: ModelInput) -> np.ndarray:
+        """Item embeddings ``[num_items, hidden * (layers + 1)]``, in the same space as the user embeddings."""
+        self._check_fitted()
+        self.net_.eval()
+        with torch.no_grad():
+            return self.net_.node_reps(self._x_dict(inputs), self._edges(inputs))["item"].numpy().astype(np.float64)
 
     # ------------------------------------------------------------------------------------- save / load
     def _state(self):
