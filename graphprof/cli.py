@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
 
+    pr = sub.add_parser(
+        "predict", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="profile users the models never saw, with the saved models",
+        description="examples:\n  graphprof predict --data new_customers/\n"
+                    "  graphprof predict --data new_customers/ --out profiles.parquet --json\n\n"
+                    "DIR holds purchases.* (and optionally friendships.*, users.*) of new users in the generic "
+                    "schema, pointing at known items and users. Each trained target's picked model predicts their "
+                    "attributes (no retraining); unknown items and rows of known users are counted, not used.")
+    pr.add_argument("--data", metavar="DIR", help="folder with the new users' tables")
+    for table in ("purchases", "friendships", "users"):
+        pr.add_argument(f"--{table}", metavar="FILE", help=f"the new users' {table} table; instead of --data")
+    pr.add_argument("--out", metavar="FILE", help="output Parquet (default: WORKDIR/predictions/new_users.parquet)")
+
     e = sub.add_parser(
         "export-embeddings", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write user (and item) embeddings for recommenders",
@@ -163,6 +176,14 @@ def _cmd_generate(args) -> None:
           {"files": {n: {"path": str(p), "rows": len(tables[n])} for n, p in paths.items()}})
 
 
+def _cmd_predict(args) -> None:
+    from graphprof.predict import predict
+
+    result = predict(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
+                     users=args.users, out=args.out)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_export_embeddings(args) -> None:
     from graphprof.embeddings import export_embeddings
 
@@ -189,7 +210,8 @@ def _cmd_similar(args) -> None:
     _frame_out(args, frame, f"the {len(frame)} users most similar to {args.user_id}:")
 
 
-COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "export-embeddings": _cmd_export_embeddings,
+COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "predict": _cmd_predict,
+            "export-embeddings": _cmd_export_embeddings,
             "recommend": _cmd_recommend, "similar": _cmd_similar, "generate": _cmd_generate}
 
 

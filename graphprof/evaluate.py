@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,11 +79,37 @@ def make_target(users: pd.DataFrame | None, user_ids: np.ndarray, name: str,
     dropped = {str(c): int(n) for c, n in counts[counts < min_class_size].items()}
     if len(keep) < 2:
         raise ConfigError(f"--target {name}: needs at least two classes with {min_class_size}+ labelled users. "
-                          f"Got {dict(counts.astype(int))} instead")
+                          f"Got { {str(k): int(v) for k, v in counts.items()} } instead")
     code = {c: j for j, c in enumerate(keep)}
     aligned = pd.Series(user_ids, dtype=object).map(labels)
     y = aligned.map(code).fillna(-1).to_numpy(np.int64)
     return Target(name=name, y=y, classes=keep, dropped=dropped)
+
+
+def ranked_target(name: str, labels: pd.Series, user_ids: np.ndarray, min_class_size: int = MIN_CLASS_SIZE,
+                  max_classes: int = MAX_CLASSES) -> Target:
+    """Labels that may have many classes (detected communities: ``labels`` indexed by user id, integer
+    community numbers). Unlike :func:`make_target`, too many classes is not an error: the largest
+    ``max_classes`` classes with ``min_class_size``+ users are kept (ties: lower label first) and every other
+    class is dropped and reported in ``Target.dropped``. Kept classes are ordered by label.
+
+    Raises:
+        ConfigError: fewer than two classes of ``min_class_size``+ users.
+    """
+    labels = labels.dropna()
+    counts = labels.value_counts()
+    ranked = sorted(counts.index, key=lambda c: (-counts[c], c))
+    keep = sorted(c for c in ranked[:max_classes] if counts[c] >= min_class_size)
+    kept = set(keep)
+    dropped = {str(c): int(counts[c]) for c in ranked if c not in kept}
+    if len(keep) < 2:
+        top = {str(c): int(counts[c]) for c in ranked[:5]}
+        raise ConfigError(f"--target {name}: needs at least two classes with {min_class_size}+ users. "
+                          f"Got {len(counts)} classes, the largest {top}, instead")
+    code = {c: j for j, c in enumerate(keep)}
+    aligned = pd.Series(user_ids, dtype=object).map(labels.rename(index=str))
+    y = aligned.map(code).fillna(-1).to_numpy(np.int64)
+    return Target(name=name, y=y, classes=[str(c) for c in keep], dropped=dropped)
 
 
 def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dict[str, np.ndarray]:
@@ -90,9 +117,13 @@ def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dic
     graph's users). The same seed gives the same split for every model."""
     idx = target.labelled
     y = target.y[idx]
-    rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
+    # whole numbers of users (as scikit-learn rounds a fraction: up), so val / (1 - test) float error cannot
+    # add a user to validation
+    n_test = math.ceil(test * len(idx) - 1e-9)
+    n_val = math.ceil(val * len(idx) - 1e-9)
+    rest, test_idx = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
     y_rest = target.y[rest]
-    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), stratify=y_rest, random_state=seed)
+    train_idx, val_idx = train_test_split(rest, test_size=n_val, stratify=y_rest, random_state=seed)
     return {"train": np.sort(train_idx), "val": np.sort(val_idx), "test": np.sort(test_idx)}
 
 

@@ -36,6 +36,8 @@ class UserFeatures:
             ``category_svd``, ``graph``).
         items: item features ``[num_items, ...]`` (columns ``popularity``, ``log_popularity``, ``mean_price``,
             ``item_svd_*``), in graph order, with ``item_ids``.
+        state: what was fitted (SVD components, category columns, recency reference), for
+            ``build_features(new_graph, state=...)``; saved as ``features/state.safetensors`` + meta.json.
     """
 
     user_ids: np.ndarray
@@ -43,6 +45,7 @@ class UserFeatures:
     groups: dict[str, list[str]] = field(default_factory=dict)
     item_ids: np.ndarray | None = None
     items: pd.DataFrame | None = None
+    state: dict = field(default_factory=dict)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -55,19 +58,26 @@ def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / norms) @ m
 
 
-def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Truncated SVD of the row-normalised matrix: user coordinates and the item (column) loadings."""
-    k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
-    if k < 1 or m.nnz == 0:
+def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str,
+         components: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Truncated SVD of the row-normalised matrix: user coordinates and the (signed) components
+    ``[k, n_columns]``. With ``components`` given (a fitted state), users are projected onto them instead:
+    the coordinates of a user the SVD never saw, computed exactly as for the users it was fitted on."""
+    x = _row_normalize(m.astype(np.float64))
+    if components is None:
+        k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
+        if k < 1 or m.nnz == 0:
+            return pd.DataFrame(index=range(m.shape[0])), None
+        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed).fit(x)
+        # fix each component's sign (largest loading positive) so the features do not flip between versions
+        signs = np.sign(svd.components_[np.arange(k), np.abs(svd.components_).argmax(axis=1)])
+        signs[signs == 0] = 1.0
+        components = svd.components_ * signs[:, None]
+    if len(components) == 0:
         return pd.DataFrame(index=range(m.shape[0])), None
-    svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed)
-    coords = svd.fit_transform(_row_normalize(m.astype(np.float64)))
-    # fix each component's sign (largest loading positive) so the features do not flip between versions
-    signs = np.sign(svd.components_[np.arange(k), np.abs(svd.components_).argmax(axis=1)])
-    signs[signs == 0] = 1.0
-    coords = coords * signs
-    cols = [f"{prefix}_{j}" for j in range(k)]
-    return pd.DataFrame(coords, columns=cols), (svd.components_ * signs[:, None]).T
+    coords = np.asarray(x @ components.T)
+    cols = [f"{prefix}_{j}" for j in range(len(components))]
+    return pd.DataFrame(coords, columns=cols), components
 
 
 def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
@@ -101,8 +111,12 @@ def clustering(adj: sp.csr_matrix) -> np.ndarray:
     return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 
 
-def build_features(graph: ProfileGraph, seed: int = 0) -> UserFeatures:
+def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None) -> UserFeatures:
     """Compute user and item features.
+
+    ``state`` (``UserFeatures.state`` of an earlier build) makes this a *transform*: the SVD components, the
+    category columns and the recency reference time are reused rather than fitted, so users added to the graph
+    later (``graphprof predict``) get features in exactly the same space as the users the models saw.
 
     Columns (user frame):
         behaviour: ``n_purchases``, ``log_quantity``, ``log_monetary``, ``distinct_items``, ``log_avg_price``,
@@ -129,14 +143,20 @@ def build_features(graph: ProfileGraph, seed: int = 0) -> UserFeatures:
     groups: dict[str, list[str]] = {"behaviour": list(f.columns)}
     ei = data[BUYS].edge_index.numpy()
     last = data[BUYS].edge_attr[:, BUY_ATTRS.index("last_time")].numpy().astype(np.float64)
-    if np.isfinite(last).any():
+    fitted: dict = {}
+    if (state is None and np.isfinite(last).any()) or (state is not None and "ref_time" in state):
         user_last = np.full(n_users, -np.inf)
         ok = np.isfinite(last)
         np.maximum.at(user_last, ei[0][ok], last[ok])
-        ref = last[ok].max()
+        ref = float(state["ref_time"]) if state is not None else float(last[ok].max())
+        fitted["ref_time"] = ref
         recency = (ref - user_last) / SECONDS_PER_DAY
         missing = ~np.isfinite(recency)
-        recency[missing] = recency[~missing].max() + 1 if (~missing).any() else 0.0
+        if state is not None:
+            recency[missing] = state["max_recency"]
+        else:
+            recency[missing] = recency[~missing].max() + 1 if (~missing).any() else 0.0
+        fitted["max_recency"] = float(recency.max()) if len(recency) else 0.0
         f["recency_days"] = np.log1p(recency)
         groups["behaviour"].append("recency_days")
     f["has_purchases"] = (count > 0).astype(np.float64)
@@ -151,20 +171,31 @@ def build_features(graph: ProfileGraph, seed: int = 0) -> UserFeatures:
         n_cat = len(graph.category_ids)
         to_cat = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
         user_cat = (attrs["quantity"] @ to_cat).tocsr()
-        totals = np.asarray(user_cat.sum(axis=0)).ravel()
-        top = np.argsort(-totals, kind="stable")[:MAX_CATEGORY_SHARES]
+        if state is not None and "top_categories" in state:
+            top = _lookup_sorted(graph.category_ids, state["top_categories"])
+        else:
+            totals = np.asarray(user_cat.sum(axis=0)).ravel()
+            top = np.argsort(-totals, kind="stable")[:MAX_CATEGORY_SHARES]
+        fitted["top_categories"] = [str(graph.category_ids[c]) for c in top]
         shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat
         shares = shares.toarray()[:, top] if n_cat <= 4 * MAX_CATEGORY_SHARES else shares[:, top].toarray()
         cols = [f"cat_share_{graph.category_ids[c]}" for c in top]
         f = pd.concat([f, pd.DataFrame(shares, columns=cols)], axis=1)
         groups["category_mix"] = cols
-        if n_cat > MAX_CATEGORY_SHARES:
-            cat_svd, _ = _svd(user_cat, CATEGORY_SVD_DIM, seed, "cat_svd")
+        given = None if state is None else state.get("cat_svd_components")
+        if (state is None and n_cat > MAX_CATEGORY_SHARES) or given is not None:
+            cat_svd, comps = _svd(user_cat, CATEGORY_SVD_DIM, seed, "cat_svd", given)
             f = pd.concat([f, cat_svd], axis=1)
             groups["category_svd"] = list(cat_svd.columns)
+            if comps is not None:
+                fitted["cat_svd_components"] = comps
 
     # which items: truncated SVD of the row-normalised log-count matrix
-    item_svd, loadings = _svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd")
+    given = None if state is None else state.get("item_svd_components")
+    item_svd, comps = _svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd", given)
+    loadings = comps.T if comps is not None else None
+    if comps is not None:
+        fitted["item_svd_components"] = comps
     f = pd.concat([f, item_svd], axis=1)
     groups["item_svd"] = list(item_svd.columns)
 
@@ -192,7 +223,14 @@ def build_features(graph: ProfileGraph, seed: int = 0) -> UserFeatures:
                                                columns=[f"item_svd_{j}" for j in range(loadings.shape[1])])],
                           axis=1)
     return UserFeatures(user_ids=graph.user_ids, frame=f.astype(np.float64), groups=groups,
-                        item_ids=graph.item_ids, items=items)
+                        item_ids=graph.item_ids, items=items, state=fitted)
+
+
+def _lookup_sorted(ids: np.ndarray, query) -> np.ndarray:
+    pos = np.searchsorted(ids, np.asarray(query, dtype=object).astype(str))
+    if (pos >= len(ids)).any() or (ids[np.minimum(pos, len(ids) - 1)] != np.asarray(query, dtype=str)).any():
+        raise ValueError("fitted feature state names categories the graph does not have")  # an invariant
+    return pos
 
 
 def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
@@ -203,9 +241,16 @@ def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
     items = pd.concat([pd.DataFrame({"item_id": pd.Series(features.item_ids, dtype="string")}),
                        features.items], axis=1)
     workdir.write_parquet(root / workdir.FEATURES_ITEMS, items)
+    import torch
+
+    arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in features.state.items()
+              if isinstance(v, np.ndarray)}
+    scalars = {k: v for k, v in features.state.items() if not isinstance(v, np.ndarray)}
+    workdir.write_safetensors(root / workdir.FEATURES_STATE, arrays or {"empty": torch.zeros(0)})
     workdir.write_json(root / workdir.FEATURES_META, {"groups": features.groups, "seed": seed,
                                                       "num_users": len(features.user_ids),
-                                                      "num_features": features.frame.shape[1]})
+                                                      "num_features": features.frame.shape[1],
+                                                      "state": scalars, "state_arrays": sorted(arrays)})
 
 
 def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
@@ -215,7 +260,11 @@ def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
     meta = workdir.read_json(root / workdir.FEATURES_META, missing=hint)
     users = workdir.read_parquet(root / workdir.FEATURES_USERS, missing=hint)
     items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing=hint)
+    state = dict(meta.get("state", {}))
+    if meta.get("state_arrays"):
+        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=hint)
+        state.update({k: arrays[k].numpy() for k in meta["state_arrays"]})
     return UserFeatures(user_ids=users["user_id"].astype(str).to_numpy(dtype=object),
                         frame=users.drop(columns=["user_id"]).astype(np.float64), groups=meta["groups"],
                         item_ids=items["item_id"].astype(str).to_numpy(dtype=object),
-                        items=items.drop(columns=["item_id"]))
+                        items=items.drop(columns=["item_id"]), state=state)

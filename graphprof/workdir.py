@@ -37,6 +37,7 @@ GRAPH_META = "graph/meta.json"
 FEATURES_USERS = "features/users.parquet"
 FEATURES_ITEMS = "features/items.parquet"
 FEATURES_META = "features/meta.json"
+FEATURES_STATE = "features/state.safetensors"
 MODELS_DIR = "models"
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
 COMMUNITY_ASSIGNMENTS = "assignments.parquet"
@@ -44,6 +45,7 @@ COMMUNITY_PROFILES = "profiles.parquet"
 COMMUNITY_SUMMARY = "summary.json"          # written last: its presence means the method's run is complete
 LIGHTGCN_DIR = "models/_lightgcn"   # the label-free embedding model (not a target)
 EMBEDDINGS_DIR = "embeddings"
+PREDICTIONS_NEW = "predictions/new_users.parquet"
 
 
 def table_path(root: Path, table: str) -> Path:
@@ -95,8 +97,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _finite(obj: Any) -> Any:
+    """NaN / inf -> None, so every JSON file is strict JSON (``null``) that any parser reads."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: Any) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    text = json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False) + "\n"
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
@@ -236,15 +249,16 @@ def locked(root: Path, command: str) -> Iterator[None]:
     path = root / LOCK
     fh = open(path, "a+", encoding="utf-8")
     try:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise LockError(
-                f"{root}/: the work directory must not be in use. Got it locked by {holder}; "
-                "wait for that run to finish or use another --workdir"
-            ) from None
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()  # not ours: leave the holder's name in the file
+        raise LockError(
+            f"{root}/: the work directory must not be in use. Got it locked by {holder}; "
+            "wait for that run to finish or use another --workdir"
+        ) from None
+    try:
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()} running '{command}'")

@@ -1,0 +1,183 @@
+"""The model contract, checked for every registered model (like scikit-learn's ``parametrize_with_checks``).
+
+Shapes and determinism only, never accuracy: accuracy lives in benchmarks/ and the end-to-end check.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_small import build_shop, load_inputs, small_kwargs
+
+from graphprof import evaluate
+from graphprof.errors import ArtifactError, ConfigError, GraphprofError
+from graphprof.models import MODELS, Model, get_model
+
+MODEL_NAMES = sorted(MODELS)
+# gender is binary (scikit-learn keeps one coefficient row), age_band has four classes
+TARGETS = ("gender", "age_band")
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    work = build_shop(tmp_path_factory.mktemp("models_shop"))
+    inputs, users = load_inputs(work)
+    targets = {}
+    for name in TARGETS:
+        target = evaluate.make_target(users, inputs.graph.user_ids, name)
+        targets[name] = (target, evaluate.split(target, seed=0))
+    return inputs, targets
+
+
+def _fit(shop, model_name, target_name="age_band", seed=0, y=None):
+    inputs, targets = shop
+    target, parts = targets[target_name]
+    cls = MODELS[model_name]
+    model = cls(seed=seed, **small_kwargs(cls))
+    fitted = model.fit(inputs, target.y if y is None else y, parts["train"], parts["val"], target.classes)
+    return model, fitted
+
+
+def _proba(model, shop) -> np.ndarray:
+    return model.predict_proba(shop[0]).to_numpy()
+
+
+# ------------------------------------------------------------------------------------------- registry
+def test_registry_is_not_empty_and_names_match():
+    assert MODEL_NAMES, "no model registered"
+    for name, cls in MODELS.items():
+        assert issubclass(cls, Model)
+        assert cls.name == name
+        assert get_model(name) is cls
+
+
+def test_get_model_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"Got 'nope' instead") as info:
+        get_model("nope")
+    for name in MODELS:
+        assert repr(name)[1:-1] in str(info.value)
+    assert f"({', '.join(MODELS)})" in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, GraphprofError)
+
+
+# ------------------------------------------------------------------------------------------- contract
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_init_stores_hyper_parameters_only(name):
+    cls = MODELS[name]
+    model = cls(seed=3)
+    assert model.seed == 3
+    json.dumps(model.params)  # hyper-parameters must be JSON-serialisable (they go to config.json)
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(model)), vars(model)
+    assert cls(seed=3, **model.params).params == model.params
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fit_returns_self_and_proba_is_a_frame_by_user_id(shop, name, target_name):
+    inputs, targets = shop
+    target, _ = targets[target_name]
+    model, fitted = _fit(shop, name, target_name)
+    assert fitted is model
+    assert model.classes_ == target.classes
+    proba = model.predict_proba(inputs)
+    assert isinstance(proba, pd.DataFrame)
+    assert proba.shape == (inputs.graph.num_users, len(target.classes))
+    assert list(proba.index) == list(inputs.graph.user_ids)
+    assert proba.index.name == "user_id"
+    assert list(proba.columns) == target.classes
+    values = proba.to_numpy()
+    assert np.isfinite(values).all()
+    assert (values >= 0).all() and (values <= 1).all()
+    np.testing.assert_allclose(values.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_embed_is_finite_one_row_per_user(shop, name):
+    inputs = shop[0]
+    model, _ = _fit(shop, name)
+    emb = model.embed(inputs)
+    assert isinstance(emb, np.ndarray)
+    assert emb.ndim == 2
+    assert emb.shape[0] == inputs.graph.num_users
+    assert emb.shape[1] >= 1
+    assert np.isfinite(emb).all()
+    np.testing.assert_array_equal(model.embed(inputs), emb)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_same_seed_gives_identical_probabilities(shop, name):
+    first, _ = _fit(shop, name, seed=7)
+    second, _ = _fit(shop, name, seed=7)
+    assert np.array_equal(_proba(first, shop), _proba(second, shop))
+    assert np.array_equal(first.embed(shop[0]), second.embed(shop[0]))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_never_reads_labels_outside_train_and_val(shop, name):
+    inputs, targets = shop
+    target, parts = targets["age_band"]
+    model, _ = _fit(shop, name)
+    y = target.y.copy()
+    seen = np.zeros(len(y), dtype=bool)
+    seen[parts["train"]] = True
+    seen[parts["val"]] = True
+    unseen = np.flatnonzero(~seen)  # test users and unlabelled users
+    assert len(parts["test"]) > 0 and np.isin(parts["test"], unseen).all()
+    n_classes = len(target.classes)
+    y[unseen] = np.where(y[unseen] >= 0, (y[unseen] + 1) % n_classes, 0)  # every unseen label changes
+    assert (y[parts["test"]] != target.y[parts["test"]]).all()
+    other, _ = _fit(shop, name, y=y)
+    assert np.array_equal(_proba(model, shop), _proba(other, shop))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_save_load_round_trip_without_pickle(shop, name, tmp_path):
+    inputs = shop[0]
+    model, _ = _fit(shop, name)
+    path = tmp_path / "model"
+    model.save(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    assert files, "save wrote nothing"
+    assert {p.suffix for p in files} <= {".json", ".safetensors"}, files
+    for p in files:
+        assert not p.read_bytes().startswith(b"\x80"), f"{p} looks like a pickle"
+    loaded = MODELS[name].load(path)
+    assert type(loaded) is type(model)
+    assert loaded.seed == model.seed
+    assert loaded.params == model.params
+    assert loaded.classes_ == model.classes_
+    before, after = model.predict_proba(inputs), loaded.predict_proba(inputs)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    assert np.array_equal(model.embed(inputs), loaded.embed(inputs))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_load_with_another_model_class_is_refused(shop, name, tmp_path):
+    others = [n for n in MODEL_NAMES if n != name]
+    if not others:
+        pytest.skip("only one model registered")
+    model, _ = _fit(shop, name)
+    model.save(tmp_path / "model")
+    with pytest.raises(ArtifactError, match=rf"model must be '{others[0]}'. Got '{name}' instead"):
+        MODELS[others[0]].load(tmp_path / "model")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_load_missing_model_says_which_command_writes_it(name, tmp_path):
+    with pytest.raises(ArtifactError, match=r"model\.json: not found; run 'graphprof train'"):
+        MODELS[name].load(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_unfitted_model_raises_attribute_error(shop, name, tmp_path):
+    model = MODELS[name]()
+    with pytest.raises(AttributeError, match="not fitted yet; call fit"):
+        model.predict_proba(shop[0])
+    with pytest.raises(AttributeError, match="not fitted yet; call fit"):
+        model.embed(shop[0])
+    with pytest.raises(AttributeError, match="not fitted yet; call fit"):
+        model.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
