@@ -128,7 +128,8 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
     """
     n_users, n_items = graph.num_users, len(graph.item_ids)
     data = graph.data
-    attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend")}
+    attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
+    priced = np.asarray(attrs["priced_quantity"].sum(axis=1)).ravel()
     count = np.asarray(attrs["count"].sum(axis=1)).ravel()
     quantity = np.asarray(attrs["quantity"].sum(axis=1)).ravel()
     spend = np.asarray(attrs["spend"].sum(axis=1)).ravel()
@@ -138,7 +139,7 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
         "log_quantity": np.log1p(quantity),
         "log_monetary": np.log1p(spend),
         "distinct_items": np.log1p(distinct),
-        "log_avg_price": np.log1p(np.divide(spend, quantity, out=np.zeros_like(spend), where=quantity > 0)),
+        "log_avg_price": np.log1p(np.divide(spend, priced, out=np.zeros_like(spend), where=priced > 0)),
     })
     groups: dict[str, list[str]] = {"behaviour": list(f.columns)}
     ei = data[BUYS].edge_index.numpy()
@@ -209,7 +210,7 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
 
     # items: popularity, price, category, SVD loadings
     buyers = np.diff(attrs["count"].tocsc().indptr).astype(np.float64)
-    item_qty = np.asarray(attrs["quantity"].sum(axis=0)).ravel()
+    item_qty = np.asarray(attrs["priced_quantity"].sum(axis=0)).ravel()
     item_spend = np.asarray(attrs["spend"].sum(axis=0)).ravel()
     items = pd.DataFrame({
         "popularity": buyers,

@@ -26,8 +26,9 @@ FRIEND = ("user", "friend", "user")
 IN_CAT = ("item", "in", "category")
 REV_IN = ("category", "rev_in", "item")
 #: Columns of ``data[BUYS].edge_attr``: purchases (rows), total quantity, spend, last time (epoch s, NaN if
-#: unknown), summed weight (ratings where given, else 1 per purchase).
-BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight")
+#: unknown), summed weight (ratings where given, else 1 per purchase), quantity with a known price (so an
+#: average price is spend / priced_quantity: a purchase without a price does not count as free).
+BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight", "priced_quantity")
 
 
 @dataclass
@@ -125,10 +126,15 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         price = np.where(np.isnan(price), list_price[i], price)
     agg = pd.DataFrame({"u": u, "i": i, "count": 1.0, "quantity": qty,
                         "spend": np.nan_to_num(qty * price), "last_time": purchases["timestamp"].to_numpy(),
-                        "weight": purchases["weight"].to_numpy(np.float64)})
+                        "weight": purchases["weight"].to_numpy(np.float64),
+                        "priced_quantity": np.where(np.isnan(price), 0.0, qty)})
+    # a canonical row order first, so float sums (spend, weight) do not depend on the order of the input rows
+    agg = agg.iloc[np.lexsort((agg["weight"].to_numpy(), agg["spend"].to_numpy(), agg["i"].to_numpy(),
+                               agg["u"].to_numpy()))]
     agg = agg.groupby(["u", "i"], sort=True).agg(
         count=("count", "sum"), quantity=("quantity", "sum"), spend=("spend", "sum"),
-        last_time=("last_time", "max"), weight=("weight", "sum")).reset_index()
+        last_time=("last_time", "max"), weight=("weight", "sum"),
+        priced_quantity=("priced_quantity", "sum")).reset_index()
     buy_index = torch.from_numpy(agg[["u", "i"]].to_numpy(np.int64).T.copy())
     data[BUYS].edge_index = buy_index
     data[BUYS].edge_attr = torch.from_numpy(agg[list(BUY_ATTRS)].to_numpy(np.float64))  # float64: epoch seconds need it

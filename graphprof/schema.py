@@ -32,7 +32,8 @@ REJECT_COLUMNS = ["source_file", "source_row", "column", "value", "reason"]
 UNKNOWN_CATEGORY = "unknown"
 # Epoch seconds accepted for timestamps: 1970-01-01 .. 2100-01-01.
 TIME_MIN, TIME_MAX = 0.0, 4102444800.0
-_PII = re.compile(r"e-?mail|phone|mobile|address|street|name|ssn|passport|(^|[_\W])ip($|[_\W])|ip_?addr",
+MAX_QUANTITY = 1e9  # beyond this a quantity is a typo, and beyond 2**63 it cannot even be stored
+_PII = re.compile(r"e[-_]?mail|phone|mobile|address|street|name|ssn|passport|(^|[_\W])ip($|[_\W])|ip_?addr",
                   re.IGNORECASE)
 
 
@@ -168,6 +169,7 @@ def _validate_purchases(raw: RawTable):
         given = df["quantity"].notna()
         bad = given & ~(np.isfinite(q) & (q >= 1) & (q == np.round(q)))
         c.reject(bad, "quantity", "be an integer >= 1")
+        c.reject(given & (q > MAX_QUANTITY), "quantity", f"be at most {MAX_QUANTITY:.0f}")
         out["quantity"] = q.fillna(1.0).where(~c.bad, 1.0).astype(np.int64)
     else:
         out["quantity"] = np.int64(1)
