@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.errors import InputError
+from graphprof.adapters import AdapterResult, check_format, read_format
+from graphprof.errors import ConfigError, InputError
 from graphprof.features import build_features, save_features
 from graphprof.graph import ProfileGraph, build_graph, describe, save_graph
 from graphprof.io import ROW, TABLES, find_tables, read_tables
@@ -33,6 +34,8 @@ class BuildResult:
     graph: dict
     dropped_columns: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    format: str = "generic"
+    notes: list[str] = field(default_factory=list)  # what the format adapter did (collapsed rows, mappings)
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -45,11 +48,13 @@ class BuildResult:
         lines.append(f"graph: {nodes}; edges: {edges}")
         for table, cols in self.dropped_columns.items():
             lines.append(f"{table}: dropped personal-data columns (never features): {', '.join(cols)}")
+        lines.extend(f"note ({self.format}): {note}" for note in self.notes)
         return lines
 
     def to_json(self) -> dict:
         return {"workdir": str(self.workdir), "tables": self.accounting, "graph": self.graph,
-                "dropped_columns": self.dropped_columns, "seconds": self.seconds}
+                "dropped_columns": self.dropped_columns, "seconds": self.seconds, "format": self.format,
+                "notes": self.notes}
 
 
 def resolve_inputs(data: str | Path | None = None, purchases=None, friendships=None, users=None,
@@ -71,19 +76,47 @@ def resolve_inputs(data: str | Path | None = None, purchases=None, friendships=N
     return find_tables(data)
 
 
-def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
-          purchases=None, friendships=None, users=None, items=None, seed: int = 0) -> BuildResult:
-    """Read, validate, build the graph and the features, and write them all into the work directory.
+def read_inputs(data: str | Path | None = None, purchases=None, friendships=None, users=None, items=None, *,
+                format: str = "generic") -> AdapterResult:
+    """The raw tables, the files read and the adapter's notes, for ``--data DIR [--format NAME]`` or the
+    per-table flags (generic format only).
 
     Raises:
+        ConfigError: an unknown format, or a format other than generic without ``--data`` / with per-table flags.
+        InputError: see :func:`resolve_inputs` and :func:`graphprof.adapters.read_format`.
+    """
+    check_format(format)
+    if format == "generic":
+        paths = resolve_inputs(data, purchases, friendships, users, items)
+        return AdapterResult(tables=read_tables(paths), sources=list(paths.values()))
+    flags = [f"--{k}" for k, v in (("purchases", purchases), ("friendships", friendships), ("users", users),
+                                   ("items", items)) if v is not None]
+    if flags:
+        raise ConfigError(f"--format {format} must be given a folder with --data DIR, not per-table flags. Got "
+                          + ", ".join(flags))
+    if data is None:
+        raise ConfigError(f"--format {format} needs --data DIR (the folder in that format). Got no --data")
+    return read_format(format, data)
+
+
+def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
+          purchases=None, friendships=None, users=None, items=None, seed: int = 0,
+          format: str = "generic") -> BuildResult:
+    """Read, validate, build the graph and the features, and write them all into the work directory.
+
+    ``format`` names the layout of ``data`` (:data:`graphprof.adapters.FORMATS`); formats other than
+    ``generic`` need ``data`` and are turned into the generic tables by :mod:`graphprof.adapters`.
+
+    Raises:
+        ConfigError: an unknown format, or a non-generic format without ``data``.
         InputError: a table cannot be read, lacks a required column, or keeps no purchase.
     """
     root = Path(workdir_path)
-    paths = resolve_inputs(data, purchases, friendships, users, items)
     seconds = {}
+    t0 = time.perf_counter()
+    adapted = read_inputs(data, purchases, friendships, users, items, format=format)  # reads only: no lock
+    raw = adapted.tables
     with workdir.locked(root, "build-graph"):
-        t0 = time.perf_counter()
-        raw = read_tables(paths)
         log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
         validated = validate_tables(raw)
         seconds["read_validate"] = time.perf_counter() - t0
@@ -106,14 +139,30 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         log.info("features: %d users x %d columns", *features.frame.shape)
         _clear_stale(root)
         result = BuildResult(workdir=root, accounting=validated.accounting, graph=describe(graph),
-                             dropped_columns=validated.dropped_columns, seconds=seconds)
+                             dropped_columns=validated.dropped_columns, seconds=seconds, format=format,
+                             notes=adapted.notes)
+        # generic: one entry per table, as before; an adapter: one entry per file it read (by file name)
+        named = ({t.name: t.path for t in raw.values()} if format == "generic"
+                 else {p.name: p for p in adapted.sources})
         inputs = {name: {"path": str(p), "bytes": p.stat().st_size, "sha256": workdir.sha256_file(p)}
-                  for name, p in paths.items()}
+                  for name, p in named.items()}
         graph_id = workdir.sha256_file(root / workdir.GRAPH_TENSORS)
+        _forget(root, ("inputs", "rows", "dropped_columns"))
         workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
-                                config={"build-graph": {"seed": seed}}, stages={"build-graph": seconds},
-                                dropped_columns=validated.dropped_columns)
+                                config={"build-graph": {"seed": seed, "format": format}},
+                                stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
+                                input_notes=adapted.notes)
     return result
+
+
+def _forget(root: Path, keys: tuple[str, ...]) -> None:
+    """update_manifest merges dict sections; these describe one build's input and must be replaced, not merged
+    (a rebuild from other files would otherwise keep the old files' hashes and row counts)."""
+    manifest = workdir.load_manifest(root)
+    if any(k in manifest for k in keys):
+        for k in keys:
+            manifest.pop(k, None)
+        workdir.write_json(root / workdir.MANIFEST, manifest)
 
 
 def _write_tables(root: Path, validated: ValidatedTables) -> None:
@@ -130,15 +179,25 @@ def _write_tables(root: Path, validated: ValidatedTables) -> None:
             workdir.table_path(root, name).unlink(missing_ok=True)
 
 
+STALE_AFTER_BUILD = ("train", "communities", "export-embeddings", "predict", "report")
+
+
 def _clear_stale(root: Path) -> None:
-    """A new graph makes models trained on the old one meaningless: remove them rather than mix them up."""
-    models = root / workdir.MODELS_DIR
-    if models.exists():
-        log.info("removing models trained on the previous graph (%s)", models)
-        shutil.rmtree(models)
+    """A new graph makes what was derived from the old one meaningless (models, communities, embeddings,
+    predictions, the report): remove it rather than mix them up."""
+    for name in (workdir.MODELS_DIR, getattr(workdir, "COMMUNITIES_DIR", "communities"), workdir.EMBEDDINGS_DIR,
+                 str(Path(workdir.PREDICTIONS_NEW).parent), getattr(workdir, "REPORT", "report.html")):
+        path = root / name
+        if path.is_dir():
+            log.info("removing %s, derived from the previous graph", path)
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     manifest = workdir.load_manifest(root)
-    if "train" in manifest.get("stages", {}):
-        manifest["stages"].pop("train")
+    stages = manifest.get("stages", {})
+    if any(s in stages for s in STALE_AFTER_BUILD):
+        for s in STALE_AFTER_BUILD:
+            stages.pop(s, None)
         workdir.write_json(root / workdir.MANIFEST, manifest)
 
 
@@ -148,4 +207,4 @@ def load_tables(root: str | Path, name: str) -> pd.DataFrame | None:
     return workdir.read_parquet(path, missing="run 'graphprof build-graph' first") if path.exists() else None
 
 
-__all__ = ["BuildResult", "build", "load_tables", "resolve_inputs", "ProfileGraph"]
+__all__ = ["BuildResult", "build", "load_tables", "read_inputs", "resolve_inputs", "ProfileGraph"]

@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from graphprof import __version__
+from graphprof.adapters import FORMATS
 from graphprof.errors import GraphprofError
 
 EXAMPLES = """examples:
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "build-graph", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="read and validate tables, build the graph and the features",
         description="examples:\n  graphprof build-graph                       # the bundled sample\n"
-                    "  graphprof build-graph --data shop/ --workdir work/shop\n\n"
+                    "  graphprof build-graph --data shop/ --workdir work/shop\n"
+                    "  graphprof build-graph --format feather --data ../shared/datasets/deezer_europe\n\n"
                     "Reads purchases, friendships, users and items (CSV, TSV or Parquet), writes validated tables, "
                     "rejects/<table>.csv for bad rows (with source row, column and reason), the graph and the "
                     "user features into the work directory.")
@@ -55,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     for table, req in (("purchases", "required with per-table flags"), ("friendships", "optional"),
                        ("users", "optional"), ("items", "optional")):
         b.add_argument(f"--{table}", metavar="FILE", help=f"the {table} table ({req}); instead of --data")
-    b.add_argument("--format", default="generic", choices=["generic"],
-                   help="input format (default: generic, the schema in the README)")
+    b.add_argument("--format", default="generic", choices=list(FORMATS),
+                   help="layout of --data (default: generic, the schema in the README); feather = SNAP "
+                        "*_edges.csv + *_features.json + *_target.csv; hetrec-lastfm = HetRec 2011 Last.fm .dat "
+                        "files; movielens = MovieLens 100K u.data/u.user/u.item")
 
     t = sub.add_parser(
         "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -148,7 +152,7 @@ def _cmd_build_graph(args) -> None:
     from graphprof.build import build
 
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
-                   users=args.users, items=args.items, seed=args.seed)
+                   users=args.users, items=args.items, seed=args.seed, format=args.format)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 

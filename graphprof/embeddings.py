@@ -54,10 +54,12 @@ class Embeddings:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    def index_of(self, id_: str) -> int:
+    def index_of(self, id_: str, shown: str | None = None) -> int:
+        """Row of ``id_``; ``shown`` is the id as the user typed it (before pseudonymisation), for the error."""
         hits = np.flatnonzero(self.ids == str(id_))
         if len(hits) == 0:
-            raise ConfigError(f"user id must be one of the {len(self.ids)} embedded ids. Got {id_!r} instead")
+            raise ConfigError(f"user id must be one of the {len(self.ids)} embedded ids. "
+                              f"Got {shown if shown is not None else id_!r} instead")
         return int(hits[0])
 
     def to_frame(self, id_column: str) -> pd.DataFrame:
@@ -66,9 +68,9 @@ class Embeddings:
         frame.insert(0, id_column, pd.Series(self.ids, dtype="string"))
         return frame
 
-    def nearest(self, id_: str, k: int = 10) -> pd.DataFrame:
+    def nearest(self, id_: str, k: int = 10, shown: str | None = None) -> pd.DataFrame:
         """The ``k`` nearest other ids by cosine similarity. Columns: ``rank``, ``id``, ``similarity``."""
-        i = self.index_of(id_)
+        i = self.index_of(id_, shown)
         norms = np.linalg.norm(self.vectors, axis=1)
         norms[norms == 0] = 1.0
         sim = (self.vectors @ self.vectors[i]) / (norms * norms[i])
@@ -300,6 +302,14 @@ def _query_id(user_id: str, meta: dict, key_file, root: Path) -> str:
     return str(pseudonymize_ids([user_id], load_key(key_file, root))[0])
 
 
+def _check_current(root: Path, meta: dict) -> None:
+    """Refuse an export made from another graph than the one in the work directory."""
+    current = workdir.load_manifest(root).get("graph_id")
+    if current is not None and meta.get("graph_id") != current:
+        raise ArtifactError(f"{root}/embeddings: must come from the current graph. Got an export of an older build; "
+                            "run 'graphprof export-embeddings' again")
+
+
 def similar(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str = "", k: int = 10,
             key_file: str | Path | None = None) -> pd.DataFrame:
     """The ``k`` users nearest to ``user_id`` in the exported embeddings (cosine).
@@ -310,7 +320,8 @@ def similar(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str = "
         raise ConfigError(f"-k must be >= 1. Got {k} instead")
     root = Path(workdir_path)
     users = load_embeddings(root, "user")
-    out = users.nearest(_query_id(user_id, users.meta, key_file, root), k)
+    _check_current(root, users.meta)
+    out = users.nearest(_query_id(user_id, users.meta, key_file, root), k, shown=str(user_id))
     return out.rename(columns={"id": "user_id"})
 
 
@@ -335,7 +346,8 @@ def recommend(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str =
     if items is None:
         raise ArtifactError(f"{root}/embeddings: the export of model '{users.meta['model']}' has no item vectors; "
                             "run 'graphprof export-embeddings --model lightgcn' (or sage) first")
-    u = users.index_of(_query_id(user_id, users.meta, key_file, root))
+    _check_current(root, users.meta)
+    u = users.index_of(_query_id(user_id, users.meta, key_file, root), shown=str(user_id))
     graph = load_graph(root)
     if list(graph.item_ids) != list(items.ids):
         raise ArtifactError(f"{root}/embeddings: items must match the graph. Got a stale export; "

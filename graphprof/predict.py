@@ -80,7 +80,7 @@ def picked_model(root: Path, target: str) -> str:
 
 def trained_targets(root: Path) -> list[str]:
     models = root / workdir.MODELS_DIR
-    return sorted(p.parent.parent.name for p in models.glob("*/*/metrics.json")) if models.exists() else []
+    return sorted({p.parent.parent.name for p in models.glob("*/*/metrics.json")}) if models.exists() else []
 
 
 def _join(root: Path, graph, new: ValidatedTables) -> tuple[ValidatedTables, np.ndarray, dict]:

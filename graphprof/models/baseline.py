@@ -61,7 +61,9 @@ class LogisticBaseline(Model):
         a = self.arrays_
         logits = self._embed(inputs) @ a["coef"].T + a["intercept"]
         if logits.shape[1] == 1:  # binary: scikit-learn keeps one coefficient row for the positive class
-            p1 = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            from scipy.special import expit  # no overflow warning for large |logit|
+
+            p1 = expit(logits[:, 0])
             return np.stack([1.0 - p1, p1], axis=1)
         logits = logits - logits.max(axis=1, keepdims=True)
         e = np.exp(logits)

@@ -1,0 +1,336 @@
+"""graphprof.predict: profiles for users the models never saw, from the saved models, without retraining.
+
+A generated shop is split: 60 users (every 6th) are held out of ``build`` with their purchases, ties and users
+rows, ``train`` runs on the rest, and ``predict`` gets the held-out users' rows (labels included), plus a few rows
+it must count and not use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphprof import build, generate, workdir
+from graphprof.errors import ArtifactError, ConfigError
+from graphprof.graph import load_graph
+from graphprof.predict import picked_model, predict, trained_targets
+from graphprof.train import train
+
+ROOT = Path(__file__).resolve().parent.parent
+N_USERS = 360
+N_HELD = 60
+MODELS_RUN = ["lr", "sage"]
+COLUMNS = ["user_id", "gender", "gender_model", "gender_proba_f", "gender_proba_m"]
+UNKNOWN_ITEMS = ["SKU-NOT-SOLD-1", "SKU-NOT-SOLD-2"]
+N_KNOWN_USER_ROWS = 3
+N_KNOWN_TIES = 2
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """Build + train without the held-out users; write the held-out users' tables (with extra rows) to new/."""
+    base = tmp_path_factory.mktemp("predict_shop")
+    tables = generate.generate(n_users=N_USERS, seed=0)
+    users, p, f = tables["users"], tables["purchases"], tables["friendships"]
+    held = users["user_id"].iloc[::6].iloc[:N_HELD].tolist()
+    assert len(held) == N_HELD
+    in_p = p["user_id"].isin(held)
+    in_f = f["user_id"].isin(held) | f["friend_id"].isin(held)
+    in_u = users["user_id"].isin(held)
+    generate.write_tables({"purchases": p[~in_p], "friendships": f[~in_f], "users": users[~in_u],
+                           "items": tables["items"]}, base / "data")
+    work = base / "work"
+    build.build(work, data=base / "data")
+    result = train(work, targets=["gender"], models=MODELS_RUN, seeds=1, epochs=5)
+
+    known = users.loc[~in_u, "user_id"].tolist()
+    template = p[in_p].iloc[0]
+    extra = [{**template, "user_id": held[0], "item_id": UNKNOWN_ITEMS[0]},   # unknown items: counted, not used
+             {**template, "user_id": held[1], "item_id": UNKNOWN_ITEMS[1]}]
+    extra += [{**template, "user_id": known[j], "item_id": tables["items"]["item_id"].iloc[j]}  # known users
+              for j in range(N_KNOWN_USER_ROWS)]
+    bad = [{**template, "user_id": held[2], "quantity": -2}]  # rejected by validation
+    new_p = pd.concat([p[in_p], pd.DataFrame(extra + bad)], ignore_index=True)
+    existing = set(map(frozenset, f[["user_id", "friend_id"]].itertuples(index=False)))
+    known_ties = [(a, b) for a, b in zip(known[10:40], known[40:70]) if frozenset((a, b)) not in existing]
+    known_ties = known_ties[:N_KNOWN_TIES]
+    new_f = pd.concat([f[in_f], pd.DataFrame(known_ties, columns=["user_id", "friend_id"])], ignore_index=True)
+    generate.write_tables({"purchases": new_p, "friendships": new_f, "users": users[in_u]}, base / "new")
+    expected = {"purchases_used": int(in_p.sum()), "ties_used": int(in_f.sum())}
+    return {"base": base, "work": work, "train": result, "held": sorted(held), "users": users[in_u],
+            "new": base / "new", "expected": expected}
+
+
+@pytest.fixture(scope="module")
+def predicted(shop):
+    before = _hashes(shop["work"] / "models")
+    res = predict(shop["work"], shop["new"])
+    after = _hashes(shop["work"] / "models")
+    return res, before, after
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _expected_pick(work: Path, target: str = "gender") -> str:
+    scores = {m: json.loads((workdir.model_dir(work, target, m) / "metrics.json").read_text())["val_macro_f1"]["mean"]
+              for m in MODELS_RUN}
+    best = max(scores.values())
+    return "lr" if scores["lr"] == best else max(scores, key=scores.get)
+
+
+# ------------------------------------------------------------------------------------------ the frame
+def test_one_row_per_new_user(shop, predicted):
+    res = predicted[0]
+    assert list(res.frame.columns) == COLUMNS  # no communities were detected: no community column
+    assert res.frame["user_id"].tolist() == shop["held"]
+    assert res.frame["user_id"].is_unique
+    graph = load_graph(shop["work"])
+    assert not set(res.frame["user_id"]) & set(graph.user_ids)  # known users are never predicted here
+
+
+def test_probabilities_sum_to_one_and_match_the_class(predicted):
+    frame = predicted[0].frame
+    proba = frame[["gender_proba_f", "gender_proba_m"]].to_numpy()
+    assert np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-6)
+    assert frame["gender"].tolist() == np.array(["f", "m"])[proba.argmax(axis=1)].tolist()
+
+
+def test_written_parquet_is_the_frame(shop, predicted):
+    res = predicted[0]
+    assert res.out == shop["work"] / workdir.PREDICTIONS_NEW
+    back = pd.read_parquet(res.out)
+    assert list(back.columns) == COLUMNS
+    assert len(back) == N_HELD
+    pd.testing.assert_frame_equal(back, res.frame, check_dtype=False)
+
+
+def test_counts(shop, predicted):
+    c = predicted[0].counts
+    assert c == {"new_users": N_HELD, "purchases_used": shop["expected"]["purchases_used"],
+                 "ties_used": shop["expected"]["ties_used"], "purchases_unknown_item": len(UNKNOWN_ITEMS),
+                 "unknown_items": len(UNKNOWN_ITEMS), "purchases_known_user": N_KNOWN_USER_ROWS,
+                 "ties_known_users": N_KNOWN_TIES, "rejected_rows": 1}
+
+
+def test_summary_lines_and_json(shop, predicted):
+    res = predicted[0]
+    c = res.counts
+    lines = res.summary_lines()
+    assert lines[0] == f"predicted {N_HELD} new users -> {res.out}"
+    assert lines[1] == (f"used {c['purchases_used']} purchases and {c['ties_used']} ties; ignored: 2 purchases of "
+                        f"2 unknown items, {N_KNOWN_USER_ROWS} purchases and {N_KNOWN_TIES} ties of users already in "
+                        "the graph; 1 rows rejected by validation")
+    assert lines[2].startswith(f"  gender ({res.targets['gender']['model']}): ")
+    assert "accuracy vs the given labels" in lines[2]
+    doc = json.loads(json.dumps(res.to_json(), allow_nan=False))
+    assert doc["counts"] == c and doc["out"] == str(res.out)
+
+
+def test_accuracy_against_the_given_labels(shop, predicted):
+    res = predicted[0]
+    labels = shop["users"].set_index("user_id")["gender"]
+    truth = labels.reindex(res.frame["user_id"]).to_numpy()
+    has = pd.notna(truth)
+    assert res.accuracy["gender"]["n"] == int(has.sum()) > 0
+    expected = float((res.frame["gender"].to_numpy()[has] == truth[has]).mean())
+    assert res.accuracy["gender"]["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert set(res.accuracy) == {"gender"}  # age_band / spend_level were not trained
+
+
+def test_predicted_counts_per_class(predicted):
+    res = predicted[0]
+    assert res.targets["gender"]["predicted"] == res.frame["gender"].value_counts().sort_index().to_dict()
+    assert sum(res.targets["gender"]["predicted"].values()) == N_HELD
+
+
+def test_predict_does_not_retrain(predicted):
+    _, before, after = predicted
+    assert before and before == after
+
+
+# ---------------------------------------------------------------------------------------- the picked model
+def test_picked_model_follows_validation_macro_f1(shop, predicted):
+    res = predicted[0]
+    expected = _expected_pick(shop["work"])
+    assert picked_model(shop["work"], "gender") == expected
+    assert set(res.frame["gender_model"]) == {expected}
+    assert res.targets["gender"]["model"] == expected
+    assert expected == shop["train"].info["gender"]["picked"]
+
+
+def test_trained_targets_lists_each_target_once(shop, predicted):
+    assert trained_targets(shop["work"]) == ["gender"]
+
+
+def test_changing_metrics_changes_the_picked_model(shop, predicted, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(shop["work"], work)
+    first = _expected_pick(work)
+    other = next(m for m in MODELS_RUN if m != first)
+    path = workdir.model_dir(work, "gender", other) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["val_macro_f1"]["mean"] = 1.0
+    path.write_text(json.dumps(metrics))
+    res = predict(work, shop["new"])
+    assert set(res.frame["gender_model"]) == {other}
+    assert res.frame["user_id"].tolist() == shop["held"]
+    proba = res.frame[["gender_proba_f", "gender_proba_m"]].to_numpy()
+    assert not np.allclose(proba, predicted[0].frame[["gender_proba_f", "gender_proba_m"]].to_numpy())
+
+
+def _metrics_dir(root: Path, scores: dict) -> Path:
+    for model, mean in scores.items():
+        workdir.write_json(workdir.model_dir(root, "t", model) / "metrics.json", {"val_macro_f1": {"mean": mean}})
+    return root
+
+
+@pytest.mark.parametrize("scores, expected", [
+    ({"lr": 0.6, "sage": 0.7}, "sage"),
+    ({"lr": 0.7, "sage": 0.6}, "lr"),
+    ({"lr": 0.7, "sage": 0.7}, "lr"),             # ties go to the baseline
+    ({"sage": 0.7, "lr": 0.7, "gat": 0.7}, "lr"),
+    ({"gat": 0.5, "sage": 0.5}, "gat"),           # no lr: alphabetical among the tied
+    ({"lr": None, "sage": 0.1}, "sage"),          # no value (null) counts as 0
+])
+def test_picked_model_hand_written(tmp_path, scores, expected):
+    assert picked_model(_metrics_dir(tmp_path, scores), "t") == expected
+
+
+def test_picked_model_without_metrics(tmp_path):
+    with pytest.raises(ArtifactError, match=r"no trained model; run 'graphprof train' first"):
+        picked_model(tmp_path, "gender")
+
+
+# ------------------------------------------------------------------------------------------ determinism
+def test_predict_twice_gives_identical_output(shop, predicted, tmp_path):
+    again = predict(shop["work"], shop["new"], out=tmp_path / "again.parquet")
+    assert again.out == tmp_path / "again.parquet"
+    pd.testing.assert_frame_equal(again.frame, predicted[0].frame)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "again.parquet"), pd.read_parquet(predicted[0].out))
+    assert again.counts == predicted[0].counts
+    assert again.accuracy == predicted[0].accuracy
+
+
+def test_row_order_of_the_input_does_not_matter(shop, predicted, tmp_path):
+    src = shop["new"]
+    for name in ("purchases", "friendships", "users"):
+        df = pd.read_csv(src / f"{name}.csv", dtype=str, keep_default_na=False)
+        df.iloc[::-1].to_csv(tmp_path / f"{name}.csv", index=False)
+    res = predict(shop["work"], tmp_path, out=tmp_path / "out.parquet")
+    pd.testing.assert_frame_equal(res.frame, predicted[0].frame, check_exact=False, rtol=1e-9, atol=1e-12)
+    assert res.counts == predicted[0].counts
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def test_purchases_only(shop, tmp_path):
+    p = pd.read_csv(shop["new"] / "purchases.csv", dtype=str, keep_default_na=False)
+    p = pd.concat([p, pd.DataFrame([{**p.iloc[0], "user_id": "ONLY-UNKNOWN", "item_id": "SKU-NOT-SOLD-3"}])])
+    path = tmp_path / "p.csv"
+    p.to_csv(path, index=False)
+    res = predict(shop["work"], purchases=path, out=tmp_path / "out.parquet")
+    # ONLY-UNKNOWN bought nothing known and is named nowhere else: not a new user; counted as ignored
+    assert "ONLY-UNKNOWN" not in set(res.frame["user_id"])
+    assert res.frame["user_id"].tolist() == shop["held"]
+    assert res.counts["purchases_unknown_item"] == len(UNKNOWN_ITEMS) + 1
+    assert res.counts["ties_used"] == 0 and res.counts["ties_known_users"] == 0
+    assert res.accuracy == {}  # no labels given
+    assert "accuracy" not in res.summary_lines()[2]
+
+
+def test_hand_made_new_users_and_ties(shop, tmp_path):
+    """NEW1 buys a known and an unknown item; NEW2 is only tied to NEW1; NEW3 only to a known user."""
+    known = load_graph(shop["work"]).user_ids
+    (tmp_path / "p.csv").write_text("user_id,item_id\nNEW1,SKU-001\nNEW1,SKU-NOPE\n")
+    (tmp_path / "f.csv").write_text(f"user_id,friend_id\nNEW2,NEW1\n{known[0]},NEW3\n{known[0]},{known[1]}\n")
+    res = predict(shop["work"], purchases=tmp_path / "p.csv", friendships=tmp_path / "f.csv",
+                  out=tmp_path / "out.parquet")
+    assert res.frame["user_id"].tolist() == ["NEW1", "NEW2", "NEW3"]
+    assert res.counts == {"new_users": 3, "purchases_used": 1, "ties_used": 2, "purchases_unknown_item": 1,
+                          "unknown_items": 1, "purchases_known_user": 0, "ties_known_users": 1,
+                          "rejected_rows": 0}
+    np.testing.assert_allclose(res.frame[["gender_proba_f", "gender_proba_m"]].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_only_known_users_gives_an_empty_frame(shop, tmp_path):
+    known = load_graph(shop["work"]).user_ids
+    (tmp_path / "p.csv").write_text(f"user_id,item_id\n{known[0]},SKU-001\n{known[1]},SKU-002\n")
+    res = predict(shop["work"], purchases=tmp_path / "p.csv", out=tmp_path / "out.parquet")
+    assert res.counts["new_users"] == 0 and res.counts["purchases_known_user"] == 2
+    assert list(res.frame.columns) == COLUMNS and len(res.frame) == 0
+    back = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(back.columns) == COLUMNS and len(back) == 0
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_predict_before_train(shop, tmp_path):
+    generate.write_tables(generate.generate(n_users=60, seed=1), tmp_path / "data")
+    work = tmp_path / "work"
+    build.build(work, data=tmp_path / "data")
+    with pytest.raises(ArtifactError, match=r"no trained model found; run 'graphprof train' first"):
+        predict(work, shop["new"])
+    assert not (work / "predictions").exists()
+
+
+def test_predict_before_build(shop, tmp_path):
+    with pytest.raises(ArtifactError, match=r"no graph found; run 'graphprof build-graph' first"):
+        predict(tmp_path / "nowhere", shop["new"])
+
+
+def test_predict_without_data(shop):
+    with pytest.raises(ConfigError, match=r"predict needs the new users' data: --data DIR"):
+        predict(shop["work"])
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+@pytest.fixture(scope="module")
+def cli(shop, tmp_path_factory):
+    """``predict --json`` on the trained shop and ``predict`` on an untrained one, side by side."""
+    base = tmp_path_factory.mktemp("predict_cli")
+    untrained = base / "untrained"
+    shutil.copytree(shop["work"], untrained)
+    shutil.rmtree(untrained / "models")
+    commands = {
+        "ok": ["predict", "--workdir", shop["work"], "--data", shop["new"], "--out", base / "cli.parquet",
+               "--json"],
+        "untrained": ["predict", "--workdir", untrained, "--data", shop["new"]],
+    }
+    procs = {name: subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=str(ROOT),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for name, args in commands.items()}
+    runs = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        runs[name] = subprocess.CompletedProcess(commands[name], proc.returncode, out, err)
+    return base, runs
+
+
+def test_cli_predict_json(cli, predicted):
+    base, runs = cli
+    r = runs["ok"]
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)  # one JSON document and nothing else on stdout
+    assert doc["out"] == str(base / "cli.parquet")
+    assert doc["counts"] == predicted[0].counts
+    assert doc["targets"]["gender"]["model"] == predicted[0].targets["gender"]["model"]
+    pd.testing.assert_frame_equal(pd.read_parquet(base / "cli.parquet"), pd.read_parquet(predicted[0].out))
+
+
+def test_cli_predict_before_train_exits_2(cli):
+    r = cli[1]["untrained"]
+    assert r.returncode == 2
+    assert "no trained model found; run 'graphprof train' first" in r.stderr
+    assert "Traceback" not in r.stderr
