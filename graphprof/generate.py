@@ -36,13 +36,20 @@ YEAR = 365 * 86400
 def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: int = 8,
              n_categories: int = 12, purchases_per_user: float = 3.0, friends_per_user: float = 8.0,
              homophily: float = 0.85, age_dominance: float = 0.7, label_rate: float = 0.4,
-             time_format: str = "iso", bad_rows: int = 0, seed: int = 0) -> dict[str, pd.DataFrame]:
+             time_format: str = "iso", bad_rows: int = 0, seed: int = 0,
+             return_truth: bool = False) -> dict[str, pd.DataFrame] | tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """Generate ``purchases``, ``friendships``, ``users`` and ``items`` tables in the generic schema.
 
     Args:
         bad_rows: how many deliberately bad rows to mix in (negative quantity, bad timestamp, missing id,
             self tie, repeated tie, duplicate user...), to show the rejects at work.
         time_format: ``"iso"`` (ISO-8601 text) or ``"epoch"`` (integer seconds, faster at scale).
+        return_truth: also return the planted community of every user, ``{user_id: community}`` (for
+            evaluating community detection). It is never written to any file, and asking for it changes
+            nothing else: the tables are the same with or without it.
+
+    Returns:
+        the tables by name; with ``return_truth``, the pair ``(tables, truth)``.
     """
     rng = np.random.default_rng(seed)
     n_items = n_items or max(50, n_users // 5)
@@ -119,6 +126,8 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     tables = {"purchases": purchases, "friendships": friendships, "users": users, "items": items}
     if bad_rows:
         _add_bad_rows(tables, bad_rows, rng)
+    if return_truth:  # drawn from no random stream, so the tables stay identical
+        return tables, dict(zip(user_ids.tolist(), community.tolist()))
     return tables
 
 

@@ -18,13 +18,24 @@ import pandas as pd
 from graphprof import workdir
 from graphprof.build import load_tables
 from graphprof.errors import ConfigError
-from graphprof.evaluate import METRICS, candidate_targets, make_target, scores, split, summarize
+from graphprof.evaluate import (
+    METRICS,
+    candidate_targets,
+    make_target,
+    ranked_target,
+    scores,
+    split,
+    summarize,
+)
 from graphprof.features import load_features
 from graphprof.graph import load_graph
 from graphprof.models import ModelInput, get_model
 
 log = logging.getLogger("graphprof")
 DEFAULT_MODELS = ("lr", "sage")
+#: ``--target community`` (when the users table has no such column): the detected communities, from
+#: ``communities/leiden/`` or the only method run (``graphprof communities``).
+COMMUNITY_TARGET = "community"
 
 
 @dataclass
@@ -59,7 +70,10 @@ class TrainResult:
             note = (f"{'':<14}majority-class rate {info['majority_rate']:.3f}; {info['labelled']} labelled users, "
                     f"{info['split_sizes']['train']}/{info['split_sizes']['val']}/{info['split_sizes']['test']} "
                     f"train/val/test per seed")
-            if info["dropped_classes"]:
+            if info["dropped_classes"] and "labels_from" in info:  # communities: often many, say how many
+                dropped = info["dropped_classes"]
+                note += f"; dropped {len(dropped)} communities ({sum(dropped.values())} users)"
+            elif info["dropped_classes"]:
                 note += f"; dropped small classes {info['dropped_classes']}"
             lines.append(note)
             for m, v in info["vs_baseline"].items():
@@ -92,12 +106,15 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     ``models/<target>/<model>/``.
 
     Args:
-        targets: users-table columns; default: every categorical column with enough labels.
+        targets: users-table columns; default: every categorical column with enough labels. ``"community"``
+            (where the users table has no such column) predicts the detected communities (run
+            ``graphprof communities`` first): the largest communities of 10+ users, at most 50, are the classes.
         seeds: number of splits; split ``k`` uses seed ``seed + k``.
         epochs: maximum epochs for the GNN models (default: the model's own).
 
     Raises:
-        ArtifactError: no graph in the work directory (run ``build-graph`` first).
+        ArtifactError: no graph in the work directory (run ``build-graph`` first), or ``community`` asked for
+            and no (current) communities found (run ``communities`` first).
         ConfigError: unknown model or target, or ``seeds`` < 1.
     """
     root = Path(workdir_path)
@@ -114,17 +131,39 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         inputs = ModelInput(graph=graph, features=load_features(root))
         users = load_tables(root, "users")
         target_names = resolve_targets(users, targets)
-        target_objs = [make_target(users, graph.user_ids, t) for t in target_names]
+        sources = {}
+        target_objs = [_make_target(root, users, graph.user_ids, t, manifest.get("graph_id"), sources)
+                       for t in target_names]
         run_seeds = [seed + k for k in range(seeds)]
         result = TrainResult(seeds=run_seeds)
         t_start = time.perf_counter()
         for target in target_objs:
             result.targets[target.name], result.info[target.name] = _train_target(
                 root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"))
+            if target.name in sources:
+                result.info[target.name]["labels_from"] = sources[target.name]
         workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
                                                         "targets": target_names, "models": list(models),
                                                         "seeds": run_seeds}})
     return result
+
+
+def _make_target(root, users, user_ids, name, graph_id, sources):
+    """A users-table column, or for ``community`` (absent from the users table) the detected communities:
+    classes are communities of MIN_CLASS_SIZE+ users, at most MAX_CLASSES of the largest; the rest are
+    dropped and reported. ``sources[name]`` records where such labels came from."""
+    if name == COMMUNITY_TARGET and (users is None or name not in users.columns):
+        from graphprof.communities import load_assignments
+
+        assignments, method = load_assignments(root, graph_id)
+        labels = pd.Series(assignments["community"].to_numpy(np.int64),
+                           index=assignments["user_id"].astype(str).to_numpy(dtype=object))
+        target = ranked_target(name, labels, user_ids)
+        sources[name] = f"{workdir.COMMUNITIES_DIR}/{method}/{workdir.COMMUNITY_ASSIGNMENTS}"
+        log.info("target community: %d communities from %s, %d kept as classes, %d dropped", labels.nunique(),
+                 sources[name], len(target.classes), len(target.dropped))
+        return target
+    return make_target(users, user_ids, name)
 
 
 def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id):

@@ -46,6 +46,7 @@ COMMUNITY_SUMMARY = "summary.json"          # written last: its presence means t
 LIGHTGCN_DIR = "models/_lightgcn"   # the label-free embedding model (not a target)
 EMBEDDINGS_DIR = "embeddings"
 PREDICTIONS_NEW = "predictions/new_users.parquet"
+REPORT = "report.html"                      # graphprof report: one self-contained HTML file
 
 
 def table_path(root: Path, table: str) -> Path:
