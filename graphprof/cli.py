@@ -76,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
 
+    c = sub.add_parser(
+        "communities", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="detect communities and profile each one",
+        description="examples:\n  graphprof communities                        # Leiden on the social graph\n"
+                    "  graphprof communities --method louvain --graph combined --resolution 1.5 --json\n\n"
+                    "Writes communities/<method>/assignments.parquet (user_id, community), profiles.parquet (size, "
+                    "top categories and items with lift, spend and frequency, attribute mix with lift) and "
+                    "summary.json (modularity, sizes). Afterwards 'graphprof train --target community' predicts them.")
+    c.add_argument("--method", default="leiden", choices=["leiden", "louvain"],
+                   help="leiden (igraph, fast, connected communities; default) or louvain (networkx, the reference)")
+    c.add_argument("--resolution", type=float, default=1.0, help="modularity resolution; higher = smaller (default 1)")
+    c.add_argument("--graph", default="social", choices=["social", "combined"],
+                   help="social ties only, or social + co-purchase ties (default: social)")
+    c.add_argument("--copurchase-weight", type=float, default=0.5, metavar="W",
+                   help="weight of co-purchase ties in the combined graph (default: 0.5)")
+
     pr = sub.add_parser(
         "predict", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="profile users the models never saw, with the saved models",
@@ -180,6 +196,14 @@ def _cmd_generate(args) -> None:
           {"files": {n: {"path": str(p), "rows": len(tables[n])} for n, p in paths.items()}})
 
 
+def _cmd_communities(args) -> None:
+    from graphprof.communities import run_communities
+
+    result = run_communities(args.workdir, method=args.method, resolution=args.resolution, on=args.graph,
+                             copurchase_weight=args.copurchase_weight, seed=args.seed)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_predict(args) -> None:
     from graphprof.predict import predict
 
@@ -214,7 +238,8 @@ def _cmd_similar(args) -> None:
     _frame_out(args, frame, f"the {len(frame)} users most similar to {args.user_id}:")
 
 
-COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "predict": _cmd_predict,
+COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
+            "predict": _cmd_predict,
             "export-embeddings": _cmd_export_embeddings,
             "recommend": _cmd_recommend, "similar": _cmd_similar, "generate": _cmd_generate}
 
