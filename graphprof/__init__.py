@@ -8,16 +8,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from graphprof.build import BuildResult, build  # noqa: E402
+from graphprof.communities import detect_communities, profile_communities, run_communities  # noqa: E402
+from graphprof.embeddings import Embeddings, export_embeddings, load_embeddings, recommend, similar  # noqa: E402
 from graphprof.errors import ArtifactError, ConfigError, GraphprofError, InputError, LockError  # noqa: E402
 from graphprof.features import UserFeatures, build_features, load_features  # noqa: E402
 from graphprof.graph import ProfileGraph, build_graph, load_graph, to_networkx  # noqa: E402
 from graphprof.io import read_tables  # noqa: E402
+from graphprof.predict import predict  # noqa: E402
 from graphprof.schema import ValidatedTables, validate_tables  # noqa: E402
 from graphprof.train import TrainResult, train  # noqa: E402
 
 __all__ = [
     "__version__",
     "ArtifactError",
+    "BuildResult",
+    "Embeddings",
     "ConfigError",
     "GraphprofError",
     "InputError",
@@ -26,11 +32,20 @@ __all__ = [
     "TrainResult",
     "UserFeatures",
     "ValidatedTables",
+    "build",
     "build_features",
+    "detect_communities",
+    "export_embeddings",
     "build_graph",
     "load_features",
+    "load_embeddings",
     "load_graph",
+    "predict",
+    "profile_communities",
     "read_tables",
+    "recommend",
+    "run_communities",
+    "similar",
     "to_networkx",
     "train",
     "validate_tables",
