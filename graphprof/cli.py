@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--models", default="lr,sage", metavar="LIST", help="comma-separated models (default: lr,sage)")
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same settings from its last finished (model, seed)")
 
     c = sub.add_parser(
         "communities", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -131,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("-k", type=int, default=10, help="how many (default: 10)")
         r.add_argument("--key-file", metavar="FILE", help="the key, where the export was pseudonymized")
 
+    rp = sub.add_parser(
+        "report", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="write one self-contained HTML report of the work directory",
+        description="examples:\n  graphprof report                             # work/report.html\n"
+                    "  graphprof report --workdir work/shop --out shop.html\n\n"
+                    "Input accounting, graph size, the metrics table, confusion matrices, training curves, "
+                    "community sizes and profiles, and a 2-D map of the user embeddings, with images embedded: "
+                    "one file to open instead of reading JSON. Sections whose artifacts are missing say which "
+                    "command makes them.")
+    rp.add_argument("--out", metavar="FILE", help="output .html (default: WORKDIR/report.html)")
+
     gen = sub.add_parser(
         "generate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write a generated shop (planted communities) in the generic schema",
@@ -177,7 +190,7 @@ def _cmd_train(args) -> None:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
-                   seed=args.seed)
+                   seed=args.seed, resume=args.resume)
     _emit(args, result.table(), result.to_json())
 
 
@@ -212,6 +225,13 @@ def _cmd_predict(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
+def _cmd_report(args) -> None:
+    from graphprof.report import write_report
+
+    result = write_report(args.workdir, out=args.out)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_export_embeddings(args) -> None:
     from graphprof.embeddings import export_embeddings
 
@@ -241,7 +261,7 @@ def _cmd_similar(args) -> None:
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
             "predict": _cmd_predict,
             "export-embeddings": _cmd_export_embeddings,
-            "recommend": _cmd_recommend, "similar": _cmd_similar, "generate": _cmd_generate}
+            "recommend": _cmd_recommend, "similar": _cmd_similar, "report": _cmd_report, "generate": _cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        hint = "; the previous results are intact, 'graphprof train --resume' continues" \
+            if args.command == "train" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except Exception:
         traceback.print_exc()

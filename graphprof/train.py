@@ -8,6 +8,7 @@ stopping use the validation users only. The model picked per target is the best 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,7 @@ def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> li
 
 def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
           models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
-          seed: int = 0) -> TrainResult:
+          seed: int = 0, resume: bool = False) -> TrainResult:
     """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
     ``models/<target>/<model>/``.
 
@@ -111,6 +112,13 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
             ``graphprof communities`` first): the largest communities of 10+ users, at most 50, are the classes.
         seeds: number of splits; split ``k`` uses seed ``seed + k``.
         epochs: maximum epochs for the GNN models (default: the model's own).
+        resume: continue an interrupted run with the same settings: every (model, seed) fit that finished is
+            kept (its checkpoint is in ``.partial-train/``), the rest is fitted. Without it, a leftover
+            interrupted run is discarded.
+
+    Crash safety: a run is written to ``.partial-train/<target>/`` and each model's folder replaces
+    ``models/<target>/<model>/`` only once all its seeds are done, so an interrupted run (Ctrl-C, SIGKILL)
+    leaves the previous model, metrics and predictions intact and loadable.
 
     Raises:
         ArtifactError: no graph in the work directory (run ``build-graph`` first), or ``community`` asked for
@@ -139,7 +147,7 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         t_start = time.perf_counter()
         for target in target_objs:
             result.targets[target.name], result.info[target.name] = _train_target(
-                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"))
+                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"), resume)
             if target.name in sources:
                 result.info[target.name]["labels_from"] = sources[target.name]
         workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
@@ -166,30 +174,71 @@ def _make_target(root, users, user_ids, name, graph_id, sources):
     return make_target(users, user_ids, name)
 
 
-def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id):
+def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool) -> Path:
+    """The folder this target's run is written to; on ``resume``, an interrupted run with the same settings."""
+    staging = Path(root) / workdir.PARTIAL_TRAIN / target.name
+    settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
+                "classes": target.classes}
+    found = workdir.load_json_if_any(staging / "run.json")
+    if found is not None:
+        if resume and found == settings:
+            log.info("%s: resuming the interrupted run in %s", target.name, staging)
+            return staging
+        if resume:
+            raise ConfigError(f"--resume must continue a run with the same settings. Got an interrupted run with "
+                              f"{ {k: found.get(k) for k in ('models', 'seeds', 'epochs')} }; run 'graphprof train' "
+                              "without --resume to start over")
+        log.warning("%s: discarding an interrupted run in %s (use --resume to continue one)", target.name, staging)
+        shutil.rmtree(staging)
+    elif resume:
+        log.info("%s: nothing to resume; starting a new run", target.name)
+    workdir.write_json(staging / "run.json", settings)
+    return staging
+
+
+def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs):
+    """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists."""
+    run = staging / name / f"seed_{s}"
+    done = workdir.load_json_if_any(run / "result.json")
+    if done is not None:
+        model = cls.load(run)
+        proba = model.predict_proba(inputs).to_numpy()
+        log.info("%s / %s / seed %d: resumed from checkpoint", target.name, name, s)
+        return done, proba
+    kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
+    t0 = time.perf_counter()
+    model = cls(seed=s, **kwargs).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    proba = model.predict_proba(inputs).to_numpy()
+    result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
+              "val": scores(target.y[parts["val"]], proba[parts["val"]]),
+              "fit_seconds": time.perf_counter() - t0,
+              "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None)}}
+    model.save(run)
+    workdir.write_json(run / "result.json", result)  # last: the checkpoint is complete
+    log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],
+             result["fit_seconds"])
+    return result, proba
+
+
+def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id, resume=False):
     per_seed = {m: [] for m in model_classes}
     val = {m: [] for m in model_classes}
     fit_seconds = {m: [] for m in model_classes}
     extra = {m: [] for m in model_classes}
     first_split, first_proba = None, {}
+    staging = _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume)
     for k, s in enumerate(run_seeds):
         parts = split(target, s)
         if k == 0:
             first_split = parts
         for name, cls in model_classes.items():
-            kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
-            t0 = time.perf_counter()
-            model = cls(seed=s, **kwargs).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
-            proba = model.predict_proba(inputs).to_numpy()
-            fit_seconds[name].append(time.perf_counter() - t0)
-            per_seed[name].append(scores(target.y[parts["test"]], proba[parts["test"]]))
-            val[name].append(scores(target.y[parts["val"]], proba[parts["val"]]))
-            extra[name].append({"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None)})
-            model.save(workdir.run_dir(root, target.name, name, s))
+            done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs)
+            per_seed[name].append(done["test"])
+            val[name].append(done["val"])
+            fit_seconds[name].append(done["fit_seconds"])
+            extra[name].append(done["extra"])
             if k == 0:
                 first_proba[name] = proba
-            log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s,
-                     per_seed[name][-1]["macro_f1"], fit_seconds[name][-1])
     summaries = {m: summarize(per_seed[m]) for m in model_classes}
     val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
     picked = max(model_classes, key=lambda m: (val_f1[m]["mean"], -list(model_classes).index(m)))
@@ -207,7 +256,7 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
             "val_macro_f1": val_f1, "picked": picked, "vs_baseline": versus,
             "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()}}
     for name in model_classes:
-        out = workdir.model_dir(root, target.name, name)
+        out = staging / name
         workdir.write_json(out / "metrics.json", {"target": target.name, "model": name, "seeds": run_seeds,
                                                   "test": summaries[name], "val_macro_f1": val_f1[name],
                                                   "per_seed_test": per_seed[name], "per_seed_val": val[name],
@@ -219,6 +268,13 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
                                                  "predictions_from_seed": run_seeds[0]})
         workdir.write_parquet(out / "predictions.parquet",
                               _predictions(inputs.graph.user_ids, target, first_split, first_proba[name]))
+    for name in model_classes:  # every seed of every model is done: now, and only now, replace the old ones
+        for run in (staging / name).glob("seed_*/result.json"):
+            run.unlink()
+        workdir.replace_dir(staging / name, workdir.model_dir(root, target.name, name))
+    shutil.rmtree(staging)
+    if not any(staging.parent.iterdir()):
+        staging.parent.rmdir()
     return summaries, info
 
 

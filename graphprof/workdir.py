@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ FEATURES_ITEMS = "features/items.parquet"
 FEATURES_META = "features/meta.json"
 FEATURES_STATE = "features/state.safetensors"
 MODELS_DIR = "models"
+PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
 COMMUNITY_ASSIGNMENTS = "assignments.parquet"
 COMMUNITY_PROFILES = "profiles.parquet"
@@ -107,6 +109,45 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
+
+
+def replace_dir(src: Path, dst: Path) -> Path:
+    """Move the finished folder ``src`` to ``dst``, replacing what was there. The old folder is first renamed
+    aside (``.old-<name>``) and deleted after: a crash in between leaves either the old or the new folder
+    whole, and :func:`recover_dirs` puts the old one back if the new one never arrived."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    aside = dst.with_name(f".old-{dst.name}")
+    if aside.exists():
+        shutil.rmtree(aside)
+    if dst.exists():
+        os.replace(dst, aside)
+    os.replace(src, dst)
+    if aside.exists():
+        shutil.rmtree(aside)
+    return dst
+
+
+def recover_dirs(root: Path) -> None:
+    """Undo a :func:`replace_dir` cut off between its two renames: restore ``.old-<name>`` where ``<name>`` is
+    missing, and drop it where the new folder is in place."""
+    models = Path(root) / MODELS_DIR
+    if not models.exists():
+        return
+    for aside in models.glob("*/.old-*"):
+        dst = aside.with_name(aside.name[len(".old-"):])
+        if dst.exists():
+            shutil.rmtree(aside)
+        else:
+            os.replace(aside, dst)
+
+
+def load_json_if_any(path: Path) -> Any | None:
+    """The JSON at ``path``, or None where it is missing or damaged (a checkpoint cut off mid-write is none)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def write_json(path: Path, obj: Any) -> Path:
@@ -231,6 +272,7 @@ def require_built(root: Path) -> dict:
     root = Path(root)
     if not (root / GRAPH_META).exists():
         raise ArtifactError(f"{root}/: no graph found; run 'graphprof build-graph' first")
+    recover_dirs(root)
     manifest = load_manifest(root)
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
