@@ -226,15 +226,31 @@ def _read_feather(data_dir: Path) -> AdapterResult:
 def _feather_likes(path: Path, notes: list[str]) -> tuple[list[str], np.ndarray, pd.DataFrame]:
     """``{"<node>": [feature, ...]}`` -> (keys, list lengths, purchases with user_id, item_id, __row__ = key
     position)."""
+    data = path.read_bytes()
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            doc = json.load(fh)
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: must be UTF-8 JSON. Got bytes that are not UTF-8 ({exc.reason})",
-                         path=str(path)) from None
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: must be UTF-8 JSON. Got bytes that are not UTF-8 ({exc.reason}) on line "
+                         f"{line}", path=str(path), row=line) from None
+    last: list = [[]]  # the pairs of the object parsed last: the outermost one
+
+    def pairs_hook(pairs):
+        last[0] = pairs
+        return dict(pairs)
+
+    try:
+        doc = json.loads(text, object_pairs_hook=pairs_hook)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: must be valid JSON. Got {exc.msg} on line {exc.lineno} column {exc.colno}",
                          path=str(path), row=exc.lineno) from None
+    if isinstance(doc, dict) and len(doc) != len(last[0]):  # json keeps the last copy: the first would vanish
+        seen: dict[str, int] = {}
+        for pos, (key, _) in enumerate(last[0], start=1):
+            if key in seen:
+                raise InputError(f"{path}: every node id must be a key once. Got key '{key}' twice (keys "
+                                 f"{seen[key]} and {pos})", path=str(path), row=pos)
+            seen[key] = pos
     if not isinstance(doc, dict):
         raise InputError(f"{path}: must be a JSON object {{node id: [feature ids]}}. Got a "
                          f"{type(doc).__name__} instead", path=str(path))

@@ -8,6 +8,7 @@ integer column into floats), and each row carries ``__row__``, its 1-based physi
 from __future__ import annotations
 
 import csv
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +76,19 @@ def read_table(path: str | Path, name: str) -> RawTable:
         InputError: the file is missing, empty, not UTF-8, not parseable, or of an unknown format.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: the {name} file must be a file. Got a directory", path=str(path))
     if not path.is_file():
         raise InputError(f"{path}: the {name} file must exist. Got a path that does not", path=str(path))
     lower = path.name.lower()
     if lower.endswith(PARQUET_SUFFIXES):
         df = _read_parquet(path)
     elif lower.endswith(CSV_SUFFIXES):
-        df = _read_csv(path)
+        try:
+            df = _read_csv(path)
+        except (OSError, EOFError, zlib.error) as exc:  # a damaged .gz: truncated, not gzip, bad CRC or data
+            kind = "gzip-compressed CSV" if lower.endswith(".gz") else "CSV"
+            raise InputError(f"{path}: must be a readable {kind} file. Got: {exc}", path=str(path)) from None
     else:
         raise InputError(f"{path}: the format must be CSV, TSV or Parquet (by suffix: "
                          f"{', '.join(CSV_SUFFIXES + PARQUET_SUFFIXES)}). Got '{path.suffix or path.name}'",
@@ -146,6 +153,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
             expected, got, line = bad
             raise InputError(f"{path}: every line must have {expected} fields like the header. Got {got} "
                              f"on line {line}", path=str(path), row=line) from None
+        if "EOF inside string" in str(exc):  # pandas counts records from 0, not lines: find the line
+            line = _last_record_line(path, sep)
+            raise InputError(f"{path}: every quoted field must end with a closing quote. Got a quote that never "
+                             f"closes in the record starting on line {line}", path=str(path), row=line) from None
         raise InputError(f"{path}: must be a well-formed CSV file. Got: {exc}", path=str(path)) from None
     df.columns = [str(c).strip() for c in df.columns]
     df[ROW] = _csv_line_numbers(path, len(df), sep)
@@ -216,8 +227,25 @@ def _first_ragged_record(path: Path, sep: str) -> tuple[int, int, int] | None:
     return None
 
 
+def _last_record_line(path: Path, sep: str) -> int:
+    """First physical line of the last record: where an unclosed quote swallows the rest of the file, the
+    record that holds it is the last one csv.reader sees."""
+    line = 1
+    try:
+        for line, _ in _record_starts(path, sep):
+            pass
+    except (UnicodeDecodeError, csv.Error):
+        pass
+    return line
+
+
 def _first_bad_utf8_line(path: Path) -> int:
-    data = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(path.read_bytes())  # the line is a line of the text, not of the compressed bytes
+    else:
+        data = path.read_bytes()
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -231,13 +259,52 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
+        names = [str(n).strip() for n in pq.read_schema(path).names]
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
+        raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:  # pyarrow would fail with an obscure "Multiple matches for FieldRef"
+        raise InputError(f"{path}: column names must be unique. Got duplicates: {', '.join(dup)}",
+                         path=str(path), column=dup[0])
+    try:
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
         raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
+    table = _flat_text_columns(path, table)
     # integers stay integers where a null is present (a float64 detour would change ids above 2**53)
     ints = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
                                           pa.uint32())}
+    ints[pa.uint64()] = pd.UInt64Dtype()  # ids up to 2**64 - 1 do not fit Int64
     df = table.to_pandas(types_mapper=ints.get)
     df.columns = [str(c).strip() for c in df.columns]
     df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
     return df
+
+
+def _flat_text_columns(path: Path, table):
+    """Nested columns (list, struct, map) hold no id, number or label: a bad file, naming the column. Binary
+    columns become text, where they are UTF-8 (else a bad file, naming the column and the record)."""
+    import pyarrow as pa
+
+    for k, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            raise InputError(f"{path}: column '{f.name}' must hold text or numbers. Got {f.type}",
+                             path=str(path), column=str(f.name))
+        if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type):
+            try:
+                text = table.column(k).cast(pa.large_string())
+            except pa.ArrowInvalid:
+                record = next(n for n, v in enumerate(table.column(k).to_pylist(), start=1)
+                              if v is not None and not _is_utf8(v))
+                raise InputError(f"{path}: column '{f.name}' must hold UTF-8 text. Got bytes that are not UTF-8 "
+                                 f"in record {record}", path=str(path), row=record, column=str(f.name)) from None
+            table = table.set_column(k, f.name, text)
+    return table
+
+
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

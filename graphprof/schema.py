@@ -122,12 +122,15 @@ def normalize_ids(s: pd.Series) -> pd.Series:
         out[huge] = [np.format_float_positional(v, trim="-") for v in s[huge]]
         s = out
     elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
-        s = s.astype("Int64") if not pd.api.types.is_bool_dtype(s) else s
+        if not pd.api.types.is_bool_dtype(s):  # unsigned: uint64 ids above 2**63 do not fit Int64
+            s = s.astype("UInt64" if pd.api.types.is_unsigned_integer_dtype(s) else "Int64")
     s = s.astype("string").str.strip()
     return s.mask(s == "")
 
 
 def _numbers(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s):  # True / False is not a quantity, price or time (to_numeric says 1 / 0)
+        return pd.Series(np.nan, index=s.index)
     return pd.to_numeric(s, errors="coerce").astype("float64")
 
 
@@ -137,15 +140,21 @@ def parse_timestamps(s: pd.Series) -> pd.Series:
         ts = pd.to_datetime(s, utc=True)
         out = pd.Series(np.nan, index=s.index)
         ok = ts.notna()
-        out[ok] = (ts[ok] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        out[ok] = _epoch_seconds(ts[ok])
         return out
     out = _numbers(s)
     text = s.notna() & out.isna()
     if text.any():
         ts = pd.to_datetime(s[text].astype(str), format="ISO8601", utc=True, errors="coerce")
         ok = ts.notna()
-        out.loc[ts.index[ok]] = (ts[ok] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        out.loc[ts.index[ok]] = _epoch_seconds(ts[ok])
     return out
+
+
+def _epoch_seconds(ts: pd.Series) -> pd.Series:
+    """UTC datetimes -> float epoch seconds, in the series' own unit: pandas parses dates in s or us, and the
+    nanosecond epoch it would cast to ends in 2262, so year 9999 must not pass through it."""
+    return (ts - pd.Timestamp(0, tz="UTC").as_unit(ts.dt.unit)) / pd.Timedelta(seconds=1)
 
 
 # ---------------------------------------------------------------------------------------------- tables

@@ -7,12 +7,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 
+# One thread per process, for the tests and every CLI subprocess they start (they inherit the environment):
+# the graphs here are small, a second OpenMP thread buys no speed, and on a busy 2-core CI machine spinning
+# threads of several processes made one end-to-end test 30x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True)
 def _single_thread_torch():
-    """Tests run on 2 cores in CI; keep torch from oversubscribing them when pytest runs things in parallel."""
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)
     yield
 
 

@@ -59,9 +59,10 @@ def test_train_json_and_artifacts(built):
         probs = pred.filter(like="proba_")
         assert ((probs.sum(axis=1) - 1).abs() < 1e-6).all()
         assert (work / "models" / target / "sage" / "seed_0" / "weights.safetensors").exists()
-    # same seed, same numbers
-    again = run("train", "--workdir", str(work), "--json", "--seeds", "2", "--epochs", "40", "-q")
-    assert json.loads(again.stdout)["targets"] == doc["targets"]
+    # same seed, same numbers (one target is enough: each target's runs are seeded on their own)
+    again = run("train", "--workdir", str(work), "--json", "--seeds", "2", "--epochs", "40", "-q",
+                "--target", "gender")
+    assert json.loads(again.stdout)["targets"]["gender"] == doc["targets"]["gender"]
 
 
 def test_train_before_build_says_what_to_run(tmp_path):
