@@ -144,8 +144,8 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         # generic: one entry per table, as before; an adapter: one entry per file it read (by file name)
         named = ({t.name: t.path for t in raw.values()} if format == "generic"
                  else {p.name: p for p in adapted.sources})
-        inputs = {name: {"path": str(p), "bytes": p.stat().st_size, "sha256": workdir.sha256_file(p)}
-                  for name, p in named.items()}
+        inputs = {name: {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
+                         "sha256": workdir.sha256_file(p)} for name, p in named.items()}
         graph_id = workdir.sha256_file(root / workdir.GRAPH_TENSORS)
         _forget(root, ("inputs", "rows", "dropped_columns"))
         workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,

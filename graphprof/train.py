@@ -260,7 +260,9 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
         workdir.write_json(out / "metrics.json", {"target": target.name, "model": name, "seeds": run_seeds,
                                                   "test": summaries[name], "val_macro_f1": val_f1[name],
                                                   "per_seed_test": per_seed[name], "per_seed_val": val[name],
-                                                  "fit_seconds": fit_seconds[name], "runs": extra[name]})
+                                                  "runs": extra[name]})
+        # timings apart, so metrics.json is byte-identical for the same inputs and seed
+        workdir.write_json(out / "timings.json", {"fit_seconds": fit_seconds[name]})
         workdir.write_json(out / "config.json", {"target": target.name, "model": name, "classes": target.classes,
                                                  "dropped_classes": target.dropped, "seeds": run_seeds,
                                                  "epochs": epochs, "graph_id": graph_id,

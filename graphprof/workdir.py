@@ -280,7 +280,32 @@ def require_built(root: Path) -> dict:
             f"{root}/manifest.json: schema_version must be {SCHEMA_VERSION}. Got {version!r} instead; "
             "re-run 'graphprof build-graph' with this version of graphprof"
         )
+    from graphprof import __version__
+
+    built_by = str(manifest.get("graphprof_version", ""))
+    if built_by.split(".")[:2] != __version__.split(".")[:2]:
+        raise ArtifactError(f"{root}/: must be built by graphprof {'.'.join(__version__.split('.')[:2])}.x. Got a work "
+                            f"directory of graphprof {built_by or 'unknown'}; re-run 'graphprof build-graph'")
+    check_inputs(root, manifest)
     return manifest
+
+
+def check_inputs(root: Path, manifest: dict) -> None:
+    """Refuse a work directory whose input files changed since ``build-graph`` (same path, other content).
+
+    Size and modification time are compared first; the sha256 is computed only when the time moved, so an
+    unchanged multi-GB input costs nothing. A moved or deleted input is fine: the work directory stands alone.
+    """
+    for name, info in (manifest.get("inputs") or {}).items():
+        path = Path(info.get("path", ""))
+        if not info.get("path") or not path.is_file():
+            continue
+        st = path.stat()
+        if st.st_size == info.get("bytes") and st.st_mtime_ns == info.get("mtime_ns"):
+            continue
+        if st.st_size != info.get("bytes") or sha256_file(path) != info.get("sha256"):
+            raise ArtifactError(f"{root}/: must be built from the current inputs. Got {path} ({name}) changed since "
+                                "'graphprof build-graph' (other size or sha256); re-run 'graphprof build-graph'")
 
 
 # ------------------------------------------------------------------------------------------------- lock
