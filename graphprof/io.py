@@ -8,6 +8,7 @@ integer column into floats), and each row carries ``__row__``, its 1-based physi
 from __future__ import annotations
 
 import csv
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,17 +138,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
     sep = _sniff_delimiter(path)
     _check_header(path, sep)
     try:
-        df = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
-            encoding="utf-8-sig", index_col=False, compression="infer",
-        )
+        with warnings.catch_warnings():
+            # with index_col=False, pandas only warns ("loss of data") and drops the extra fields when the first
+            # data line is longer than the header: an error, like any later line with too many fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(
+                path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False,
+                encoding="utf-8-sig", index_col=False, compression="infer",
+            )
     except UnicodeDecodeError:
         line = _first_bad_utf8_line(path)
         raise InputError(f"{path}: must be UTF-8 text. Got bytes that are not UTF-8 on line {line}",
                          path=str(path), row=line) from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: must have a header line and data rows. Got no columns", path=str(path)) from None
-    except pd.errors.ParserError as exc:
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         bad = _first_ragged_record(path, sep)
         if bad is not None:
             expected, got, line = bad
@@ -275,6 +280,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     ints = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
                                           pa.uint32())}
     ints[pa.uint64()] = pd.UInt64Dtype()  # ids up to 2**64 - 1 do not fit Int64
+    ints[pa.bool_()] = pd.BooleanDtype()  # with a null, still booleans (not objects that read as 1 / 0)
     df = table.to_pandas(types_mapper=ints.get)
     df.columns = [str(c).strip() for c in df.columns]
     df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
