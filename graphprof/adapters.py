@@ -33,6 +33,7 @@ import csv
 import itertools
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,9 +117,20 @@ def _read_delimited(path: Path, *, sep: str, names: list[str], header: bool, enc
     if path.stat().st_size == 0:
         raise InputError(f"{path}: must hold {layout}. Got an empty file", path=str(path))
     try:
-        df = pd.read_csv(path, sep=sep, header=0 if header else None, dtype=str, keep_default_na=False,
-                         na_values=[""], skip_blank_lines=False, quoting=csv.QUOTE_NONE, index_col=False,
-                         encoding="utf-8-sig" if encoding == "utf-8" else encoding)
+        with warnings.catch_warnings():
+            # pandas only warns ("loss of data") and drops the extra fields where the first line after the
+            # header is longer than the header: an error, like any later line with too many fields
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=sep, header=0 if header else None, dtype=str, keep_default_na=False,
+                             na_values=[""], skip_blank_lines=False, quoting=csv.QUOTE_NONE, index_col=False,
+                             encoding="utf-8-sig" if encoding == "utf-8" else encoding)
+    except pd.errors.ParserWarning as exc:
+        long = _first_long_line(path, sep, encoding)
+        if long is None:
+            raise InputError(f"{path}: must be {layout}. Got: {exc}", path=str(path)) from None
+        expected, got, line = long
+        raise InputError(f"{path}: every line must have {expected} fields ({layout}). Got {got} on line {line}",
+                         path=str(path), row=line) from None
     except UnicodeDecodeError:
         data = path.read_bytes()
         try:
@@ -150,6 +162,19 @@ def _read_delimited(path: Path, *, sep: str, names: list[str], header: bool, enc
         df.columns = names
     df[ROW] = np.arange(first, len(df) + first, dtype=np.int64)
     return df
+
+
+def _first_long_line(path: Path, sep: str, encoding: str) -> tuple[int, int, int] | None:
+    """(fields of line 1, fields found, physical line) of the first line with more fields than line 1."""
+    with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, newline="") as fh:
+        expected = None
+        for line, text in enumerate(fh, start=1):
+            n = text.rstrip("\r\n").count(sep) + 1
+            if expected is None:
+                expected = n
+            elif n > expected:
+                return expected, n, line
+    return None
 
 
 def _strip(s: pd.Series) -> pd.Series:
@@ -192,7 +217,7 @@ def _read_feather(data_dir: Path) -> AdapterResult:
         if len(cols) < 2:
             raise InputError(f"{edges}: must have two node id columns (like node_1,node_2). Got: "
                              f"{', '.join(cols) or 'no columns'}", path=str(edges), row=1)
-        raw.df = raw.df.rename(columns={cols[0]: "user_id", cols[1]: "friend_id"})
+        raw.df = raw.df.rename(columns=_renames(edges, cols, {cols[0]: "user_id", cols[1]: "friend_id"}))
         tables["friendships"] = raw
         sources.append(edges)
         notes.append(f"{edges.name}: columns {cols[0]}, {cols[1]} -> friendships user_id, friend_id")
@@ -203,7 +228,7 @@ def _read_feather(data_dir: Path) -> AdapterResult:
         cols = [c for c in raw.df.columns if c != ROW]
         # MUSAE Twitch: 'new_id' is the node id and 'id' the platform's own id
         id_col = next((c for c in ("new_id", "id") if c in cols), cols[0])
-        raw.df = raw.df.rename(columns={id_col: "user_id"})
+        raw.df = raw.df.rename(columns=_renames(target, cols, {id_col: "user_id"}))
         tables["users"] = raw
         sources.append(target)
         labels = [c for c in cols if c != id_col]
@@ -221,6 +246,16 @@ def _read_feather(data_dir: Path) -> AdapterResult:
     notes.append(f"{features.name}: {len(empty)} users liked nothing; they stay users through the other files"
                  + (f", except {lost} found nowhere else (not in the graph)" if lost else ""))
     return AdapterResult(tables=tables, sources=sources, notes=notes)
+
+
+def _renames(path: Path, cols: list[str], renames: dict[str, str]) -> dict[str, str]:
+    """``renames``, unless a column left as it is already bears one of the new names (two columns of one name
+    would follow): then a bad file, naming that column."""
+    for old, new in renames.items():
+        if old != new and new in cols and new not in renames:
+            raise InputError(f"{path}: only the node id column '{old}' may become '{new}'. Got a second column "
+                             f"named '{new}' (columns: {', '.join(cols)})", path=str(path), row=1, column=new)
+    return renames
 
 
 def _feather_likes(path: Path, notes: list[str]) -> tuple[list[str], np.ndarray, pd.DataFrame]:

@@ -337,3 +337,13 @@ def locked(root: Path, command: str) -> Iterator[None]:
             fh.seek(0)
             fh.truncate()
         fh.close()
+
+
+# --------------------------------------------------------------------------------- erasure (graphprof forget)
+MODEL_CONFIG = "config.json"                # models/<target>/<model>/config.json, as graphprof.train writes it
+MODEL_PREDICTIONS = "predictions.parquet"   # models/<target>/<model>/predictions.parquet (one row per user)
+MODEL_WEIGHTS = "weights.safetensors"       # a model folder's arrays (models/.../seed_<s>/, models/_lightgcn/)
+MODEL_META = "model.json"                   # a model folder's JSON beside its weights
+EMBEDDINGS_META = "meta.json"               # embeddings/meta.json, written last by export-embeddings
+ERASURES = "erasures"                       # manifest key: one entry per 'graphprof forget' (counts, never ids)
+NEEDS_RETRAINING = "needs_retraining"       # manifest key (list of target/model) and config.json flag
