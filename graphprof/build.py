@@ -101,7 +101,7 @@ def read_inputs(data: str | Path | None = None, purchases=None, friendships=None
 
 def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
           purchases=None, friendships=None, users=None, items=None, seed: int = 0,
-          format: str = "generic") -> BuildResult:
+          format: str = "generic", keep_pii: list[str] | tuple[str, ...] = ()) -> BuildResult:
     """Read, validate, build the graph and the features, and write them all into the work directory.
 
     ``format`` names the layout of ``data`` (:data:`graphprof.adapters.FORMATS`); formats other than
@@ -118,7 +118,7 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
     raw = adapted.tables
     with workdir.locked(root, "build-graph"):
         log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
-        validated = validate_tables(raw)
+        validated = validate_tables(raw, keep_pii=keep_pii)
         seconds["read_validate"] = time.perf_counter() - t0
         _write_tables(root, validated)
         if validated.accounting["purchases"]["kept"] == 0:
@@ -149,7 +149,8 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         graph_id = workdir.sha256_file(root / workdir.GRAPH_TENSORS)
         _forget(root, ("inputs", "rows", "dropped_columns"))
         workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
-                                config={"build-graph": {"seed": seed, "format": format}},
+                                config={"build-graph": {"seed": seed, "format": format,
+                                                        "keep_pii": list(keep_pii)}},
                                 stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
                                 input_notes=adapted.notes)
     return result

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "*_edges.csv + *_features.json + *_target.csv; hetrec-lastfm = HetRec 2011 Last.fm .dat "
                         "files; movielens = MovieLens 100K u.data/u.user/u.item")
 
+    b.add_argument("--keep-pii", metavar="COLS", default="",
+                   help="comma-separated users columns that look like personal data (email, phone, name, address, "
+                        "ip, ...) to keep in the work directory anyway (default: dropped); never used as features")
+
     t = sub.add_parser(
         "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train and compare models per target on the same seeded splits",
@@ -181,7 +185,8 @@ def _cmd_build_graph(args) -> None:
     from graphprof.build import build
 
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
-                   users=args.users, items=args.items, seed=args.seed, format=args.format)
+                   users=args.users, items=args.items, seed=args.seed, format=args.format,
+                   keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()])
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 

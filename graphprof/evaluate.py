@@ -48,9 +48,11 @@ def candidate_targets(users: pd.DataFrame | None) -> list[str]:
     in at least two classes of :data:`MIN_CLASS_SIZE`."""
     if users is None:
         return []
+    from graphprof.schema import is_pii_column
+
     out = []
     for col in users.columns:
-        if col in ("user_id", "__row__"):
+        if col in ("user_id", "__row__") or is_pii_column(col):  # kept personal data is never a default target
             continue
         counts = users[col].dropna().value_counts()
         if 2 <= len(counts) <= MAX_CLASSES and counts.sum() >= MIN_LABELS and (counts >= MIN_CLASS_SIZE).sum() >= 2:

@@ -267,9 +267,10 @@ def _validate_keyed(raw: RawTable, key: str):
     return c, ids
 
 
-def _validate_users(raw: RawTable):
+def _validate_users(raw: RawTable, keep_pii: tuple[str, ...] = ()):
     c, ids = _validate_keyed(raw, "user_id")
-    dropped = [col for col in c.df.columns if col not in ("user_id", ROW) and is_pii_column(col)]
+    dropped = [col for col in c.df.columns
+               if col not in ("user_id", ROW) and is_pii_column(col) and col not in keep_pii]
     out = pd.DataFrame({"user_id": ids})
     for col in c.df.columns:
         if col in ("user_id", ROW) or col in dropped:
@@ -296,8 +297,11 @@ def _validate_items(raw: RawTable):
     return c.result(out[~c.bad])
 
 
-def validate_tables(raw: dict[str, RawTable]) -> ValidatedTables:
+def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[str] = ()) -> ValidatedTables:
     """Validate raw tables (see :func:`graphprof.io.read_tables`).
+
+    Users-table columns that look like personal data (:func:`is_pii_column`) are dropped, except those named in
+    ``keep_pii``; kept ones stay in ``tables/users.parquet`` but are never features or default targets.
 
     Raises:
         InputError: a required table or column is missing.
@@ -311,7 +315,7 @@ def validate_tables(raw: dict[str, RawTable]) -> ValidatedTables:
         elif name == "friendships":
             kept, rej, acc = _validate_friendships(table)
         elif name == "users":
-            kept, rej, acc, pii = _validate_users(table)
+            kept, rej, acc, pii = _validate_users(table, tuple(keep_pii))
             if pii:
                 dropped["users"] = pii
         elif name == "items":
