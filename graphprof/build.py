@@ -123,8 +123,9 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         _write_tables(root, validated)
         if validated.accounting["purchases"]["kept"] == 0:
             acc = validated.accounting["purchases"]
-            raise InputError(f"{acc['source']}: must have at least one valid purchase. Got all {acc['read']} rows "
-                             f"rejected; see {root / workdir.REJECTS_DIR / 'purchases.csv'}",
+            got = ("no data rows" if acc["read"] == 0 else
+                   f"all {acc['read']} rows rejected; see {root / workdir.REJECTS_DIR / 'purchases.csv'}")
+            raise InputError(f"{acc['source']}: must have at least one valid purchase. Got {got}",
                              path=acc["source"])
         if "friendships" not in validated.tables:
             log.warning("no friendships table: the graph has no social edges")

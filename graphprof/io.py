@@ -235,13 +235,12 @@ def _first_ragged_record(path: Path, sep: str) -> tuple[int, int, int] | None:
 def _last_record_line(path: Path, sep: str) -> int:
     """First physical line of the last record: where an unclosed quote swallows the rest of the file, the
     record that holds it is the last one csv.reader sees."""
-    line = 1
+    lines = [1]
     try:
-        for line, _ in _record_starts(path, sep):
-            pass
+        lines.extend(line for line, _ in _record_starts(path, sep))
     except (UnicodeDecodeError, csv.Error):
         pass
-    return line
+    return lines[-1]
 
 
 def _first_bad_utf8_line(path: Path) -> int:

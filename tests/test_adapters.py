@@ -325,8 +325,8 @@ def test_build_each_format_end_to_end(tmp_path, fmt, folder, nodes, edges):
     manifest = _manifest(tmp_path / "work")
     assert sorted(manifest["inputs"]) == sorted(p.name for p in adapted.sources)
     for p in adapted.sources:
-        assert manifest["inputs"][p.name] == {"path": str(p), "bytes": p.stat().st_size,
-                                              "sha256": workdir.sha256_file(p)}
+        assert manifest["inputs"][p.name] == {"path": str(p.resolve()), "bytes": p.stat().st_size,
+                                              "mtime_ns": p.stat().st_mtime_ns, "sha256": workdir.sha256_file(p)}
     assert manifest["config"]["build-graph"]["format"] == fmt
     assert manifest["input_notes"] == result.notes == adapted.notes
     assert result.to_json()["notes"] == result.notes and result.to_json()["format"] == fmt
