@@ -148,13 +148,25 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         inputs = {name: {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
                          "sha256": workdir.sha256_file(p)} for name, p in named.items()}
         graph_id = workdir.sha256_file(root / workdir.GRAPH_TENSORS)
-        _forget(root, ("inputs", "rows", "dropped_columns"))
+        _warn_erased_inputs(root, inputs)
+        _forget(root, ("inputs", "rows", "dropped_columns", workdir.NEEDS_RETRAINING))
         workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
                                 config={"build-graph": {"seed": seed, "format": format,
                                                         "keep_pii": list(keep_pii)}},
                                 stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
                                 input_notes=adapted.notes)
     return result
+
+
+def _warn_erased_inputs(root: Path, inputs: dict) -> None:
+    """A rebuild from the very files a ``graphprof forget`` was run after brings the erased users back."""
+    erased = {h for e in workdir.load_manifest(root).get(workdir.ERASURES, [])
+              for h in (e.get("inputs_sha256") or {}).values()}
+    again = [info["path"] for info in inputs.values() if info["sha256"] in erased]
+    if again:
+        log.warning("WARNING: users were erased from this work directory (graphprof forget), and these inputs are "
+                    "the files they were erased from: %s. Erase them from the inputs too, or they are back.",
+                    ", ".join(again))
 
 
 def _forget(root: Path, keys: tuple[str, ...]) -> None:

@@ -137,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
         r.add_argument("-k", type=int, default=10, help="how many (default: 10)")
         r.add_argument("--key-file", metavar="FILE", help="the key, where the export was pseudonymized")
 
+    fg = sub.add_parser(
+        "forget", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="erase users from every artifact of the work directory",
+        description="examples:\n  graphprof forget --forget-file erase_requests.txt\n  graphprof forget C00042 C00043\n\n"
+                    "Removes the users from the tables, rejects, graph, features, predictions, communities and "
+                    "embeddings; records the erasure in manifest.json (counts, never the ids) and marks models "
+                    "trained on them as needing retraining. Input files outside the work directory are not touched: "
+                    "erase the users there too, or a rebuild brings them back. Ids typed on the command line stay "
+                    "in your shell history: prefer --forget-file.")
+    fg.add_argument("user_ids", nargs="*", metavar="USER_ID", help="user ids to erase")
+    fg.add_argument("--forget-file", metavar="FILE", help="file with one user id per line (or a CSV with user_id)")
+    fg.add_argument("--key-file", metavar="FILE", help="pseudonymisation key, where embeddings were pseudonymized")
+
     rp = sub.add_parser(
         "report", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write one self-contained HTML report of the work directory",
@@ -230,6 +243,13 @@ def _cmd_predict(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
+def _cmd_forget(args) -> None:
+    from graphprof.forget import forget
+
+    result = forget(args.workdir, args.user_ids or None, forget_file=args.forget_file, key_file=args.key_file)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_report(args) -> None:
     from graphprof.report import write_report
 
@@ -266,7 +286,7 @@ def _cmd_similar(args) -> None:
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
             "predict": _cmd_predict,
             "export-embeddings": _cmd_export_embeddings,
-            "recommend": _cmd_recommend, "similar": _cmd_similar, "report": _cmd_report, "generate": _cmd_generate}
+            "recommend": _cmd_recommend, "similar": _cmd_similar, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

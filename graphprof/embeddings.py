@@ -173,6 +173,9 @@ def _lightgcn(root: Path, seed: int, manifest: dict):
     model = fit_lightgcn(graph, seed=seed)
     model.info["graph_id"] = manifest.get("graph_id")
     model.save(path)
+    marked = workdir.load_manifest(root).get(workdir.NEEDS_RETRAINING)
+    if marked and "_lightgcn" in marked:  # refitted without the erased users
+        workdir.update_manifest(root, **{workdir.NEEDS_RETRAINING: [m for m in marked if m != "_lightgcn"]})
     return graph, model
 
 

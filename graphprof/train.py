@@ -150,10 +150,20 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
                 root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"), resume)
             if target.name in sources:
                 result.info[target.name]["labels_from"] = sources[target.name]
+        _clear_needs_retraining(root, [f"{t}/{m}" for t in result.targets for m in model_classes])
         workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
                                                         "targets": target_names, "models": list(models),
                                                         "seeds": run_seeds}})
     return result
+
+
+def _clear_needs_retraining(root: Path, retrained: list[str]) -> None:
+    """Models retrained after a ``graphprof forget`` no longer carry the erased users: unmark them."""
+    manifest = workdir.load_manifest(root)
+    marked = manifest.get(workdir.NEEDS_RETRAINING)
+    if marked:
+        manifest[workdir.NEEDS_RETRAINING] = [m for m in marked if m not in retrained]
+        workdir.write_json(root / workdir.MANIFEST, manifest)
 
 
 def _make_target(root, users, user_ids, name, graph_id, sources):

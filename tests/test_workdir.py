@@ -231,8 +231,18 @@ def test_require_built_with_a_damaged_manifest(tmp_path):
 
 
 def test_require_built_returns_the_manifest(tmp_path):
-    _fake_graph(tmp_path, {"schema_version": workdir.SCHEMA_VERSION, "graph_id": "abc"})
+    from graphprof import __version__
+
+    _fake_graph(tmp_path, {"schema_version": workdir.SCHEMA_VERSION, "graph_id": "abc",
+                           "graphprof_version": __version__})
     assert workdir.require_built(tmp_path)["graph_id"] == "abc"
+
+
+def test_require_built_refuses_another_minor_version(tmp_path):
+    _fake_graph(tmp_path, {"schema_version": workdir.SCHEMA_VERSION, "graphprof_version": "0.0.9"})
+    with pytest.raises(ArtifactError, match=r"must be built by graphprof 0\.1\.x\. Got a work directory of "
+                                            r"graphprof 0\.0\.9; re-run 'graphprof build-graph'"):
+        workdir.require_built(tmp_path)
 
 
 def test_update_manifest_merges_sections(tmp_path):
