@@ -5,9 +5,9 @@ from __future__ import annotations
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput
 from graphprof.models.baseline import LogisticBaseline
-from graphprof.models.gnn import HeteroSAGE
+from graphprof.models.gnn import HeteroGAT, HeteroSAGE
 
-MODELS: dict[str, type[Model]] = {"lr": LogisticBaseline, "sage": HeteroSAGE}
+MODELS: dict[str, type[Model]] = {"lr": LogisticBaseline, "sage": HeteroSAGE, "gat": HeteroGAT}
 
 
 def get_model(name: str) -> type[Model]:

@@ -17,22 +17,29 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
-from torch_geometric.nn import HeteroConv, SAGEConv
+from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 
 from graphprof.models.base import Model, ModelInput
 
 MAX_ONE_HOT_CATEGORIES = 256
 
 
+def _conv(kind: str, hidden: int):
+    if kind == "sage":
+        return SAGEConv(hidden, hidden, aggr="mean", root_weight=True)
+    if kind == "gat":  # attention over each relation's neighbours; the own representation travels by the skip
+        return GATConv((hidden, hidden), hidden, heads=1, add_self_loops=False)
+    raise ValueError(f"conv must be 'sage' or 'gat'. Got {kind!r} instead")  # an invariant: set by the class
+
+
 class HeteroSAGENet(nn.Module):
     def __init__(self, in_dims: dict[str, int], edge_types: list[tuple[str, str, str]], hidden: int,
-                 out: int, layers: int, dropout: float):
+                 out: int, layers: int, dropout: float, conv: str = "sage"):
         super().__init__()
         self.dropout = dropout
         self.lin_in = nn.ModuleDict({nt: nn.Linear(d, hidden) for nt, d in in_dims.items()})
         self.convs = nn.ModuleList([
-            HeteroConv({et: SAGEConv(hidden, hidden, aggr="mean", root_weight=True) for et in edge_types},
-                       aggr="sum")
+            HeteroConv({et: _conv(conv, hidden) for et in edge_types}, aggr="sum")
             for _ in range(layers)
         ])
         self.head = nn.Linear(hidden * (layers + 1), out)
@@ -72,6 +79,7 @@ class HeteroSAGE(Model):
     """
 
     name = "sage"
+    conv = "sage"
 
     def __init__(self, seed: int = 0, hidden: int = 64, layers: int = 2, dropout: float = 0.3, lr: float = 0.01,
                  weight_decay: float = 5e-4, epochs: int = 200, patience: int = 30):
@@ -115,7 +123,7 @@ class HeteroSAGE(Model):
         self.in_dims_ = {nt: int(x.shape[1]) for nt, x in x_dict.items()}
         self.edge_types_ = [list(et) for et in edges]
         self.net_ = HeteroSAGENet(self.in_dims_, list(edges), p["hidden"], len(self.classes_), p["layers"],
-                                  p["dropout"])
+                                  p["dropout"], conv=self.conv)
         opt = torch.optim.Adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         yt = torch.from_numpy(y)
         tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
@@ -185,6 +193,16 @@ class HeteroSAGE(Model):
         self.norm_ = {nt: (arrays[f"norm.{nt}.mean"].numpy(), arrays[f"norm.{nt}.std"].numpy())
                       for nt in self.in_dims_}
         self.net_ = HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], p["hidden"],
-                                  len(self.classes_), p["layers"], p["dropout"])
+                                  len(self.classes_), p["layers"], p["dropout"], conv=self.conv)
         self.net_.load_state_dict({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
+
+
+class HeteroGAT(HeteroSAGE):
+    """``gat``: the same architecture with one ``GATConv`` per edge type (attention over each relation's
+    neighbours, one head) instead of mean aggregation: a relation-aware attention model. The user's own
+    representation is not attended away: every layer's output is concatenated with layer 0 (jumping knowledge)
+    before the head. Same training, early stopping and saving as ``sage``."""
+
+    name = "gat"
+    conv = "gat"
