@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--models", default="lr,sage", metavar="LIST", help="comma-separated models (default: lr,sage)")
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
+    t.add_argument("--protocol", default="transductive", choices=["transductive", "inductive"],
+                   help="transductive: the whole graph is seen while fitting, test labels hidden (default); "
+                        "inductive: the test users and their edges are removed while fitting, then added back to "
+                        "predict (the cold-start profile)")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished (model, seed)")
 
@@ -208,7 +212,7 @@ def _cmd_train(args) -> None:
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
-                   seed=args.seed, resume=args.resume)
+                   seed=args.seed, resume=args.resume, protocol=args.protocol)
     _emit(args, result.table(), result.to_json())
 
 

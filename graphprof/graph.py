@@ -255,3 +255,29 @@ def to_networkx(graph: ProfileGraph, view: str = "social"):
         return g
     raise ConfigError(f"view must be 'social' or 'purchases'. Got {view!r} instead")
 
+
+def drop_user_edges(graph: ProfileGraph, users) -> ProfileGraph:
+    """A copy of the graph without any purchase or tie of the given users (node indices): they stay as
+    isolated nodes, so every index still means the same user. For inductive evaluation."""
+    drop = np.zeros(graph.num_users, dtype=bool)
+    drop[np.asarray(users, dtype=np.int64)] = True
+    data = graph.data
+    out = HeteroData()
+    for nt in data.node_types:
+        out[nt].num_nodes = data[nt].num_nodes
+    for et in data.edge_types:
+        store = data[et]
+        ei = store.edge_index
+        if et[0] == "user" and et[2] == "user":
+            keep = ~(torch.from_numpy(drop)[ei[0]] | torch.from_numpy(drop)[ei[1]])
+        elif et[0] == "user":
+            keep = ~torch.from_numpy(drop)[ei[0]]
+        elif et[2] == "user":
+            keep = ~torch.from_numpy(drop)[ei[1]]
+        else:
+            keep = torch.ones(ei.shape[1], dtype=torch.bool)
+        for name in ("edge_index", "edge_attr", "edge_weight"):
+            if name in store:
+                value = store[name]
+                out[et][name] = value[:, keep] if name == "edge_index" else value[keep]
+    return ProfileGraph(data=out, user_ids=graph.user_ids, item_ids=graph.item_ids, category_ids=graph.category_ids)

@@ -34,6 +34,7 @@ from graphprof.models import ModelInput, get_model
 
 log = logging.getLogger("graphprof")
 DEFAULT_MODELS = ("lr", "sage")
+PROTOCOLS = ("transductive", "inductive")
 #: ``--target community`` (when the users table has no such column): the detected communities, from
 #: ``communities/leiden/`` or the only method run (``graphprof communities``).
 COMMUNITY_TARGET = "community"
@@ -81,7 +82,10 @@ class TrainResult:
                 d, spread = v["macro_f1_diff"], v["spread"]
                 verdict = "better than" if d > spread else "worse than" if d < -spread else "within"
                 lines.append(f"{'':<14}{m} vs lr: macro-F1 {d:+.3f}, {verdict} the seeds' spread ({spread:.3f})")
-        lines.append(f"mean ± std over {len(self.seeds)} seeds {self.seeds}; metrics on test users")
+        protocol = next(iter(self.info.values()), {}).get("protocol", "transductive")
+        seen = ("unseen while fitting: inductive" if protocol == "inductive"
+                else "in the graph while fitting, labels hidden: transductive")
+        lines.append(f"mean ± std over {len(self.seeds)} seeds {self.seeds}; metrics on test users ({seen})")
         return "\n".join(lines)
 
 
@@ -102,7 +106,7 @@ def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> li
 
 def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
           models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
-          seed: int = 0, resume: bool = False) -> TrainResult:
+          seed: int = 0, resume: bool = False, protocol: str = "transductive") -> TrainResult:
     """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
     ``models/<target>/<model>/``.
 
@@ -112,6 +116,10 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
             ``graphprof communities`` first): the largest communities of 10+ users, at most 50, are the classes.
         seeds: number of splits; split ``k`` uses seed ``seed + k``.
         epochs: maximum epochs for the GNN models (default: the model's own).
+        protocol: ``transductive`` (the whole graph is seen while fitting; test labels are hidden) or
+            ``inductive`` (the test users' purchases and ties are removed while fitting, and their features
+            recomputed without them in the same feature space; they are added back to predict: the
+            cold-start profile).
         resume: continue an interrupted run with the same settings: every (model, seed) fit that finished is
             kept (its checkpoint is in ``.partial-train/``), the rest is fitted. Without it, a leftover
             interrupted run is discarded.
@@ -126,6 +134,8 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         ConfigError: unknown model or target, or ``seeds`` < 1.
     """
     root = Path(workdir_path)
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}. Got {protocol!r} instead")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1. Got {seeds} instead")
     if epochs is not None and epochs < 1:
@@ -147,7 +157,7 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         t_start = time.perf_counter()
         for target in target_objs:
             result.targets[target.name], result.info[target.name] = _train_target(
-                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"), resume)
+                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"), resume, protocol)
             if target.name in sources:
                 result.info[target.name]["labels_from"] = sources[target.name]
         _clear_needs_retraining(root, [f"{t}/{m}" for t in result.targets for m in model_classes])
@@ -184,11 +194,12 @@ def _make_target(root, users, user_ids, name, graph_id, sources):
     return make_target(users, user_ids, name)
 
 
-def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool) -> Path:
+def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool,
+             protocol: str = "transductive") -> Path:
     """The folder this target's run is written to; on ``resume``, an interrupted run with the same settings."""
     staging = Path(root) / workdir.PARTIAL_TRAIN / target.name
     settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
-                "classes": target.classes}
+                "classes": target.classes, "protocol": protocol}
     found = workdir.load_json_if_any(staging / "run.json")
     if found is not None:
         if resume and found == settings:
@@ -206,7 +217,7 @@ def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, res
     return staging
 
 
-def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs):
+def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs=None):
     """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists."""
     run = staging / name / f"seed_{s}"
     done = workdir.load_json_if_any(run / "result.json")
@@ -217,7 +228,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs):
         return done, proba
     kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
     t0 = time.perf_counter()
-    model = cls(seed=s, **kwargs).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
     proba = model.predict_proba(inputs).to_numpy()
     result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
               "val": scores(target.y[parts["val"]], proba[parts["val"]]),
@@ -230,19 +241,33 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs):
     return result, proba
 
 
-def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id, resume=False):
+def _inductive_inputs(inputs: ModelInput, test_idx: np.ndarray) -> ModelInput:
+    """The graph without the test users' edges (the users stay, isolated, so indices line up), with features
+    recomputed on it in the saved feature space: what the models may see when the test users are unseen."""
+    from graphprof.features import build_features
+    from graphprof.graph import drop_user_edges
+
+    graph = drop_user_edges(inputs.graph, test_idx)
+    features = build_features(graph, seed=0, state=inputs.features.state)
+    features.items = inputs.features.items  # item features: label-free and kept as the models will see them
+    return ModelInput(graph=graph, features=features)
+
+
+def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id, resume=False,
+                  protocol="transductive"):
     per_seed = {m: [] for m in model_classes}
     val = {m: [] for m in model_classes}
     fit_seconds = {m: [] for m in model_classes}
     extra = {m: [] for m in model_classes}
     first_split, first_proba = None, {}
-    staging = _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume)
+    staging = _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol)
     for k, s in enumerate(run_seeds):
         parts = split(target, s)
         if k == 0:
             first_split = parts
+        fit_inputs = _inductive_inputs(inputs, parts["test"]) if protocol == "inductive" else None
         for name, cls in model_classes.items():
-            done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs)
+            done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs)
             per_seed[name].append(done["test"])
             val[name].append(done["val"])
             fit_seconds[name].append(done["fit_seconds"])
@@ -260,7 +285,7 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
             spread = max(summaries[m]["macro_f1"]["std"], summaries[baseline]["macro_f1"]["std"])
             versus[m] = {"macro_f1_diff": float(diff.mean()), "paired_diff_std": float(diff.std()),
                          "spread": spread, "beats_baseline_beyond_spread": bool(diff.mean() > spread)}
-    info = {"classes": target.classes, "dropped_classes": target.dropped, "labelled": int(len(target.labelled)),
+    info = {"protocol": protocol, "classes": target.classes, "dropped_classes": target.dropped, "labelled": int(len(target.labelled)),
             "majority_rate": target.majority_rate(),
             "split_sizes": {k: int(len(v)) for k, v in first_split.items()},
             "val_macro_f1": val_f1, "picked": picked, "vs_baseline": versus,
