@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 
@@ -30,6 +31,9 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    g.add_argument("--threads", type=int, default=int(os.environ.get("GRAPHPROF_THREADS", "1")), metavar="N",
+                   help="CPU threads for torch (default: $GRAPHPROF_THREADS or 1: torch's spinning threads slow "
+                        "down 20x when another process shares the cores; raise it on a machine of your own)")
     return p
 
 
@@ -297,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
     _setup_logging(args)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1. Got {args.threads} instead")
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
         COMMANDS[args.command](args)
     except GraphprofError as exc:
