@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from graphprof.build import build  # noqa: E402
 from graphprof.communities import run_communities  # noqa: E402
 from graphprof.models import MODELS  # noqa: E402
@@ -104,7 +106,9 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help=f"default: every registered model ({', '.join(MODELS)})")
     ap.add_argument("--protocols", default="transductive,inductive")
     ap.add_argument("--epochs", type=int, default=None, help="cap on GNN epochs (default: the models' own)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the CLI)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
     cmd = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:])
     lines = ["", "## Accuracy: every model on every data set (`benchmarks/accuracy.py`)", "",
