@@ -6,8 +6,10 @@ from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput
 from graphprof.models.baseline import LogisticBaseline
 from graphprof.models.gnn import HeteroGAT, HeteroSAGE
+from graphprof.models.sign import SIGN
 
 MODELS: dict[str, type[Model]] = {"lr": LogisticBaseline, "sage": HeteroSAGE, "gat": HeteroGAT}
+MODELS["sign"] = SIGN  # precomputed-aggregate (SIGN-style) MLP: graphprof/models/sign.py
 
 
 def get_model(name: str) -> type[Model]:
