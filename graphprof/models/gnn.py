@@ -6,22 +6,52 @@ layer is concatenated (jumping knowledge) before the classifier head, so the use
 from the neighbourhood's: on graphs where friends differ (low homophily) the head can lean on layer 0.
 Trained with class-balanced cross-entropy, early-stopped on validation macro-F1.
 
+Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
+
+* ``full``: one full-graph forward per step (the default on small graphs; unchanged numbers).
+* ``minibatch``: neighbour-sampled mini-batches of training users (``batch_size``, ``fanout`` per layer;
+  :class:`graphprof.sampler.CSRNeighborSampler` under PyG's ``NodeLoader``, each layer trimmed to the hops the
+  later layers need). Validation and prediction are *exact* and never run a full-graph forward: a layer-wise
+  pass over chunks of destination nodes with all their incoming edges (CSR slices), holding one
+  ``[num_nodes, hidden]`` table per layer plus one chunk's messages -- the same numbers as the full forward (up
+  to float summation order), independent of the sampler's seed and of the batch size.
+  ``auto`` takes it when a ``batch_size`` is given or the graph is large (:data:`MINIBATCH_MIN_EDGES` edges
+  or :data:`MINIBATCH_MIN_USERS` users).
+
 Shapes: ``x_dict[t]`` is ``[num_nodes[t], in_dims[t]]``; logits ``[num_users, n_classes]``; embeddings
 ``[num_users, hidden * (layers + 1)]``.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
+from torch_geometric.data import HeteroData
+from torch_geometric.loader import NodeLoader
 from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
+from torch_geometric.nn.conv.hetero_conv import group
 
+from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput
+from graphprof.sampler import CSRGraph, CSRNeighborSampler
+
+log = logging.getLogger(__name__)
 
 MAX_ONE_HOT_CATEGORIES = 256
+MODES = ("auto", "full", "minibatch")
+#: ``mode="auto"`` trains in mini-batches from this many edges (all edge types, both directions counted) ...
+MINIBATCH_MIN_EDGES = 2_000_000
+#: ... or this many users: a full-graph forward then holds several ``[E, hidden]`` message tensors.
+MINIBATCH_MIN_USERS = 200_000
+#: users per mini-batch when the mini-batch route is taken without a ``batch_size``
+DEFAULT_BATCH_SIZE = 1024
+#: destination nodes per chunk of the exact layer-wise inference (bounds its message memory)
+INFERENCE_CHUNK = 65_536
 
 
 def _conv(kind: str, hidden: int):
@@ -59,6 +89,82 @@ class HeteroSAGENet(nn.Module):
         emb = self.node_reps(x_dict, edge_index_dict)["user"]
         return self.head(emb), emb
 
+    def forward_sampled(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict,
+                        num_nodes: dict[str, list[int]], num_edges: dict, batch_size: int,
+                        seed_type: str = "user") -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[batch_size, out]`` and embeddings ``[batch_size, hidden * (layers + 1)]`` of the seeds
+        (the first ``batch_size`` nodes of ``seed_type``) of a sampled subgraph whose nodes and edges are listed
+        in hop order (``num_nodes[t]``: nodes per hop, hop 0 = seeds; ``num_edges[et]``: edges per hop).
+
+        Layer ``l`` of ``L`` only needs the nodes of hops ``0..L-l`` and the edges of hops ``1..L-l``: the rest is
+        trimmed (PyG's ``trim_to_layer`` idea), which changes no seed's output."""
+        n_layers = len(self.convs)
+        h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
+        reps = [h[seed_type][:batch_size]]
+        for layer, conv in enumerate(self.convs):
+            hops = n_layers - layer
+            h = {nt: v[:sum(num_nodes[nt][:hops + 1])] for nt, v in h.items()}
+            edges = {et: ei[:, :sum(num_edges[et][:hops])] for et, ei in edge_index_dict.items()}
+            new = conv(h, edges)
+            h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
+                 for nt, v in h.items()}
+            reps.append(h[seed_type][:batch_size])
+        emb = torch.cat(reps, dim=1)
+        return self.head(emb), emb
+
+    def layerwise_reps(self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk: int = INFERENCE_CHUNK,
+                       types: set[str] | None = None) -> dict[str, torch.Tensor]:
+        """Exact eval-mode :meth:`node_reps` without a full-graph forward: one layer at a time, over chunks of
+        ``chunk`` destination nodes with all their incoming edges (contiguous CSR slices of ``graph``).
+
+        Memory: one ``[num_nodes, hidden]`` table per node type and layer, plus one chunk's messages.
+        ``types``: the node types whose representations are wanted (default: all); the last layer is computed
+        for those only. Returns ``{type: [num_nodes, hidden * (layers + 1)]}`` for ``types``."""
+        if self.training:
+            raise RuntimeError("layerwise_reps is an inference routine: call .eval() first")
+        types = set(x_dict) if types is None else set(types)
+        h = {nt: F.relu(self.lin_in[nt](x)) for nt, x in x_dict.items()}
+        reps = {nt: [v] for nt, v in h.items()}
+        for layer, conv in enumerate(self.convs):
+            last = layer == len(self.convs) - 1
+            new = {}
+            for nt, v in h.items():
+                into = [et for et in conv.convs.keys() if et[2] == nt]
+                if last and nt not in types:
+                    continue
+                if not into:
+                    new[nt] = v
+                    continue
+                parts = []
+                for start in range(0, v.shape[0], chunk):
+                    stop = min(start + chunk, v.shape[0])
+                    outs = [conv.convs[et]((h[et[0]], v[start:stop]), graph.in_edges_of_range(et, start, stop))
+                            for et in into]
+                    parts.append(F.relu(group(outs, conv.aggr)))
+                new[nt] = torch.cat(parts) if parts else v
+            h = new
+            for nt, v in h.items():
+                reps[nt].append(v)
+        return {nt: torch.cat(reps[nt], dim=1) for nt in types}
+
+
+def _is_large(inputs: ModelInput) -> bool:
+    """At least :data:`MINIBATCH_MIN_EDGES` edges (all types) or :data:`MINIBATCH_MIN_USERS` users."""
+    d = inputs.graph.data
+    n_edges = sum(int(d[et].edge_index.shape[1]) for et in d.edge_types)
+    return n_edges >= MINIBATCH_MIN_EDGES or inputs.graph.num_users >= MINIBATCH_MIN_USERS
+
+
+def _hetero_data(x_dict: dict[str, torch.Tensor], edges: dict) -> HeteroData:
+    """The graph the sampler and ``NodeLoader`` work on: standardized ``x`` per node type, ``edge_index`` per
+    edge type (no edge attributes: the convolutions do not read them)."""
+    data = HeteroData()
+    for nt, x in x_dict.items():
+        data[nt].x = x
+    for et, ei in edges.items():
+        data[et].edge_index = ei
+    return data
+
 
 def _standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.clip((x - mean) / std, -6.0, 6.0)
@@ -74,17 +180,48 @@ class HeteroSAGE(Model):
 
     Args:
         hidden: width of every layer. layers: message-passing layers. dropout: dropout rate.
-        lr, weight_decay: Adam settings. epochs: maximum epochs. patience: epochs without a better validation
-        macro-F1 before stopping.
+        lr, weight_decay: Adam settings. epochs: maximum epochs (an epoch is one pass over the training users
+        in either route). patience: epochs without a better validation macro-F1 before stopping.
+        batch_size: training users per mini-batch; ``None`` / 0: full batch (unless ``mode`` says otherwise).
+        fanout: incoming edges sampled per node, edge type and layer in the mini-batch route (one entry per
+        layer, outermost hop last; -1: all).
+        mode: ``"full"``, ``"minibatch"``, or ``"auto"``: mini-batches when ``batch_size`` is given or the graph
+        has :data:`MINIBATCH_MIN_EDGES` edges or :data:`MINIBATCH_MIN_USERS` users, else full batch.
     """
 
     name = "sage"
     conv = "sage"
 
     def __init__(self, seed: int = 0, hidden: int = 64, layers: int = 2, dropout: float = 0.3, lr: float = 0.01,
-                 weight_decay: float = 5e-4, epochs: int = 200, patience: int = 30):
+                 weight_decay: float = 5e-4, epochs: int = 200, patience: int = 30, batch_size: int | None = None,
+                 fanout: tuple[int, ...] | list[int] = (15, 10), mode: str = "auto"):
         super().__init__(seed=seed, hidden=hidden, layers=layers, dropout=dropout, lr=lr,
-                         weight_decay=weight_decay, epochs=epochs, patience=patience)
+                         weight_decay=weight_decay, epochs=epochs, patience=patience, batch_size=batch_size,
+                         fanout=[int(k) for k in fanout], mode=mode)
+
+    def _route(self, inputs: ModelInput) -> str:
+        """``"full"`` or ``"minibatch"``, from ``mode``, ``batch_size`` and the graph's size."""
+        p = self.params
+        if p["mode"] not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}. Got {p['mode']!r} instead")
+        if p["mode"] != "auto":
+            return p["mode"]
+        if p["batch_size"]:
+            return "minibatch"
+        return "minibatch" if _is_large(inputs) else "full"
+
+    def _layerwise_inference(self, inputs: ModelInput) -> bool:
+        """Predict by exact layer-wise inference (never a full-graph forward) after mini-batch training, or
+        when the graph to predict on is large; else the full forward (so full-batch numbers stay as they were)."""
+        return getattr(self, "route_", "full") == "minibatch" or _is_large(inputs)
+
+    def _check_minibatch_params(self) -> None:
+        p = self.params
+        if len(p["fanout"]) != p["layers"] or any(k < -1 for k in p["fanout"]):
+            raise ConfigError(f"fanout must give one neighbour count (>= 0, or -1 for all) per layer "
+                              f"({p['layers']} layers). Got {p['fanout']} instead")
+        if p["batch_size"] is not None and p["batch_size"] < 0:
+            raise ConfigError(f"batch_size must be a positive number of users. Got {p['batch_size']} instead")
 
     # ------------------------------------------------------------------------------------------ inputs
     def _raw_inputs(self, inputs: ModelInput) -> dict[str, np.ndarray]:
@@ -114,6 +251,9 @@ class HeteroSAGE(Model):
     # ---------------------------------------------------------------------------------------- training
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
         p = self.params
+        self.route_ = self._route(inputs)
+        if self.route_ == "minibatch":
+            self._check_minibatch_params()
         torch.manual_seed(self.seed)
         raw = self._raw_inputs(inputs)
         # user scaling from training users only; item/category scaling is label-free
@@ -125,24 +265,18 @@ class HeteroSAGE(Model):
         self.net_ = HeteroSAGENet(self.in_dims_, list(edges), p["hidden"], len(self.classes_), p["layers"],
                                   p["dropout"], conv=self.conv)
         opt = torch.optim.Adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-        yt = torch.from_numpy(y)
-        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        yt = torch.as_tensor(np.array(y, dtype=np.int64))  # a writable copy: y may be a read-only view
         counts = np.bincount(y[train_idx], minlength=len(self.classes_)).astype(np.float64)
         weight = torch.tensor(len(train_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        if self.route_ == "minibatch":
+            epochs = self._minibatch_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
+        else:
+            epochs = self._full_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
         best_f1, best_state, bad, history = -1.0, None, 0, []
-        for epoch in range(p["epochs"]):
-            self.net_.train()
-            opt.zero_grad()
-            logits, _ = self.net_(x_dict, edges)
-            loss = F.cross_entropy(logits[tr], yt[tr], weight=weight)
-            loss.backward()
-            opt.step()
-            self.net_.eval()
-            with torch.no_grad():
-                logits, _ = self.net_(x_dict, edges)
-                val_loss = float(F.cross_entropy(logits[va], yt[va], weight=weight))
-                val_f1 = float(f1_score(y[val_idx], logits[va].argmax(1).numpy(), average="macro"))
-            history.append({"epoch": epoch, "train_loss": float(loss.detach()), "val_loss": val_loss, "val_macro_f1": val_f1})
+        for epoch, (train_loss, val_logits) in enumerate(epochs):
+            val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
+            val_f1 = float(f1_score(y[val_idx], val_logits.argmax(1).numpy(), average="macro"))
+            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_macro_f1": val_f1})
             if val_f1 > best_f1:
                 best_f1, bad = val_f1, 0
                 best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
@@ -154,11 +288,65 @@ class HeteroSAGE(Model):
         self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.history_ = history
+        log.debug("%s: %s route, best epoch %d of %d", self.name, self.route_, self.best_epoch_, len(history))
+
+    def _full_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
+        """Full-batch epochs: one step on the whole graph, then the validation logits. Yields
+        ``(train_loss, val_logits [len(val_idx), n_classes])``."""
+        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        for _ in range(self.params["epochs"]):
+            self.net_.train()
+            opt.zero_grad()
+            logits, _ = self.net_(x_dict, edges)
+            loss = F.cross_entropy(logits[tr], yt[tr], weight=weight)
+            loss.backward()
+            opt.step()
+            self.net_.eval()
+            with torch.no_grad():
+                logits, _ = self.net_(x_dict, edges)
+            yield float(loss.detach()), logits[va]
+
+    def _minibatch_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
+        """Mini-batch epochs: a shuffled pass over the training users in neighbour-sampled batches, then the
+        exact layer-wise validation logits. Yields ``(mean train loss, val_logits)``."""
+        p = self.params
+        data = _hetero_data(x_dict, edges)
+        sampler = CSRNeighborSampler(data, p["fanout"], seed=self.seed)
+        loader = NodeLoader(data, node_sampler=sampler, input_nodes=("user", torch.from_numpy(train_idx)),
+                            batch_size=int(p["batch_size"] or DEFAULT_BATCH_SIZE), shuffle=True,
+                            generator=torch.Generator().manual_seed(self.seed))
+        va = torch.from_numpy(val_idx)
+        for _ in range(p["epochs"]):
+            self.net_.train()
+            total, seen = 0.0, 0
+            for batch in loader:
+                opt.zero_grad()
+                n = int(batch["user"].batch_size)
+                logits, _ = self.net_.forward_sampled(
+                    batch.x_dict, batch.edge_index_dict,
+                    {nt: batch[nt].num_sampled_nodes for nt in batch.node_types},
+                    {et: batch[et].num_sampled_edges for et in batch.edge_types}, n)
+                loss = F.cross_entropy(logits, yt[batch["user"].n_id[:n]], weight=weight)
+                loss.backward()
+                opt.step()
+                total, seen = total + float(loss.detach()) * n, seen + n
+            self.net_.eval()
+            with torch.no_grad():
+                emb = self.net_.layerwise_reps(x_dict, sampler.graph, types={"user"})["user"]
+                yield total / max(seen, 1), self.net_.head(emb[va])
 
     def _forward(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
         self.net_.eval()
         with torch.no_grad():
+            if self._layerwise_inference(inputs):
+                emb = self._layerwise(inputs, {"user"})["user"]
+                return self.net_.head(emb), emb
             return self.net_(self._x_dict(inputs), self._edges(inputs))
+
+    def _layerwise(self, inputs: ModelInput, types: set[str]) -> dict[str, torch.Tensor]:
+        """Exact representations of ``types`` by layer-wise inference (no full-graph forward)."""
+        x_dict = self._x_dict(inputs)
+        return self.net_.layerwise_reps(x_dict, CSRGraph(_hetero_data(x_dict, self._edges(inputs))), types=types)
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
         logits, _ = self._forward(inputs)
@@ -172,6 +360,8 @@ class HeteroSAGE(Model):
         self._check_fitted()
         self.net_.eval()
         with torch.no_grad():
+            if self._layerwise_inference(inputs):
+                return self._layerwise(inputs, {"item"})["item"].numpy().astype(np.float64)
             return self.net_.node_reps(self._x_dict(inputs), self._edges(inputs))["item"].numpy().astype(np.float64)
 
     # ------------------------------------------------------------------------------------- save / load
@@ -181,7 +371,7 @@ class HeteroSAGE(Model):
             arrays[f"norm.{nt}.mean"] = torch.from_numpy(mean)
             arrays[f"norm.{nt}.std"] = torch.from_numpy(std)
         config = {"in_dims": self.in_dims_, "edge_types": self.edge_types_, "best_epoch": self.best_epoch_,
-                  "history": self.history_}
+                  "history": self.history_, "route": self.route_}
         return config, arrays
 
     def _from_state(self, config, arrays) -> None:
@@ -190,6 +380,7 @@ class HeteroSAGE(Model):
         self.edge_types_ = config["edge_types"]
         self.best_epoch_ = config["best_epoch"]
         self.history_ = config["history"]
+        self.route_ = config.get("route", "full")  # models saved before the mini-batch route: full batch
         self.norm_ = {nt: (arrays[f"norm.{nt}.mean"].numpy(), arrays[f"norm.{nt}.std"].numpy())
                       for nt in self.in_dims_}
         self.net_ = HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], p["hidden"],
