@@ -22,6 +22,10 @@ from graphprof.graph import BUY_ATTRS, BUYS, IN_CAT, ProfileGraph
 ITEM_SVD_DIM = 32
 CATEGORY_SVD_DIM = 8
 MAX_CATEGORY_SHARES = 20
+#: The SVDs are fitted on at most this many users (a seeded sample of the rows with purchases) and then every
+#: user is projected on the components: the item-side directions are estimated as well from 200k users as from
+#: millions, and the randomized SVD's dense QR steps over every row were most of build-graph's time at 1M users.
+SVD_FIT_MAX_ROWS = 200_000
 SECONDS_PER_DAY = 86400.0
 
 
@@ -68,7 +72,13 @@ def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str,
         k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
         if k < 1 or m.nnz == 0:
             return pd.DataFrame(index=range(m.shape[0])), None
-        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed).fit(x)
+        fit_rows = x
+        if x.shape[0] > SVD_FIT_MAX_ROWS:
+            rows = np.flatnonzero(np.diff(x.indptr) > 0)
+            if len(rows) > SVD_FIT_MAX_ROWS:
+                rows = np.sort(np.random.default_rng(seed).choice(rows, SVD_FIT_MAX_ROWS, replace=False))
+            fit_rows = x[rows]
+        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed).fit(fit_rows)
         # fix each component's sign (largest loading positive) so the features do not flip between versions
         signs = np.sign(svd.components_[np.arange(k), np.abs(svd.components_).argmax(axis=1)])
         signs[signs == 0] = 1.0
