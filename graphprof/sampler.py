@@ -87,6 +87,21 @@ class CSRGraph:
         dst = torch.repeat_interleave(torch.arange(stop - start), ptr[1:] - ptr[:-1])
         return torch.stack([self.src[et][int(ptr[0]):int(ptr[-1])].long(), dst])
 
+    def chunks(self, node_type: str, edge_types: Sequence[EdgeType], max_nodes: int,
+               max_edges: int) -> list[tuple[int, int]]:
+        """Consecutive ``(start, stop)`` ranges covering the ``node_type`` nodes, each with at most ``max_nodes``
+        nodes and at most ``max_edges`` incoming edges of ``edge_types`` (a node with more gets a range of its
+        own): what bounds the message memory of a layer-wise pass."""
+        n = self.num_nodes[node_type]
+        cum = sum((self.rowptr[et] for et in edge_types), torch.zeros(n + 1, dtype=torch.long))
+        out, start = [], 0
+        while start < n:  # one step per chunk
+            by_edges = int(torch.searchsorted(cum, cum[start] + max_edges, right=True)) - 1
+            stop = min(start + max_nodes, max(by_edges, start + 1), n)
+            out.append((start, stop))
+            start = stop
+        return out
+
     def sample_in_edges(self, et: EdgeType, dst: Tensor, k: int,
                         generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
         """Up to ``k`` incoming ``et`` edges per node of ``dst`` [F] (global ids), uniformly without

@@ -83,10 +83,21 @@ def test_layerwise_inference_equals_full_batch_for_every_node_type(data, conv):
     net = _net(data, conv)
     with torch.no_grad():
         full = net.node_reps(data.x_dict, data.edge_index_dict)
-        chunked = net.layerwise_reps(data.x_dict, CSRGraph(data), chunk=1000)  # several chunks per type
+        chunked = net.layerwise_reps(data.x_dict, CSRGraph(data), chunk_nodes=1000, chunk_edges=2000)
     assert set(chunked) == set(full)
     for nt in full:
         torch.testing.assert_close(chunked[nt], full[nt], atol=1e-5, rtol=0)
+
+
+def test_chunks_cover_the_nodes_within_the_bounds(data):
+    graph = CSRGraph(data)
+    into = [et for et in data.edge_types if et[2] == "user"]
+    chunks = graph.chunks("user", into, max_nodes=500, max_edges=1500)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 3000
+    assert all(a < b and b == c for (a, b), (c, _) in zip(chunks, chunks[1:] + [(3000, None)]))
+    deg = sum(graph.rowptr[et][1:] - graph.rowptr[et][:-1] for et in into)
+    for a, b in chunks:
+        assert b - a <= 500 and (int(deg[a:b].sum()) <= 1500 or b == a + 1)
 
 
 # ---------------------------------------------------------------------------------------------- fanout

@@ -50,8 +50,10 @@ MINIBATCH_MIN_EDGES = 2_000_000
 MINIBATCH_MIN_USERS = 200_000
 #: users per mini-batch when the mini-batch route is taken without a ``batch_size``
 DEFAULT_BATCH_SIZE = 1024
-#: destination nodes per chunk of the exact layer-wise inference (bounds its message memory)
-INFERENCE_CHUNK = 65_536
+#: destination nodes and incoming edges per chunk of the exact layer-wise inference (bound its memory: one
+#: chunk's messages are ``[edges, hidden]``)
+INFERENCE_CHUNK_NODES = 65_536
+INFERENCE_CHUNK_EDGES = 262_144
 
 
 def _conv(kind: str, hidden: int):
@@ -96,26 +98,29 @@ class HeteroSAGENet(nn.Module):
         (the first ``batch_size`` nodes of ``seed_type``) of a sampled subgraph whose nodes and edges are listed
         in hop order (``num_nodes[t]``: nodes per hop, hop 0 = seeds; ``num_edges[et]``: edges per hop).
 
-        Layer ``l`` of ``L`` only needs the nodes of hops ``0..L-l`` and the edges of hops ``1..L-l``: the rest is
-        trimmed (PyG's ``trim_to_layer`` idea), which changes no seed's output."""
+        Layer ``l`` of ``L`` reads the nodes of hops ``0..L-l`` over the edges of hops ``1..L-l`` and computes
+        outputs for hops ``0..L-l-1`` only (PyG's ``trim_to_layer`` idea, trimmed on the destination side too),
+        which changes no seed's output."""
         n_layers = len(self.convs)
         h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
         reps = [h[seed_type][:batch_size]]
         for layer, conv in enumerate(self.convs):
             hops = n_layers - layer
-            h = {nt: v[:sum(num_nodes[nt][:hops + 1])] for nt, v in h.items()}
+            dst = {nt: v[:sum(num_nodes[nt][:hops])] for nt, v in h.items()}
             edges = {et: ei[:, :sum(num_edges[et][:hops])] for et, ei in edge_index_dict.items()}
-            new = conv(h, edges)
+            new = _bipartite_conv(conv, h, dst, edges)
             h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
-                 for nt, v in h.items()}
+                 for nt, v in dst.items()}
             reps.append(h[seed_type][:batch_size])
         emb = torch.cat(reps, dim=1)
         return self.head(emb), emb
 
-    def layerwise_reps(self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, chunk: int = INFERENCE_CHUNK,
-                       types: set[str] | None = None) -> dict[str, torch.Tensor]:
+    def layerwise_reps(self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, types: set[str] | None = None,
+                       chunk_nodes: int = INFERENCE_CHUNK_NODES,
+                       chunk_edges: int = INFERENCE_CHUNK_EDGES) -> dict[str, torch.Tensor]:
         """Exact eval-mode :meth:`node_reps` without a full-graph forward: one layer at a time, over chunks of
-        ``chunk`` destination nodes with all their incoming edges (contiguous CSR slices of ``graph``).
+        destination nodes (at most ``chunk_nodes`` nodes / ``chunk_edges`` incoming edges) with all their
+        incoming edges (contiguous CSR slices of ``graph``).
 
         Memory: one ``[num_nodes, hidden]`` table per node type and layer, plus one chunk's messages.
         ``types``: the node types whose representations are wanted (default: all); the last layer is computed
@@ -132,20 +137,30 @@ class HeteroSAGENet(nn.Module):
                 into = [et for et in conv.convs.keys() if et[2] == nt]
                 if last and nt not in types:
                     continue
-                if not into:
+                if not into or v.shape[0] == 0:
                     new[nt] = v
                     continue
                 parts = []
-                for start in range(0, v.shape[0], chunk):
-                    stop = min(start + chunk, v.shape[0])
-                    outs = [conv.convs[et]((h[et[0]], v[start:stop]), graph.in_edges_of_range(et, start, stop))
-                            for et in into]
-                    parts.append(F.relu(group(outs, conv.aggr)))
-                new[nt] = torch.cat(parts) if parts else v
+                for start, stop in graph.chunks(nt, into, chunk_nodes, chunk_edges):
+                    edges = {et: graph.in_edges_of_range(et, start, stop) for et in into}
+                    parts.append(F.relu(_bipartite_conv(conv, h, {nt: v[start:stop]}, edges)[nt]))
+                new[nt] = torch.cat(parts)
             h = new
             for nt, v in h.items():
                 reps[nt].append(v)
         return {nt: torch.cat(reps[nt], dim=1) for nt in types}
+
+
+def _bipartite_conv(conv: HeteroConv, x_src: dict[str, torch.Tensor], x_dst: dict[str, torch.Tensor],
+                    edge_index_dict: dict) -> dict[str, torch.Tensor]:
+    """``HeteroConv`` with separate source and destination tables: each relation's conv reads
+    ``(x_src[src], x_dst[dst])`` over ``edge_index_dict[et]`` (sources index ``x_src``, destinations ``x_dst``);
+    relations into one type are summed (``conv.aggr``). Returns ``{dst type: [len(x_dst[dst]), hidden]}``."""
+    outs: dict[str, list[torch.Tensor]] = {}
+    for et, module in conv.convs.items():
+        if et[2] in x_dst and et in edge_index_dict:
+            outs.setdefault(et[2], []).append(module((x_src[et[0]], x_dst[et[2]]), edge_index_dict[et]))
+    return {nt: group(v, conv.aggr) for nt, v in outs.items()}
 
 
 def _is_large(inputs: ModelInput) -> bool:
