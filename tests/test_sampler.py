@@ -221,3 +221,14 @@ def test_route_choice_and_bad_settings(sample):
         HeteroSAGE(mode="fast").fit(inputs, target.y, parts["train"], parts["val"], target.classes)
     with pytest.raises(ConfigError, match=r"fanout must give one neighbour count .* \(3 layers\). Got \[15, 10\]"):
         HeteroSAGE(layers=3, mode="minibatch").fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+
+
+def test_minibatch_never_reads_labels_outside_train_and_val(sample):
+    inputs, target, parts = sample
+    kw = {**MINI, "epochs": 2}
+    y = target.y.copy()
+    unseen = np.setdiff1d(np.arange(len(y)), np.concatenate([parts["train"], parts["val"]]))
+    y[unseen] = np.where(y[unseen] >= 0, 1 - y[unseen], 0)  # gender: every unseen label changes
+    a, b = (HeteroSAGE(seed=0, **kw).fit(inputs, labels, parts["train"], parts["val"], target.classes)
+            for labels in (target.y, y))
+    assert np.array_equal(a.predict_proba(inputs).to_numpy(), b.predict_proba(inputs).to_numpy())

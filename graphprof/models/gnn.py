@@ -1,4 +1,5 @@
-"""``sage``: a heterogeneous GraphSAGE over the whole user-item-category-friend graph (full batch).
+"""``sage``: a heterogeneous GraphSAGE over the whole user-item-category-friend graph (full batch, or
+neighbour-sampled mini-batches on large graphs).
 
 Every node type gets its own input projection; each layer is a ``HeteroConv`` with one ``SAGEConv`` (mean
 aggregation, root weight) per edge type, summed per destination type. The user's representation after every
@@ -16,7 +17,8 @@ Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
   ``[num_nodes, hidden]`` table per layer plus one chunk's messages -- the same numbers as the full forward (up
   to float summation order), independent of the sampler's seed and of the batch size.
   ``auto`` takes it when a ``batch_size`` is given or the graph is large (:data:`MINIBATCH_MIN_EDGES` edges
-  or :data:`MINIBATCH_MIN_USERS` users).
+  or :data:`MINIBATCH_MIN_USERS` users). A full-batch model predicting on a large graph uses the layer-wise
+  inference too.
 
 Shapes: ``x_dict[t]`` is ``[num_nodes[t], in_dims[t]]``; logits ``[num_users, n_classes]``; embeddings
 ``[num_users, hidden * (layers + 1)]``.
