@@ -23,9 +23,11 @@ ITEM_SVD_DIM = 32
 CATEGORY_SVD_DIM = 8
 MAX_CATEGORY_SHARES = 20
 #: The SVDs are fitted on at most this many users (a seeded sample of the rows with purchases) and then every
-#: user is projected on the components: the item-side directions are estimated as well from 200k users as from
+#: user is projected on the components: the item-side directions are estimated as well from 100k users as from
 #: millions, and the randomized SVD's dense QR steps over every row were most of build-graph's time at 1M users.
-SVD_FIT_MAX_ROWS = 200_000
+SVD_FIT_MAX_ROWS = 100_000
+#: Wedge entries (row block of A @ A) computed at once when counting triangles.
+CLUSTERING_BLOCK = 2_000_000
 SECONDS_PER_DAY = 86400.0
 
 
@@ -116,7 +118,15 @@ def clustering(adj: sp.csr_matrix) -> np.ndarray:
     a.setdiag(0)
     a.eliminate_zeros()
     deg = np.asarray(a.sum(axis=1)).ravel()
-    triangles = np.asarray((a @ a).multiply(a).sum(axis=1)).ravel() / 2.0
+    triangles = np.zeros(a.shape[0])
+    # row blocks of ~2M wedge entries each: A^2 is never materialized whole (at 1M users it would hold ~64M
+    # entries); the arithmetic is the same
+    cost = np.cumsum(deg * deg.mean()) if a.shape[0] else np.zeros(0)
+    bounds = np.searchsorted(cost, np.arange(0.0, cost[-1] if len(cost) else 0.0, CLUSTERING_BLOCK)[1:]).tolist()
+    for lo, hi in zip([0] + bounds, bounds + [a.shape[0]]):
+        if hi > lo:
+            block = a[lo:hi]
+            triangles[lo:hi] = np.asarray((block @ a).multiply(block).sum(axis=1)).ravel() / 2.0
     pairs = deg * (deg - 1) / 2.0
     return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 

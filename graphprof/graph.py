@@ -73,8 +73,13 @@ class ProfileGraph:
         import scipy.sparse as sp
 
         ei = self.data[BUYS].edge_index.numpy()
-        vals = self.data[BUYS].edge_attr[:, BUY_ATTRS.index(attr)].numpy().astype(np.float64)
-        return sp.csr_matrix((np.nan_to_num(vals), (ei[0], ei[1])), shape=(self.num_users, len(self.item_ids)))
+        vals = np.nan_to_num(self.data[BUYS].edge_attr[:, BUY_ATTRS.index(attr)].numpy().astype(np.float64))
+        shape = (self.num_users, len(self.item_ids))
+        if len(ei[0]) and np.all(np.diff(ei[0]) >= 0):  # build_graph's order (sorted by user): CSR directly
+            indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+            np.cumsum(np.bincount(ei[0], minlength=shape[0]), out=indptr[1:])
+            return sp.csr_matrix((vals, ei[1].astype(np.int64), indptr), shape=shape)
+        return sp.csr_matrix((vals, (ei[0], ei[1])), shape=shape)
 
 
 def _lookup(ids: np.ndarray, query) -> np.ndarray:
@@ -118,9 +123,17 @@ def _aggregate_buys(u, i, n_items, columns: dict[str, np.ndarray], reducers: dic
     deterministic). Returns ``(u, i, {name: values})`` with pairs sorted by (u, i).
     """
     key = u * np.int64(n_items) + i
-    order = np.lexsort((columns["weight"], columns["spend"], key))
+    order = np.argsort(key, kind="stable")
     key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], np.int64)
+    new_run = np.r_[True, key[1:] != key[:-1]] if len(key) else np.array([], bool)
+    starts = np.flatnonzero(new_run)
+    # only rows of pairs bought more than once need the canonical (value) order: sort just those, in place
+    run_len = np.diff(np.r_[starts, len(key)])
+    multi = np.repeat(run_len > 1, run_len)
+    if multi.any():
+        pos = np.flatnonzero(multi)
+        rows = order[pos]
+        order[pos] = rows[np.lexsort((columns["weight"][rows], columns["spend"][rows], key[pos]))]
     out = {}
     for name, how in reducers.items():
         v = columns[name][order]
@@ -182,7 +195,7 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         a, b = fa, fb
         w = friendships["weight"].to_numpy(np.float32)
         src, dst = np.concatenate([a, b]), np.concatenate([b, a])
-        order = np.lexsort((dst, src))
+        order = np.argsort(src * np.int64(len(user_ids)) + dst, kind="stable")
         data[FRIEND].edge_index = torch.from_numpy(np.stack([src[order], dst[order]]))
         data[FRIEND].edge_weight = torch.from_numpy(np.concatenate([w, w])[order])
 

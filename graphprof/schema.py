@@ -215,11 +215,14 @@ def _validate_friendships(raw: RawTable):
         out["weight"] = 1.0
     # undirected: (a, b) and (b, a) are one tie; later copies are rejected, naming the line of the first
     a, b = out["user_id"], out["friend_id"]
-    key = pd.DataFrame({"lo": a.where(a <= b, b), "hi": b.where(a <= b, a), "row": df[ROW].to_numpy()})
-    key = key[~c.bad]
-    dup = key.duplicated(["lo", "hi"], keep="first")
+    # the unordered pair as one int64 (ids factorized together): hashing integers, not pairs of strings
+    codes, uniques = pd.factorize(pd.concat([a, b], ignore_index=True))
+    ca, cb = codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64)
+    pair = np.minimum(ca, cb) * np.int64(len(uniques) + 1) + np.maximum(ca, cb)
+    key = pd.DataFrame({"pair": pair, "row": df[ROW].to_numpy()})[~c.bad]
+    dup = key.duplicated("pair", keep="first")
     if dup.any():
-        first = key.groupby(["lo", "hi"], sort=False)["row"].transform("first")
+        first = key.groupby("pair", sort=False)["row"].transform("first")
         mask = np.zeros(len(df), dtype=bool)
         mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
         vals = pd.Series("", index=df.index, dtype=object)

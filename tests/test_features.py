@@ -201,6 +201,17 @@ def test_clustering_matches_networkx(seed):
     np.testing.assert_allclose(clustering(weighted), [ref[k] for k in range(n)], rtol=1e-12)
 
 
+@pytest.mark.parametrize("block", [1, 7, 50])
+def test_clustering_in_row_blocks_matches_networkx(monkeypatch, block):
+    from graphprof import features
+
+    monkeypatch.setattr(features, "CLUSTERING_BLOCK", block)
+    g = nx.gnp_random_graph(60, 0.15, seed=3)
+    adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=range(60), weight=None)).astype(np.float64)
+    ref = nx.clustering(g)
+    np.testing.assert_allclose(clustering(adj), [ref[k] for k in range(60)], rtol=1e-12)
+
+
 # -------------------------------------------------------------------------------- bigger graph, save / load
 
 
