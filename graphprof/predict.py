@@ -2,15 +2,28 @@
 
 The new users' purchases and friendships (generic schema) are validated like any input, then joined to the
 saved graph: a row is used when it concerns a new user and points at known items (and at known or other new
-users). The extended graph gets features in the *same* space as the training graph (the fitted SVD components,
-category columns and recency reference are reused, see :func:`graphprof.features.build_features`), and each
-target's picked model (best validation macro-F1 in ``train``) scores the new users. Rows that cannot be used
-are counted and reported: purchases of unknown items, rows about users already in the graph (their profile is
-in ``models/<target>/<model>/predictions.parquet``).
+users). Rows that cannot be used are counted and reported: purchases of unknown items, rows about users already
+in the graph (their profile is in ``models/<target>/<model>/predictions.parquet``).
 
-The inductive difference: a new user's graph statistics (PageRank, clustering) and the neighbourhood the GNN
-reads are those of the extended graph, and the models were fitted without them, so predictions can differ a
-little from those the user would have got had they been in the training graph without labels.
+Incremental (:mod:`graphprof.extend`): the saved graph is extended, not rebuilt (the new users are appended after
+the saved ones, their purchases and ties added as ``build_graph`` would add them); only the new users' feature
+rows are computed, in the *same* space as the training graph (the fitted SVD components, category columns and
+recency reference are reused); the saved users keep their saved features. Each target's picked model (best
+validation macro-F1 in ``train``) scores only the new rows (``Model.predict_proba(inputs, rows=...)``: ``lr``
+reads those rows' features, ``sign`` computes its blocks on their neighbourhoods; ``sage`` / ``gat`` run on the
+whole extended graph and keep the rows). So the cost grows with the new users and their neighbourhood, not with
+the saved graph (apart from loading it, and ``sign``'s co-purchase block, an item-level product over every
+purchase).
+
+What is exact and what is estimated: every feature of a new user is what ``build_features(extended graph,
+state=saved)`` gives, except PageRank, which is global: by default (``pagerank="local"``) a local estimate (the
+PageRank equation solved on the new users' rows with the saved users' saved scores held fixed);
+``pagerank="exact"`` iterates over the whole extended graph (seconds at 1M users). Unlike a full rebuild, the
+saved users' degree, clustering and PageRank are not updated for the new ties that reach them.
+
+The inductive difference: a new user's graph statistics and the neighbourhood the models read are those of the
+extended graph, and the models were fitted without them, so predictions can differ a little from those the user
+would have got had they been in the training graph without labels.
 """
 
 from __future__ import annotations
@@ -23,10 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphprof import workdir
-from graphprof.errors import ArtifactError
-from graphprof.features import build_features, load_features
-from graphprof.graph import FRIEND, build_graph, load_graph
+from graphprof import extend, workdir
+from graphprof.errors import ArtifactError, ConfigError
+from graphprof.graph import load_graph
 from graphprof.schema import ValidatedTables, validate_tables
 
 log = logging.getLogger("graphprof")
@@ -47,6 +59,7 @@ class PredictResult:
     targets: dict = field(default_factory=dict)
     accuracy: dict = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
 
     def summary_lines(self) -> list[str]:
         c = self.counts
@@ -64,7 +77,7 @@ class PredictResult:
 
     def to_json(self) -> dict:
         return {"out": str(self.out), "counts": self.counts, "targets": self.targets, "accuracy": self.accuracy,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "timings": self.timings}
 
 
 def picked_model(root: Path, target: str) -> str:
@@ -83,84 +96,77 @@ def trained_targets(root: Path) -> list[str]:
     return sorted({p.parent.parent.name for p in models.glob("*/*/metrics.json")}) if models.exists() else []
 
 
-def _join(root: Path, graph, new: ValidatedTables) -> tuple[ValidatedTables, np.ndarray, dict]:
-    """Old tables + the usable new rows; the new user ids; counts of what was ignored."""
-    from graphprof.build import load_tables
-
-    known_u = pd.Index(graph.user_ids)
+def _join(graph, new: ValidatedTables, known: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray, dict]:
+    """The usable new rows (purchases of new users of known items; ties with at least one new end), the new user
+    ids (sorted) and the counts of what was used and ignored. ``known``: the saved users' hash index."""
     known_i = pd.Index(graph.item_ids)
     p = new.tables["purchases"]
-    p_known_user = known_u.get_indexer(p["user_id"]) >= 0
+    p_known_user = known.get_indexer(p["user_id"]) >= 0
     p_known_item = known_i.get_indexer(p["item_id"]) >= 0
     use_p = ~p_known_user & p_known_item
     f = new.tables.get("friendships")
     if f is not None:
-        a_known = known_u.get_indexer(f["user_id"]) >= 0
-        b_known = known_u.get_indexer(f["friend_id"]) >= 0
+        a_known = known.get_indexer(f["user_id"]) >= 0
+        b_known = known.get_indexer(f["friend_id"]) >= 0
         use_f = ~(a_known & b_known)
         f_used = f[use_f]
     else:
         use_f, f_used = np.zeros(0, bool), None
-    new_ids = set(p.loc[use_p, "user_id"])
+    named = [p.loc[use_p, "user_id"]]
     if f_used is not None:
-        new_ids |= set(f_used["user_id"]) | set(f_used["friend_id"])
+        named += [f_used["user_id"], f_used["friend_id"]]
     if "users" in new.tables:
-        new_ids |= set(new.tables["users"]["user_id"])
-    new_ids = np.array(sorted(i for i in new_ids if known_u.get_indexer([i])[0] < 0), dtype=object)
+        named.append(new.tables["users"]["user_id"])
+    ids = pd.Index(pd.concat(named, ignore_index=True).astype(str).unique())
+    new_ids = np.sort(ids[known.get_indexer(ids) < 0].to_numpy(dtype=object))
     counts = {"new_users": int(len(new_ids)), "purchases_used": int(use_p.sum()), "ties_used": int(use_f.sum()),
               "purchases_unknown_item": int((~p_known_item & ~p_known_user).sum()),
               "unknown_items": int(p.loc[~p_known_item, "item_id"].nunique()),
               "purchases_known_user": int(p_known_user.sum()),
               "ties_known_users": int((~use_f).sum()) if f is not None else 0,
               "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
-    tables = {"purchases": pd.concat([load_tables(root, "purchases"), p[use_p]], ignore_index=True)}
-    old_f = load_tables(root, "friendships")
-    parts = [t for t in (old_f, f_used) if t is not None]
-    if parts:
-        tables["friendships"] = pd.concat(parts, ignore_index=True)
-    old_users = load_tables(root, "users")
-    tables["users"] = pd.concat([old_users[["user_id"]] if old_users is not None else None,
-                                 pd.DataFrame({"user_id": new_ids})], ignore_index=True)
-    items = load_tables(root, "items")
-    if items is not None:
-        tables["items"] = items
-    return ValidatedTables(tables=tables, rejects={}, accounting={}), new_ids, counts
+    return p[use_p], f_used, new_ids, counts
 
 
 def _friend_community(root: Path, graph, new_index: np.ndarray) -> np.ndarray | None:
-    """Most common community among each new user's known friends (-1: no known friend)."""
+    """Most common community among each new user's known friends (-1: no known friend); reads only the new
+    users' rows of the social adjacency."""
     import scipy.sparse as sp
 
-    paths = sorted((root / workdir.COMMUNITIES_DIR).glob("*/assignments.parquet")) \
-        if hasattr(workdir, "COMMUNITIES_DIR") else []
+    paths = sorted((root / workdir.COMMUNITIES_DIR).glob("*/assignments.parquet"))
     leiden = [p for p in paths if p.parent.name == "leiden"]
     path = (leiden or paths or [None])[0]
-    if path is None or FRIEND not in graph.data.edge_types:
+    adj = graph.social_adjacency() if path is not None else None
+    if adj is None or not adj.nnz:
         return None
     assign = workdir.read_parquet(path, missing="run 'graphprof communities'")
     label = np.full(graph.num_users, -1, dtype=np.int64)
     idx = graph.user_index(assign["user_id"].astype(str).to_numpy())
     label[idx[idx >= 0]] = assign["community"].to_numpy(np.int64)[idx >= 0]
-    ei = graph.data[FRIEND].edge_index.numpy()
-    ok = label[ei[1]] >= 0
     n_comm = int(label.max()) + 1
     if n_comm <= 0:
         return np.full(len(new_index), -1)
-    votes = sp.csr_matrix((np.ones(ok.sum()), (ei[0][ok], label[ei[1][ok]])), shape=(graph.num_users, n_comm))
-    v = votes[new_index].toarray()
+    rows = adj[new_index]
+    who = np.repeat(np.arange(len(new_index)), np.diff(rows.indptr))
+    ok = label[rows.indices] >= 0
+    votes = sp.csr_matrix((np.ones(ok.sum()), (who[ok], label[rows.indices[ok]])), shape=(len(new_index), n_comm))
+    v = votes.toarray()
     return np.where(v.sum(axis=1) > 0, v.argmax(axis=1), -1)
 
 
 def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
-            purchases=None, friendships=None, users=None, out: str | Path | None = None) -> PredictResult:
+            purchases=None, friendships=None, users=None, out: str | Path | None = None,
+            pagerank: str = "local") -> PredictResult:
     """Profile the new users in ``data`` (generic schema: purchases, optional friendships and users) with
     every trained target's picked model; write ``out`` (default ``work/predictions/new_users.parquet``).
 
     A users table, if given, only names users; where it has a target column, the predictions are also scored
-    against it (``accuracy``), which is how held-out users are checked.
+    against it (``accuracy``), which is how held-out users are checked. ``pagerank``: ``"local"`` (the new users'
+    PageRank estimated around the saved scores) or ``"exact"`` (power iteration over the whole extended graph).
 
     Raises:
-        ArtifactError: no graph or no trained model. InputError: unreadable input.
+        ArtifactError: no graph or no trained model. InputError: unreadable input. ConfigError: no input, or
+        another ``pagerank``.
     """
     from graphprof.build import read_inputs
     from graphprof.models import ModelInput, get_model
@@ -171,33 +177,45 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
     if not targets:
         raise ArtifactError(f"{root}/: no trained model found; run 'graphprof train' first")
     if data is None and purchases is None:
-        from graphprof.errors import ConfigError
-
         raise ConfigError("predict needs the new users' data: --data DIR (or --purchases FILE ...). Got neither")
+    if pagerank not in extend.PAGERANK_MODES:
+        raise ConfigError(f"pagerank must be one of {', '.join(extend.PAGERANK_MODES)}. Got {pagerank!r} instead")
     t0 = time.perf_counter()
     new = validate_tables(read_inputs(data, purchases, friendships, users).tables)
+    timings = {"read_validate": time.perf_counter() - t0}
     out = Path(out) if out is not None else root / workdir.PREDICTIONS_NEW
     with workdir.locked(root, "predict"):
+        t1 = time.perf_counter()
         graph = load_graph(root)
-        saved = load_features(root)
-        joined, new_ids, counts = _join(root, graph, new)
-        ext = build_graph(joined)
-        feats = build_features(ext, seed=workdir.read_json(root / workdir.FEATURES_META, missing="")["seed"],
-                               state=saved.state)
-        if list(feats.frame.columns) != list(saved.frame.columns) or list(ext.item_ids) != list(saved.item_ids):
+        meta, state, columns = extend.load_state(root)
+        items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing="run 'graphprof build-graph' first")
+        if list(items["item_id"].astype(str)) != list(graph.item_ids):
             raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
-                                "columns or items; re-run 'graphprof build-graph' and 'graphprof train'")
-        feats.items = saved.items  # the items the models saw, exactly
+                                "items; re-run 'graphprof build-graph' and 'graphprof train'")
+        known = pd.Index(graph.user_ids)
+        timings["load"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        used_p, used_f, new_ids, counts = _join(graph, new, known)
+        ext = extend.extend_graph(root, graph, new_ids, used_p, used_f, known)
+        timings["extend_graph"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        feats = extend.ExtendedFeatures(root, ext.user_ids, columns,
+                                        extend.new_user_features(ext, state, columns, root, pagerank_mode=pagerank),
+                                        meta["groups"], graph.item_ids, state)
+        feats.items = items.drop(columns=["item_id"])  # the items the models saw, exactly
+        timings["features"] = time.perf_counter() - t1
         inputs = ModelInput(graph=ext, features=feats)
-        rows = ext.user_index(new_ids)
+        rows = np.arange(ext.n_old, ext.num_users, dtype=np.int64)
         frame = pd.DataFrame({"user_id": pd.Series(new_ids, dtype="string")})
         info, accuracy = {}, {}
         given = new.tables.get("users")
         for target in targets:
+            t1 = time.perf_counter()
             name = picked_model(root, target)
             config = workdir.read_json(workdir.model_dir(root, target, name) / "config.json", missing="")
             model = get_model(name).load(workdir.run_dir(root, target, name, config["predictions_from_seed"]))
-            proba = model.predict_proba(inputs).to_numpy()[rows] if len(rows) else np.zeros((0, len(model.classes_)))
+            proba = model.predict_proba(inputs, rows=rows).to_numpy() if len(rows) else \
+                np.zeros((0, len(model.classes_)))
             classes = np.array(model.classes_, dtype=object)
             frame[target] = pd.Series(classes[proba.argmax(axis=1)] if len(rows) else [], dtype="string")
             frame[f"{target}_model"] = name
@@ -211,10 +229,13 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
                 if ok.any():
                     accuracy[target] = {"accuracy": float((frame[target].to_numpy()[ok] == truth.to_numpy()[ok]).mean()),
                                         "n": int(ok.sum())}
+            timings[f"model_{target}"] = time.perf_counter() - t1
         if "community" not in targets:
             comm = _friend_community(root, ext, rows)
             if comm is not None:
                 frame["community"] = comm
+        t1 = time.perf_counter()
         workdir.write_parquet(out, frame)
+        timings["write"] = time.perf_counter() - t1
     return PredictResult(frame=frame, counts=counts, out=out, targets=info, accuracy=accuracy,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, timings=timings)

@@ -27,6 +27,16 @@ class ModelInput:
     features: UserFeatures
 
 
+def feature_rows(features: UserFeatures, rows: np.ndarray | None = None) -> np.ndarray:
+    """``features.matrix[rows]`` (every row where ``rows`` is None), reading only those rows where the features
+    can (:class:`graphprof.extend.ExtendedFeatures`: the new users' rows without the saved ones)."""
+    take = getattr(features, "take_rows", None)
+    if rows is not None and take is not None:
+        return take(rows)
+    m = features.matrix
+    return m if rows is None else m[rows]
+
+
 class Model(ABC):
     """Base class. Subclasses set ``name`` and implement ``_fit``, ``_proba``, ``_embed``, ``_state``,
     ``_from_state``."""
@@ -48,17 +58,37 @@ class Model(ABC):
         self._fit(inputs, y, np.asarray(train_idx), np.asarray(val_idx))
         return self
 
-    def predict_proba(self, inputs: ModelInput) -> pd.DataFrame:
+    def predict_proba(self, inputs: ModelInput, rows: np.ndarray | None = None) -> pd.DataFrame:
         """Class probabilities for every user: DataFrame ``[num_users, n_classes]`` indexed by user id, columns
-        the class names; rows sum to 1."""
-        self._check_fitted()
-        proba = self._proba(inputs)
-        return pd.DataFrame(proba, index=pd.Index(inputs.graph.user_ids, name="user_id"), columns=self.classes_)
+        the class names; rows sum to 1.
 
-    def embed(self, inputs: ModelInput) -> np.ndarray:
-        """User embeddings ``[num_users, dim]`` (the representation the classifier head reads)."""
+        ``rows`` (graph indices): score only these users, in this order (``[len(rows), n_classes]``), with the
+        same numbers as the whole-graph call's rows. Models that can compute fewer rows do (``lr``: those rows'
+        features; ``sign``: its blocks on the rows' neighbourhoods); the others score every user and keep the rows.
+        """
         self._check_fitted()
-        return self._embed(inputs)
+        if rows is None:
+            proba, ids = self._proba(inputs), inputs.graph.user_ids
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            proba, ids = self._proba_rows(inputs, rows), inputs.graph.user_ids[rows]
+        return pd.DataFrame(proba, index=pd.Index(ids, name="user_id"), columns=self.classes_)
+
+    def embed(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
+        """User embeddings ``[num_users, dim]`` (the representation the classifier head reads); ``rows``: only
+        these users, in this order (``[len(rows), dim]``), as :meth:`predict_proba`."""
+        self._check_fitted()
+        if rows is None:
+            return self._embed(inputs)
+        return self._embed_rows(inputs, np.asarray(rows, dtype=np.int64))
+
+    def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` of :meth:`_proba`. Default: the whole graph, then the rows (``sage`` / ``gat``)."""
+        return self._proba(inputs)[rows]
+
+    def _embed_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` of :meth:`_embed`. Default: the whole graph, then the rows."""
+        return self._embed(inputs)[rows]
 
     def save(self, path: str | Path) -> None:
         """Write ``model.json`` + arrays into the folder ``path`` (no pickle)."""

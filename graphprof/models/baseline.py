@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from graphprof.models.base import Model, ModelInput
+from graphprof.models.base import Model, ModelInput, feature_rows
 
 ARRAYS = ("scale_mean", "scale_scale", "pca_mean", "pca_components", "coef", "intercept")
 
@@ -53,13 +53,25 @@ class LogisticBaseline(Model):
                         "pca_components": pca.components_, "coef": lr.coef_, "intercept": lr.intercept_}
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
-        a = self.arrays_
-        z = (inputs.features.matrix - a["scale_mean"]) / a["scale_scale"]
-        return (z - a["pca_mean"]) @ a["pca_components"].T
+        return self._embed_x(inputs.features.matrix)
+
+    def _embed_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        return self._embed_x(feature_rows(inputs.features, rows))  # per user: only the rows' features
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
+        return self._proba_x(inputs.features.matrix)
+
+    def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        return self._proba_x(feature_rows(inputs.features, rows))
+
+    def _embed_x(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays_
-        logits = self._embed(inputs) @ a["coef"].T + a["intercept"]
+        z = (x - a["scale_mean"]) / a["scale_scale"]
+        return (z - a["pca_mean"]) @ a["pca_components"].T
+
+    def _proba_x(self, x: np.ndarray) -> np.ndarray:
+        a = self.arrays_
+        logits = self._embed_x(x) @ a["coef"].T + a["intercept"]
         if logits.shape[1] == 1:  # binary: scikit-learn keeps one coefficient row for the positive class
             from scipy.special import expit  # no overflow warning for large |logit|
 

@@ -1,0 +1,361 @@
+"""The saved graph and features extended with new users (``graphprof predict``), at a cost that grows with the
+new users and their neighbourhood, not with the saved graph.
+
+**Graph** (:func:`extend_graph`): the new users get the indices ``n_old .. n_old + n_new - 1`` (sorted by id)
+after the saved users; their purchases become ``(user, buys, item)`` edges aggregated per (user, item) exactly as
+``build_graph`` aggregates them (same attributes, same order of the float sums, list price where a price is
+missing) and their ties are added in both directions. :class:`ExtendedGraph` keeps the saved tensors as they are:
+``purchase_matrix`` is the saved matrix with the new rows stacked under it, ``social_adjacency`` the saved one
+plus the new ties, and the whole ``HeteroData`` (both edge sets concatenated, friend edges in ``build_graph``'s
+order) is built only when a model reads ``.data`` (``sage`` / ``gat``).
+
+**Features** (:func:`new_user_features`): the new users' rows only, in the saved feature space (``state``).
+Behaviour, recency, category mix, the item / category SVD projections, social degree and clustering are per-user
+and equal what ``build_features(extended_graph, state=...)`` gives on those rows. PageRank is global; by default
+(``pagerank="local"``) a new user's score is a local estimate: the PageRank equation solved on the new users'
+rows only, with the saved users' saved scores held fixed as the boundary (power iteration over the new users'
+ties; dangling mass as saved). ``pagerank="exact"`` runs the power iteration over the whole extended graph
+instead (~5 s at 1M users and 8M directed ties, against ~0.1 s). The saved users keep their saved features,
+also where new ties reach them (their degree, clustering and PageRank as of ``build-graph``).
+:class:`ExtendedFeatures` reads the saved rows only when a model needs users other than the new ones (``lr``
+never does).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from torch_geometric.data import HeteroData
+
+from graphprof import workdir
+from graphprof.errors import ArtifactError
+from graphprof.features import (
+    CATEGORY_SVD_DIM,
+    ITEM_SVD_DIM,
+    MAX_CATEGORY_SHARES,
+    SECONDS_PER_DAY,
+    UserFeatures,
+    _lookup_sorted,
+    _svd,
+    pagerank,
+)
+from graphprof.graph import BUY_ATTRS, BUYS, FRIEND, IN_CAT, REV_BUYS, ProfileGraph, _aggregate_buys
+
+ALPHA = inspect.signature(pagerank).parameters["alpha"].default  # the damping build-graph used
+LOCAL_TOL = 1e-10
+LOCAL_MAX_ITER = 200
+PAGERANK_MODES = ("local", "exact")
+HINT = "run 'graphprof build-graph' first"
+
+
+class ExtendedGraph(ProfileGraph):
+    """The saved graph with new users appended (see the module docstring); a :class:`ProfileGraph` to the models.
+
+    Attributes:
+        base: the saved graph. n_old: its users. buys: ``(u, i, attrs)`` the new users' edges (global user
+        indices, sorted by (u, i); ``attrs`` ``[m, len(BUY_ATTRS)]`` float64). ties: ``(a, b, w)`` one row per
+        new tie (global indices, float32 weights).
+    """
+
+    def __init__(self, base: ProfileGraph, new_ids: np.ndarray, buys: tuple, ties: tuple):
+        self.base, self.n_old, self.buys, self.ties = base, base.num_users, buys, ties
+        self.user_ids = np.concatenate([base.user_ids, np.asarray(new_ids, dtype=object)])
+        self.item_ids, self.category_ids = base.item_ids, base.category_ids
+        self._data, self._cache = None, {}
+
+    @property
+    def data(self) -> HeteroData:
+        if self._data is None:
+            self._data = self._materialize()
+        return self._data
+
+    @data.setter
+    def data(self, value: HeteroData) -> None:
+        self._data = value
+
+    def new_purchase_matrix(self, attr: str = "quantity") -> sp.csr_matrix:
+        """The new users' rows of :meth:`purchase_matrix`: ``[n_new, num_items]``."""
+        u, i, attrs = self.buys
+        n_new = self.num_users - self.n_old
+        indptr = np.zeros(n_new + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u - self.n_old, minlength=n_new), out=indptr[1:])
+        vals = np.nan_to_num(attrs[:, BUY_ATTRS.index(attr)].astype(np.float64))
+        return sp.csr_matrix((vals, i.astype(np.int64), indptr), shape=(n_new, len(self.item_ids)))
+
+    def purchase_matrix(self, attr: str = "quantity") -> sp.csr_matrix:
+        key = ("buys", attr)
+        if key not in self._cache:
+            self._cache[key] = sp.vstack([self.base.purchase_matrix(attr), self.new_purchase_matrix(attr)],
+                                         format="csr")
+        return self._cache[key]
+
+    def social_adjacency(self) -> sp.csr_matrix:
+        if "adj" not in self._cache:
+            n = self.num_users
+            adj = self.base.social_adjacency()
+            adj.resize((n, n))
+            a, b, w = self.ties
+            if len(a):
+                w = np.concatenate([w, w]).astype(np.float64)
+                adj = (adj + sp.csr_matrix((w, (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(n, n)))
+            self._cache["adj"] = adj.tocsr()
+        return self._cache["adj"]
+
+    def _materialize(self) -> HeteroData:
+        base, n = self.base.data, self.num_users
+        data = HeteroData()
+        for nt in base.node_types:
+            data[nt].num_nodes = base[nt].num_nodes
+        data["user"].num_nodes = n
+        for et in base.edge_types:
+            for name in ("edge_index", "edge_attr", "edge_weight"):
+                if name in base[et]:
+                    data[et][name] = base[et][name]
+        u, i, attrs = self.buys
+        if len(u):
+            data[BUYS].edge_index = torch.cat([base[BUYS].edge_index, torch.from_numpy(np.stack([u, i]))], dim=1)
+            data[BUYS].edge_attr = torch.cat([base[BUYS].edge_attr, torch.from_numpy(attrs)])
+            data[REV_BUYS].edge_index = data[BUYS].edge_index.flip(0)
+        a, b, w = self.ties
+        if len(a):
+            src, dst, ww = np.concatenate([a, b]), np.concatenate([b, a]), np.concatenate([w, w])
+            if FRIEND in base.edge_types:
+                old = base[FRIEND].edge_index.numpy()
+                src, dst = np.concatenate([old[0], src]), np.concatenate([old[1], dst])
+                ww = np.concatenate([base[FRIEND].edge_weight.numpy(), ww])
+            order = np.argsort(src * np.int64(n) + dst, kind="stable")  # build_graph's order
+            data[FRIEND].edge_index = torch.from_numpy(np.stack([src[order], dst[order]]))
+            data[FRIEND].edge_weight = torch.from_numpy(ww[order])
+        return data
+
+
+def extend_graph(root: str | Path, graph: ProfileGraph, new_ids: np.ndarray, purchases: pd.DataFrame,
+                 friendships: pd.DataFrame | None, known: pd.Index | None = None) -> ExtendedGraph:
+    """``graph`` plus the users ``new_ids`` (sorted, none in ``graph``) with their validated purchases (of known
+    items) and ties (each with at least one end in ``new_ids``). ``known``: ``pd.Index(graph.user_ids)`` where
+    already built (a hash table over the saved users)."""
+    n_old = graph.num_users
+    known = pd.Index(graph.user_ids) if known is None else known
+    new = pd.Index(new_ids)
+    u = new.get_indexer(purchases["user_id"]).astype(np.int64)
+    i = pd.Index(graph.item_ids).get_indexer(purchases["item_id"]).astype(np.int64)
+    if (u < 0).any() or (i < 0).any():
+        raise ValueError("extend_graph: purchases must be of new users and known items")  # an invariant
+    # the purchase columns exactly as build_graph computes them
+    qty = purchases["quantity"].to_numpy(np.float64)
+    price = purchases["price"].to_numpy(np.float64)
+    if np.isnan(price).any():
+        list_price = _list_price(root, graph.item_ids)
+        if list_price is not None:
+            price = np.where(np.isnan(price), list_price[i], price)
+    columns = {"count": np.ones(len(u)), "quantity": qty, "spend": np.nan_to_num(qty * price),
+               "last_time": purchases["timestamp"].to_numpy(np.float64),
+               "weight": purchases["weight"].to_numpy(np.float64),
+               "priced_quantity": np.where(np.isnan(price), 0.0, qty)}
+    bu, bi, agg = _aggregate_buys(u, i, len(graph.item_ids), columns,
+                                  {c: "max" if c == "last_time" else "sum" for c in BUY_ATTRS})
+    buys = (bu + n_old, bi, np.stack([agg[c] for c in BUY_ATTRS], axis=1).reshape(len(bu), len(BUY_ATTRS)))
+    ties = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    if friendships is not None and len(friendships):
+        ends = [_global_index(known, new, n_old, friendships[c]) for c in ("user_id", "friend_id")]
+        ties = (ends[0], ends[1], friendships["weight"].to_numpy(np.float32))
+    return ExtendedGraph(graph, new_ids, buys, ties)
+
+
+def _global_index(known: pd.Index, new: pd.Index, n_old: int, ids: pd.Series) -> np.ndarray:
+    pos = known.get_indexer(ids).astype(np.int64)
+    miss = pos < 0
+    pos[miss] = n_old + new.get_indexer(ids[miss])
+    return pos
+
+
+def _list_price(root: str | Path, item_ids: np.ndarray) -> np.ndarray | None:
+    """The saved items table's prices in graph order (NaN where none), or None without a price column."""
+    import pyarrow.parquet as pq
+
+    path = workdir.table_path(Path(root), "items")
+    if not path.exists() or "price" not in pq.read_schema(path).names:
+        return None
+    items = pd.read_parquet(path, columns=["item_id", "price"])
+    out = np.full(len(item_ids), np.nan)
+    pos = pd.Index(item_ids).get_indexer(items["item_id"])
+    out[pos[pos >= 0]] = items["price"].to_numpy(np.float64)[pos >= 0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- features
+def load_state(root: str | Path) -> tuple[dict, dict, list[str]]:
+    """``features/meta.json``, the fitted state (as ``load_features`` returns it) and the feature columns, without
+    reading the users' feature rows."""
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    meta = workdir.read_json(root / workdir.FEATURES_META, missing=HINT)
+    state = dict(meta.get("state", {}))
+    if meta.get("state_arrays"):
+        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=HINT)
+        state.update({k: arrays[k].numpy() for k in meta["state_arrays"]})
+    path = root / workdir.FEATURES_USERS
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {HINT}")
+    columns = [c for c in pq.read_schema(path).names if c != "user_id"]
+    return meta, state, columns
+
+
+def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root: str | Path,
+                      pagerank_mode: str = "local") -> np.ndarray:
+    """The new users' feature rows ``[n_new, len(columns)]`` in the saved space (see the module docstring).
+
+    Raises:
+        ArtifactError: the saved state gives other columns than the saved features (a damaged work directory).
+    """
+    n_old, n_new = ext.n_old, ext.num_users - ext.n_old
+    if not n_new:
+        return np.zeros((0, len(columns)))
+    m = {name: ext.new_purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
+    count, quantity, spend, priced = (np.asarray(m[k].sum(axis=1)).ravel()
+                                      for k in ("count", "quantity", "spend", "priced_quantity"))
+    f = {"n_purchases": np.log1p(count), "log_quantity": np.log1p(quantity), "log_monetary": np.log1p(spend),
+         "distinct_items": np.log1p(np.diff(m["count"].indptr).astype(np.float64)),
+         "log_avg_price": np.log1p(np.divide(spend, priced, out=np.zeros_like(spend), where=priced > 0))}
+    if "ref_time" in state:
+        u, _, attrs = ext.buys
+        last = attrs[:, BUY_ATTRS.index("last_time")]
+        user_last = np.full(n_new, -np.inf)
+        ok = np.isfinite(last)
+        np.maximum.at(user_last, u[ok] - n_old, last[ok])
+        recency = (float(state["ref_time"]) - user_last) / SECONDS_PER_DAY
+        recency[~np.isfinite(recency)] = state["max_recency"]
+        f["recency_days"] = np.log1p(recency)
+    f["has_purchases"] = (count > 0).astype(np.float64)
+    data, n_items = ext.base.data, len(ext.item_ids)
+    if IN_CAT in data.edge_types and len(ext.category_ids) and "top_categories" in state:
+        item_cat = np.zeros(n_items, dtype=np.int64)
+        cei = data[IN_CAT].edge_index.numpy()
+        item_cat[cei[0]] = cei[1]
+        n_cat = len(ext.category_ids)
+        to_cat = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
+        user_cat = (m["quantity"] @ to_cat).tocsr()
+        top = _lookup_sorted(ext.category_ids, state["top_categories"])
+        shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat
+        shares = shares.toarray()[:, top] if n_cat <= 4 * MAX_CATEGORY_SHARES else shares[:, top].toarray()
+        f.update({f"cat_share_{ext.category_ids[c]}": shares[:, j] for j, c in enumerate(top)})
+        if state.get("cat_svd_components") is not None:
+            f.update(_svd(user_cat, CATEGORY_SVD_DIM, 0, "cat_svd", state["cat_svd_components"])[0].items())
+    if state.get("item_svd_components") is not None:
+        f.update(_svd(m["count"].log1p(), ITEM_SVD_DIM, 0, "item_svd", state["item_svd_components"])[0].items())
+    adj = ext.social_adjacency()
+    rows = adj[n_old:]
+    deg = np.diff(rows.indptr).astype(np.float64)
+    f["social_degree"], f["log_social_degree"] = deg, np.log1p(deg)
+    if pagerank_mode == "exact":
+        f["pagerank"] = pagerank(adj)[n_old:] if adj.nnz else np.ones(n_new)
+    else:
+        f["pagerank"] = _local_pagerank(ext, adj, rows, root)
+    f["clustering"] = _clustering_rows(adj, rows)
+    if sorted(f) != sorted(columns):
+        raise ArtifactError(f"{Path(root) / workdir.FEATURES_META}: the saved feature state must give the saved "
+                            f"feature columns. Got {sorted(set(f) ^ set(columns))} on one side only; re-run "
+                            "'graphprof build-graph' and 'graphprof train'")
+    return np.column_stack([np.asarray(f[c], dtype=np.float64) for c in columns])
+
+
+def _clustering_rows(adj: sp.csr_matrix, rows: sp.csr_matrix) -> np.ndarray:
+    """``features.clustering`` on the rows ``rows`` (of ``adj``) only: triangles through each row's neighbours."""
+    block = rows.copy()
+    block.data = np.ones_like(block.data)
+    deg = np.diff(block.indptr).astype(np.float64)
+    nb, local = np.unique(block.indices, return_inverse=True)
+    reach = adj[nb]
+    reach.data = np.ones_like(reach.data)
+    hop = sp.csr_matrix((block.data, local.ravel(), block.indptr), shape=(block.shape[0], len(nb)))
+    triangles = np.asarray((hop @ reach).multiply(block).sum(axis=1)).ravel() / 2.0
+    pairs = deg * (deg - 1) / 2.0
+    return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
+
+
+def _local_pagerank(ext: ExtendedGraph, adj: sp.csr_matrix, rows: sp.csr_matrix, root: str | Path) -> np.ndarray:
+    """Mean-1 PageRank of the new rows with the saved users' saved scores held fixed: the PageRank equation
+    ``r_v = (1 - a) + a (sum_u A_vu r_u / W_u + d)`` (``W_u`` the weighted degree in the extended graph, ``d`` the
+    saved dangling mass per user) iterated over the new rows only, the saved neighbours' terms fixed."""
+    n_old, n_new = ext.n_old, rows.shape[0]
+    saved = pd.read_parquet(Path(root) / workdir.FEATURES_USERS, columns=["pagerank", "social_degree"])
+    r_old, deg_old = saved["pagerank"].to_numpy(np.float64), saved["social_degree"].to_numpy(np.float64)
+    dangling = float(r_old[deg_old == 0].sum()) / max(len(r_old), 1)
+    if not rows.nnz:
+        return np.full(n_new, (1 - ALPHA) + ALPHA * dangling)
+    nb, local = np.unique(rows.indices, return_inverse=True)
+    flow = rows.data / np.asarray(adj[nb].sum(axis=1)).ravel()[local.ravel()]
+    old = rows.indices < n_old
+    ptr = np.repeat(np.arange(n_new), np.diff(rows.indptr))
+    boundary = np.bincount(ptr[old], weights=flow[old] * r_old[rows.indices[old]], minlength=n_new)
+    inner = sp.csr_matrix((flow[~old], (ptr[~old], rows.indices[~old] - n_old)), shape=(n_new, n_new))
+    r = np.ones(n_new)
+    for _ in range(LOCAL_MAX_ITER):
+        new = (1 - ALPHA) + ALPHA * (boundary + inner @ r + dangling)
+        done = np.abs(new - r).max() < LOCAL_TOL
+        r = new
+        if done or not inner.nnz:
+            break
+    return r
+
+
+class ExtendedFeatures(UserFeatures):
+    """The saved feature rows followed by the new users' rows (``new``), in the saved space. The saved rows are
+    read from ``features/users.parquet`` the first time a model needs a user other than the new ones; ``items``
+    (the saved item features, which only ``sage`` / ``gat`` read) likewise."""
+
+    def __init__(self, root: str | Path, user_ids: np.ndarray, columns: list[str], new: np.ndarray,
+                 groups: dict, item_ids: np.ndarray, state: dict):
+        self.root, self.user_ids, self.columns, self.new = Path(root), user_ids, list(columns), new
+        self.n_old = len(user_ids) - len(new)
+        self.groups, self.item_ids, self.state = groups, item_ids, state
+        self._full, self._items = None, None
+
+    def full_matrix(self) -> np.ndarray:
+        """Every user's row ``[num_users, num_features]`` (read-only: shared)."""
+        if self._full is None:
+            saved = workdir.read_parquet(self.root / workdir.FEATURES_USERS, missing=HINT)
+            if len(saved) != self.n_old:
+                raise ArtifactError(f"{self.root / workdir.FEATURES_USERS}: must have one row per saved user "
+                                    f"({self.n_old}). Got {len(saved)}; {HINT}")
+            full = np.empty((len(self.user_ids), len(self.columns)))
+            full[:self.n_old] = saved[self.columns].to_numpy(np.float64)
+            full[self.n_old:] = self.new
+            full.setflags(write=False)
+            self._full = full
+        return self._full
+
+    def take_rows(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._full is None and (not len(rows) or rows.min() >= self.n_old):
+            return self.new[rows - self.n_old]
+        return self.full_matrix()[rows]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.full_matrix()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.full_matrix(), columns=self.columns, copy=False)
+
+    @frame.setter
+    def frame(self, value) -> None:
+        raise AttributeError("ExtendedFeatures.frame is read-only")
+
+    @property
+    def items(self) -> pd.DataFrame:
+        if self._items is None:
+            items = workdir.read_parquet(self.root / workdir.FEATURES_ITEMS, missing=HINT)
+            self._items = items.drop(columns=["item_id"])
+        return self._items
+
+    @items.setter
+    def items(self, value) -> None:
+        self._items = value
