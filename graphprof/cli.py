@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "predict (the cold-start profile)")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished (model, seed)")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train data parallel on N processes of this machine (torch.distributed, gloo; started "
+                        "with torchrun): sign shards its mini-batches over them, lr / sage / gat run on one; "
+                        "the metric is the same within the seeds' spread, not faster on a few shared cores. On "
+                        "several machines, run torchrun yourself on each (see the README)")
 
     c = sub.add_parser(
         "communities", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -211,13 +216,25 @@ def _cmd_build_graph(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
-def _cmd_train(args) -> None:
-    from graphprof.train import train
+def _cmd_train(args) -> int | None:
+    from graphprof import distributed
+    from graphprof.train import preflight, train
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.nproc is not None and args.nproc < 1:
+        from graphprof.errors import ConfigError
+
+        raise ConfigError(f"--nproc must be >= 1. Got {args.nproc} instead")
+    if distributed.is_worker() and not distributed.is_main():
+        logging.getLogger("graphprof").setLevel(max(logging.getLogger("graphprof").level, logging.WARNING))
+    elif (args.nproc or 1) > 1 and "RANK" not in os.environ:  # not under torchrun: start the workers
+        preflight(args.workdir, models, args.seeds, args.epochs, args.protocol)
+        return distributed.launch(args.argv, args.nproc)
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
                    seed=args.seed, resume=args.resume, protocol=args.protocol)
-    _emit(args, result.table(), result.to_json())
+    if distributed.is_main():  # the other workers print nothing
+        _emit(args, result.table(), result.to_json())
+    return None
 
 
 def _cmd_generate(args) -> None:
@@ -300,27 +317,39 @@ COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities":
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc runs it again in each worker
     _setup_logging(args)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1. Got {args.threads} instead")
     import torch
 
     torch.set_num_threads(args.threads)
+    from graphprof import distributed
+
+    # a failed data-parallel worker exits inside the handler (distributed.exit_worker): freeing the traceback
+    # would tear down its process group, which can block while a peer still waits in a collective
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
     except GraphprofError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if distributed.is_main() or not getattr(exc, "shown_by_main", False):  # an error of every rank: once
+            print(f"error: {exc}", file=sys.stderr)
+        distributed.exit_worker(2)
         return 2
     except KeyboardInterrupt:
         hint = "; the previous results are intact, 'graphprof train --resume' continues" \
             if args.command == "train" else ""
-        print(f"interrupted{hint}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"interrupted{hint}", file=sys.stderr)
+        distributed.exit_worker(130)
         return 130
-    except Exception:
+    except Exception as exc:
+        if distributed.lost_peer(exc):  # another data-parallel worker stopped first; it says why
+            print(f"error: training process {distributed.rank()} stopped: another one stopped first", file=sys.stderr)
+            distributed.exit_worker(1, note=False)
         traceback.print_exc()
         print("graphprof hit an internal error (a bug): please report it with the traceback above.", file=sys.stderr)
+        distributed.exit_worker(1)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ stopping use the validation users only. The model picked per target is the best 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphprof import workdir
+from graphprof import distributed, workdir
 from graphprof.build import load_tables
 from graphprof.errors import ConfigError
 from graphprof.evaluate import (
@@ -128,12 +129,70 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     ``models/<target>/<model>/`` only once all its seeds are done, so an interrupted run (Ctrl-C, SIGKILL)
     leaves the previous model, metrics and predictions intact and loadable.
 
+    Data parallel: inside a ``torchrun`` worker (``graphprof train --nproc N``, or ``torchrun`` run by hand on
+    one or several machines), every rank reads the same work-directory files; models that can train data
+    parallel (``sign``) shard each mini-batch across the ranks and all-reduce the gradients; the others
+    (``lr``, ``sage``, ``gat``) are fitted by rank 0 alone. Rank 0 alone holds the lock and writes; every rank
+    returns the same result.
+
     Raises:
         ArtifactError: no graph in the work directory (run ``build-graph`` first), or ``community`` asked for
             and no (current) communities found (run ``communities`` first).
         ConfigError: unknown model or target, or ``seeds`` < 1.
     """
     root = Path(workdir_path)
+    model_classes = check_args(models, seeds, epochs, protocol)
+    with distributed.init(), contextlib.ExitStack() as held:
+        main, world = distributed.is_main(), distributed.world_size()
+
+        def _open() -> dict:  # rank 0: recover, check and lock the work directory; the others wait for it
+            manifest = workdir.require_built(root)
+            held.enter_context(workdir.locked(root, "train"))
+            return manifest
+
+        manifest = distributed.on_main(_open)
+
+        def _load():  # every rank reads the same files (on several machines: shared storage)
+            graph = load_graph(root)
+            inputs = ModelInput(graph=graph, features=load_features(root))
+            users = load_tables(root, "users")
+            target_names = resolve_targets(users, targets)
+            sources = {}
+            target_objs = [_make_target(root, users, graph.user_ids, t, manifest.get("graph_id"), sources)
+                           for t in target_names]
+            return inputs, target_names, target_objs, sources
+
+        inputs, target_names, target_objs, sources = distributed.everywhere(_load)
+        run_seeds = [seed + k for k in range(seeds)]
+        result = TrainResult(seeds=run_seeds)
+        t_start = time.perf_counter()
+        for target in target_objs:
+            summaries, info = _train_target(root, inputs, target, model_classes, run_seeds, epochs,
+                                            manifest.get("graph_id"), resume, protocol)
+            if not main:
+                continue
+            result.targets[target.name], result.info[target.name] = summaries, info
+            if target.name in sources:
+                result.info[target.name]["labels_from"] = sources[target.name]
+        if main:
+            _clear_needs_retraining(root, [f"{t}/{m}" for t in result.targets for m in model_classes])
+            workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
+                                                            "targets": target_names, "models": list(models),
+                                                            "seeds": run_seeds, "world_size": world}})
+        if world > 1:  # every rank returns rank 0's result, once its artifacts are all written
+            doc = distributed.broadcast_json(result.to_json() if main else None)
+            if not main:
+                result = TrainResult(targets=doc["targets"], info=doc["target_info"], seeds=doc["seeds"])
+    return result
+
+
+def check_args(models, seeds: int, epochs: int | None, protocol: str) -> dict:
+    """The model classes by name, once the arguments are checked (before any work: ``train --nproc`` checks
+    them before it starts the processes).
+
+    Raises:
+        ConfigError: unknown protocol or model, no model, ``seeds`` < 1 or ``epochs`` < 1.
+    """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"--protocol must be one of {', '.join(PROTOCOLS)}. Got {protocol!r} instead")
     if seeds < 1:
@@ -143,28 +202,17 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     model_classes = {m: get_model(m) for m in models}
     if not model_classes:
         raise ConfigError("--models must name at least one model. Got none")
-    manifest = workdir.require_built(root)
+    return model_classes
+
+
+def preflight(workdir_path: str | Path, models, seeds: int, epochs: int | None, protocol: str) -> None:
+    """What ``train --nproc N`` checks before it starts N processes, so that a user mistake is one message
+    from one process: the arguments, a built and current work directory, and no other run holding it."""
+    check_args(models, seeds, epochs, protocol)
+    root = Path(workdir_path)
+    workdir.require_built(root)
     with workdir.locked(root, "train"):
-        graph = load_graph(root)
-        inputs = ModelInput(graph=graph, features=load_features(root))
-        users = load_tables(root, "users")
-        target_names = resolve_targets(users, targets)
-        sources = {}
-        target_objs = [_make_target(root, users, graph.user_ids, t, manifest.get("graph_id"), sources)
-                       for t in target_names]
-        run_seeds = [seed + k for k in range(seeds)]
-        result = TrainResult(seeds=run_seeds)
-        t_start = time.perf_counter()
-        for target in target_objs:
-            result.targets[target.name], result.info[target.name] = _train_target(
-                root, inputs, target, model_classes, run_seeds, epochs, manifest.get("graph_id"), resume, protocol)
-            if target.name in sources:
-                result.info[target.name]["labels_from"] = sources[target.name]
-        _clear_needs_retraining(root, [f"{t}/{m}" for t in result.targets for m in model_classes])
-        workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
-                                                        "targets": target_names, "models": list(models),
-                                                        "seeds": run_seeds}})
-    return result
+        pass
 
 
 def _clear_needs_retraining(root: Path, retrained: list[str]) -> None:
@@ -217,10 +265,24 @@ def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, res
     return staging
 
 
+def _shared(cls) -> bool:
+    """Whether every rank fits this model (data parallel), rather than rank 0 alone."""
+    return bool(getattr(cls, "distributed", False)) and distributed.active()
+
+
 def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs=None):
-    """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists."""
+    """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists.
+
+    Data parallel: rank 0 decides whether the checkpoint exists; the other ranks fit with it and get
+    ``(None, None)`` (they neither predict nor write)."""
     run = staging / name / f"seed_{s}"
-    done = workdir.load_json_if_any(run / "result.json")
+    main = distributed.is_main()
+    if _shared(cls):
+        done = distributed.on_main(lambda: workdir.load_json_if_any(run / "result.json"))
+    else:
+        done = workdir.load_json_if_any(run / "result.json")
+    if done is not None and not main:
+        return None, None
     if done is not None:
         model = cls.load(run)
         proba = model.predict_proba(inputs).to_numpy()
@@ -229,6 +291,8 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
     t0 = time.perf_counter()
     model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
+    if not main:
+        return None, None
     proba = model.predict_proba(inputs).to_numpy()
     result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
               "val": scores(target.y[parts["val"]], proba[parts["val"]]),
@@ -260,20 +324,27 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
     fit_seconds = {m: [] for m in model_classes}
     extra = {m: [] for m in model_classes}
     first_split, first_proba = None, {}
-    staging = _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol)
+    main = distributed.is_main()
+    staging = Path(distributed.on_main(
+        lambda: _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol)))
     for k, s in enumerate(run_seeds):
         parts = split(target, s)
         if k == 0:
             first_split = parts
-        fit_inputs = _inductive_inputs(inputs, parts["test"]) if protocol == "inductive" else None
-        for name, cls in model_classes.items():
+        mine = {n: c for n, c in model_classes.items() if main or _shared(c)}  # the others: rank 0 alone
+        fit_inputs = (_inductive_inputs(inputs, parts["test"]) if protocol == "inductive" and mine else None)
+        for name, cls in mine.items():
             done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs)
+            if not main:
+                continue
             per_seed[name].append(done["test"])
             val[name].append(done["val"])
             fit_seconds[name].append(done["fit_seconds"])
             extra[name].append(done["extra"])
             if k == 0:
                 first_proba[name] = proba
+    if not main:
+        return None, None
     summaries = {m: summarize(per_seed[m]) for m in model_classes}
     val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
     picked = max(model_classes, key=lambda m: (val_f1[m]["mean"], -list(model_classes).index(m)))
@@ -301,6 +372,7 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
         workdir.write_json(out / "config.json", {"target": target.name, "model": name, "classes": target.classes,
                                                  "dropped_classes": target.dropped, "seeds": run_seeds,
                                                  "epochs": epochs, "graph_id": graph_id,
+                                                 "world_size": distributed.world_size(),
                                                  "params": model_classes[name](seed=run_seeds[0]).params,
                                                  "predictions_from_seed": run_seeds[0]})
         workdir.write_parquet(out / "predictions.parquet",
