@@ -46,6 +46,16 @@ config), and only the chosen blocks are kept. Everything fitted (``F``'s statist
 statistics, the weights) is saved, and the blocks are recomputed from the inputs at prediction time, so the
 model predicts on a graph with more users than it was fitted on (``graphprof predict``) in the same space.
 
+**Data parallel** (inside an initialised ``torch.distributed`` process group of more than one process:
+``graphprof train --nproc N`` or ``torchrun``): every rank computes the same blocks from the same files and
+draws the same epoch permutation; each mini-batch of ``batch`` users is split into one contiguous shard per
+rank (``batch / world_size`` users each, so the effective batch and the number of steps are those of one
+process), the MLP is wrapped in ``DistributedDataParallel`` and each rank's loss is its shard's share of the
+whole batch's class-weighted loss, so the averaged gradient is the one process's gradient on that batch (up to
+float summation order and dropout masks, which differ per rank). Validation runs on every rank; rank 0's
+macro-F1 is broadcast so early stopping and the grid choice are the same on every rank. One process is unchanged
+(byte-identical results); ``world_size`` is kept in the saved config.
+
 Shapes: ``F`` ``[num_users, num_features]``; ``T`` and the sparse hops ``[num_users, num_items]`` (CSR); logits
 ``[num_users, n_classes]``; embeddings ``[num_users, hidden * n_blocks]`` (the blocks' outputs, which the head
 reads).
@@ -59,7 +69,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput
 
@@ -186,6 +198,7 @@ class SIGN(Model):
     """
 
     name = "sign"
+    distributed = True  # graphprof.train: every rank fits it, data parallel (see the module docstring)
 
     def __init__(self, seed: int = 0, hops: int = 2, top_k: int = 128, copurchase: bool = True,
                  block_sets: tuple[str, ...] = ("all", "own"), hidden_grid: tuple[int, ...] = (64,),
@@ -288,6 +301,7 @@ class SIGN(Model):
         self.n_items_ = int(counts.shape[1])
         df = np.diff(counts.tocsc().indptr).astype(np.float64)  # label-free: over all users
         self.idf_ = np.log((1.0 + g.num_users) / (1.0 + df)) + 1.0
+        self.world_size_ = parallel.world_size() if parallel.active() else 1
         self.social_ = bool(g.social_adjacency().nnz > 0 and self.params["hops"] > 0)
         self.copurchase_ = bool(self.params["copurchase"] and counts.nnz > 0)
         raw = self._raw_blocks(inputs)
@@ -347,20 +361,38 @@ class SIGN(Model):
         # at least MIN_STEPS steps an epoch: with a few hundred training users, one batch an epoch is too few
         batch = int(min(p["batch_size"], max(MIN_BATCH, -(-len(train_idx) // MIN_STEPS))))
         best_f1, best_epoch, best_state, bad, history = -1.0, -1, None, 0, []
+        world = parallel.world_size() if parallel.active() else 1
+        model = net
+        if world > 1:  # rank 0's initial weights (the same anyway); gradients averaged over the ranks
+            model = DistributedDataParallel(net, find_unused_parameters=False)
+            if parallel.rank() > 0:  # other dropout masks than rank 0's on the other rows of the batch
+                torch.manual_seed(self.seed + 7919 * parallel.rank())
         for epoch in range(p["epochs"]):
-            net.train()
+            model.train()
             order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
             total = 0.0
             for s in range(0, len(order), batch):
                 rows = order[s:s + batch]
-                logits, _ = net(*self._batch(dense, bags, rows))
-                loss = F.cross_entropy(logits, yt[rows], weight=weight)
+                if world == 1:
+                    logits, _ = net(*self._batch(dense, bags, rows))
+                    loss = F.cross_entropy(logits, yt[rows], weight=weight)
+                    share = float(loss.detach()) * len(rows)
+                else:  # this rank's shard; its loss is its share of the batch's weighted mean, times world
+                    mine = parallel.shard(rows)
+                    logits, _ = model(*self._batch(dense, bags, mine))
+                    part = F.cross_entropy(logits, yt[mine], weight=weight, reduction="sum")
+                    denom = float(weight[yt[rows]].sum())
+                    loss = part * (world / denom)
+                    share = float(part.detach()) / denom * len(rows)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(rows)
+                total += share
+            total = parallel.all_reduce_sum(total) if world > 1 else total
             logits, _ = self._run(net, dense, bags, val_idx)
             val_f1 = float(f1_score(y[val_idx], logits.argmax(1).numpy(), average="macro"))
+            if world > 1:
+                val_f1 = parallel.broadcast_float(val_f1)
             history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_macro_f1": val_f1})
             if val_f1 > best_f1:
                 best_f1, best_epoch, bad = val_f1, epoch, 0
@@ -393,7 +425,8 @@ class SIGN(Model):
             arrays[f"block.{b}.std"] = torch.from_numpy(np.ascontiguousarray(std))
         config = {"n_items": self.n_items_, "social": self.social_, "copurchase": self.copurchase_,
                   "blocks": self.block_names_, "dense_dims": self.dense_dims_, "sparse": self.sparse_,
-                  "choice": self.choice_, "best_epoch": self.best_epoch_, "history": self.history_}
+                  "choice": self.choice_, "best_epoch": self.best_epoch_, "history": self.history_,
+                  "world_size": self.world_size_}
         return config, arrays
 
     def _from_state(self, config, arrays) -> None:
@@ -406,6 +439,7 @@ class SIGN(Model):
         self.choice_ = config["choice"]
         self.best_epoch_ = config["best_epoch"]
         self.history_ = config["history"]
+        self.world_size_ = config.get("world_size", 1)  # saved before data-parallel training: one process
         self.f_mean_, self.f_std_ = arrays["f_mean"].numpy(), arrays["f_std"].numpy()
         self.idf_ = arrays["idf"].numpy()
         self.block_stats_ = [(arrays[f"block.{b}.mean"].numpy(), arrays[f"block.{b}.std"].numpy())
