@@ -437,9 +437,9 @@ def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     pr = columns.index("pagerank")
     others = [j for j in range(len(columns)) if j != pr]
     np.testing.assert_array_equal(local[:, others], exact[:, others])
-    # the estimate (saved neighbours' scores held fixed) against the power iteration over the extended graph: on
-    # this split (10% of the users added back) corr 0.99, median relative error 0.10; the saved users' own
-    # scores move more than that when the users are added back (corr 0.89 between saved and extended)
+    # the local estimate against the power iteration over the extended graph: on this split (10% of the users
+    # added back) correlation 0.999, median relative error 1.4% (0.89 and 7.6% between the saved users' own saved
+    # and extended scores: adding the users back moves the saved users' scores more than that)
     est, ref = local[:, pr], exact[:, pr]
-    assert np.corrcoef(est, ref)[0, 1] > 0.97
-    assert np.median(np.abs(est - ref) / ref) < 0.15
+    assert np.corrcoef(est, ref)[0, 1] > 0.995
+    assert np.median(np.abs(est - ref) / ref) < 0.03
