@@ -443,3 +443,60 @@ def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     est, ref = local[:, pr], exact[:, pr]
     assert np.corrcoef(est, ref)[0, 1] > 0.995
     assert np.median(np.abs(est - ref) / ref) < 0.03
+
+
+# ---------------------------------------------------------------------------- incremental: row-restricted models
+@pytest.fixture(scope="module")
+def sample_models(sample_ext):
+    """lr and sign (every block: own, two social hops, co-purchase) fitted on the saved graph of the sample, and
+    the extended inputs (saved feature rows + the new users' rows) they score."""
+    from graphprof.extend import ExtendedFeatures, new_user_features
+    from graphprof.models import ModelInput
+    from graphprof.models.baseline import LogisticBaseline
+    from graphprof.models.sign import SIGN
+
+    work, graph, saved, ext = sample_ext["work"], sample_ext["graph"], sample_ext["saved"], sample_ext["ext"]
+    labels = pd.read_parquet(work / "tables" / "users.parquet").set_index("user_id")["gender"]
+    labels = labels.reindex(graph.user_ids)
+    classes = sorted(labels.dropna().unique())
+    lab = np.flatnonzero(labels.notna().to_numpy())
+    y = np.full(graph.num_users, -1)
+    y[lab] = pd.Index(classes).get_indexer(labels.iloc[lab])
+    lab = np.random.default_rng(0).permutation(lab)
+    fit = ModelInput(graph=graph, features=saved)
+    models = {"lr": LogisticBaseline(c_grid=(1.0,)).fit(fit, y, lab[: len(lab) // 2], lab[len(lab) // 2:], classes),
+              "sign": SIGN(block_sets=("all",), dropout_grid=(0.3,), epochs=2).fit(
+                  fit, y, lab[: len(lab) // 2], lab[len(lab) // 2:], classes)}
+    assert models["sign"].block_names_ == ["own", "social_1", "social_2", "copurchase"]
+    state, columns = sample_ext["state"], sample_ext["columns"]
+    feats = ExtendedFeatures(work, ext.user_ids, columns, new_user_features(ext, state, columns, work),
+                             saved.groups, ext.item_ids, state)
+    return models, ModelInput(graph=ext, features=feats)
+
+
+@pytest.mark.parametrize("name", ["lr", "sign"])
+def test_row_scores_equal_the_whole_graph_scores(sample_models, name):
+    """predict_proba / embed on given rows (the new users; and a mix of new and saved users in any order) give the
+    whole-graph call's rows, on the same extended graph."""
+    models, inputs = sample_models
+    model, ext = models[name], inputs.graph
+    new = np.arange(ext.n_old, ext.num_users)
+    whole = model.predict_proba(inputs)
+    part = model.predict_proba(inputs, rows=new)
+    assert list(part.index) == list(ext.user_ids[new]) and list(part.columns) == list(whole.columns)
+    np.testing.assert_allclose(part.to_numpy(), whole.to_numpy()[new], rtol=0, atol=1e-6)
+    mix = np.r_[new[::-3], np.arange(0, ext.n_old, 37)]
+    np.testing.assert_allclose(model.predict_proba(inputs, rows=mix).to_numpy(), whole.to_numpy()[mix],
+                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.embed(inputs, rows=mix), model.embed(inputs)[mix], rtol=0, atol=1e-5)
+
+
+def test_lr_on_new_rows_reads_no_saved_feature_row(sample_models):
+    models, inputs = sample_models
+    ext = inputs.graph
+    feats = type(inputs.features)(inputs.features.root, ext.user_ids, inputs.features.columns,
+                                  inputs.features.new, inputs.features.groups, ext.item_ids, inputs.features.state)
+    from graphprof.models import ModelInput
+
+    models["lr"].predict_proba(ModelInput(graph=ext, features=feats), rows=np.arange(ext.n_old, ext.num_users))
+    assert feats._full is None  # features/users.parquet was not read

@@ -45,6 +45,9 @@ the bundled sample) x ``hidden_grid`` x ``dropout_grid``; the choice is kept in 
 config), and only the chosen blocks are kept. Everything fitted (``F``'s statistics, idf, the blocks'
 statistics, the weights) is saved, and the blocks are recomputed from the inputs at prediction time, so the
 model predicts on a graph with more users than it was fitted on (``graphprof predict``) in the same space.
+``predict_proba(inputs, rows=...)`` computes the blocks of the given rows only, on their neighbourhood (the
+``hops``-hop ball; the co-purchase block reads one item-level product over every purchase): the same numbers as
+the whole-graph call's rows.
 
 **Data parallel** (inside an initialised ``torch.distributed`` process group of more than one process:
 ``graphprof train --nproc N`` or ``torchrun``): every rank computes the same blocks from the same files and
@@ -73,7 +76,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
-from graphprof.models.base import Model, ModelInput
+from graphprof.models.base import Model, ModelInput, feature_rows
 
 EVAL_BATCH = 8192
 MIN_STEPS = 8  # optimiser steps per epoch, at least (smaller batches on small training sets)
@@ -436,6 +439,78 @@ class SIGN(Model):
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------------------- given rows only (predict)
+    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray) -> sp.csr_matrix:
+        """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
+        counts = inputs.graph.purchase_matrix("count").tocsr()
+        if counts.shape[1] != self.n_items_:  # an invariant, as in _bag
+            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
+                             f"Got {counts.shape[1]} instead")
+        return _row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
+
+    def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
+        """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by
+        row: hop ``k`` of the rows needs hop ``k - 1`` on their 1-hop ball ``B_1`` (rows and friends), ..., ``F``
+        and ``T`` on their ``hops``-hop ball; each hop is ``A[B_j] @ X[B_j+1]`` (row slices of the row-normalised
+        adjacency, columns renumbered within the next ball). The co-purchase block is ``P_n[rows] @ (P_nᵀ F)``
+        minus the rows' own paths: ``P_nᵀ F`` is item-level, one product over every purchase (it reads every
+        buyer's ``F``)."""
+        p, g = self.params, inputs.graph
+        hops = p["hops"] if self.social_ else 0
+        adj = g.social_adjacency() if hops else None
+        balls = [rows]
+        for _ in range(hops):
+            balls.append(np.union1d(balls[-1], adj[balls[-1]].indices))
+        far = balls[-1]
+        f_all = None
+        if self.copurchase_:
+            f_all = _standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+            f_far = f_all[far]
+        else:
+            f_far = _standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
+        t_far = self._bag_rows(inputs, far)
+        at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
+        names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
+        hf, ht = f_far, t_far
+        for k in range(1, hops + 1):
+            level, nxt = balls[hops - k], balls[hops - k + 1]
+            m = _row_scale(adj[level], "l1")
+            m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
+            hf = m @ hf
+            ht = _row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
+            at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
+            names.append(f"social_{k}")
+            dense.append(hf[at])
+            bags.append(ht[at])
+        if self.copurchase_:
+            w = g.purchase_matrix("count").tocsr().log1p()
+            wt = w.T.tocsr()
+            item_f = _row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
+            s = np.asarray(abs(wt).sum(axis=1)).ravel()
+            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+            wr = w[rows]
+            pn = _row_scale(wr, "l1")
+            ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
+            self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()
+            f_rows = f_all[rows]
+            agg = pn @ item_f - self_w[:, None] * f_rows
+            rest = 1.0 - self_w
+            agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
+            names.append("copurchase")
+            dense.append(agg)
+            bags.append(None)
+        return names, dense, bags
+
+    def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        dense, bags = self._blocks(inputs, self._raw_blocks_rows(inputs, rows))
+        return self._run(self.net_, dense, bags, np.arange(len(rows)))
+
+    def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        return torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()
+
+    def _embed_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
+        return self._forward_rows(inputs, rows)[1].numpy().astype(np.float64)
 
     # ------------------------------------------------------------------------------------- save / load
     def _state(self):
