@@ -24,6 +24,7 @@ never does).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ class ExtendedGraph(ProfileGraph):
     def social_adjacency(self) -> sp.csr_matrix:
         if "adj" not in self._cache:
             n = self.num_users
-            adj = self.base.social_adjacency()
+            adj = _saved_adjacency(self.base)
             adj.resize((n, n))
             a, b, w = self.ties
             if len(a):
@@ -134,18 +135,112 @@ class ExtendedGraph(ProfileGraph):
         return data
 
 
-def extend_graph(root: str | Path, graph: ProfileGraph, new_ids: np.ndarray, purchases: pd.DataFrame,
-                 friendships: pd.DataFrame | None, known: pd.Index | None = None) -> ExtendedGraph:
-    """``graph`` plus the users ``new_ids`` (sorted, none in ``graph``) with their validated purchases (of known
-    items) and ties (each with at least one end in ``new_ids``). ``known``: ``pd.Index(graph.user_ids)`` where
-    already built (a hash table over the saved users)."""
+def _saved_adjacency(graph: ProfileGraph) -> sp.csr_matrix:
+    """``graph.social_adjacency()``, as CSR straight from the friend edges where they are in ``build_graph``'s
+    (source, destination) order (no sort: O(edges) copies), else through ``social_adjacency``."""
+    n = graph.num_users
+    if FRIEND not in graph.data.edge_types:
+        return sp.csr_matrix((n, n))
+    ei = graph.data[FRIEND].edge_index.numpy()
+    src, dst = ei[0], ei[1]
+    if len(src) < 2 or not (np.all(src[1:] >= src[:-1]) and np.all((src[1:] > src[:-1]) | (dst[1:] > dst[:-1]))):
+        return graph.social_adjacency()
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    w = graph.data[FRIEND].edge_weight.numpy().astype(np.float64)
+    return sp.csr_matrix((w, dst.astype(np.int64), indptr), shape=(n, n))
+
+
+class IdIndex:
+    """Positions of ids in a unique id array by hash lookup (-1 where absent): a pandas ``PyObjectHashTable`` over
+    the ids as Python ``str`` objects. ``pd.Index.get_indexer`` does the same but, with pandas 3's string dtypes,
+    converts its values and the query on each call (at 1M users: ~10x slower per call)."""
+
+    def __init__(self, ids: np.ndarray):
+        from pandas._libs.hashtable import PyObjectHashTable
+
+        self.ids = np.asarray(ids, dtype=object)
+        self._table = PyObjectHashTable(max(len(self.ids), 1))
+        self._table.map_locations(self.ids)
+
+    def get_indexer(self, query) -> np.ndarray:
+        query = query.to_numpy(dtype=object) if hasattr(query, "to_numpy") else np.asarray(query, dtype=object)
+        return self._table.lookup(query).astype(np.int64) if len(query) else np.zeros(0, np.int64)
+
+
+@dataclass
+class NewRows:
+    """The usable rows of the new users' tables, by :func:`join`.
+
+    Attributes:
+        ids: the new user ids, sorted (none in the graph). purchases: the used purchase rows (new users, known
+        items); user / item: per used purchase, its user's position in ``ids`` and its item's graph index.
+        friendships: the used ties (at least one end new), or None; a / b: their ends' indices in the extended
+        graph (saved users first, then ``ids``). counts: what was used and ignored (``predict``'s counts).
+    """
+
+    ids: np.ndarray
+    purchases: pd.DataFrame
+    user: np.ndarray
+    item: np.ndarray
+    friendships: pd.DataFrame | None
+    a: np.ndarray
+    b: np.ndarray
+    counts: dict
+
+
+def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | None = None) -> NewRows:
+    """Select the usable rows of validated new tables: purchases by users not in ``graph`` of items in it, ties
+    with at least one end not in ``graph``; the new users are those and the users table's unknown ids.
+
+    Every id column is factorized once (one hash pass over its rows) and only its distinct ids are looked up in
+    the graph's users (``known``: ``IdIndex(graph.user_ids)`` where already built) and items.
+    """
+    known = IdIndex(graph.user_ids) if known is None else known
     n_old = graph.num_users
-    known = pd.Index(graph.user_ids) if known is None else known
-    new = pd.Index(new_ids)
-    u = new.get_indexer(purchases["user_id"]).astype(np.int64)
-    i = pd.Index(graph.item_ids).get_indexer(purchases["item_id"]).astype(np.int64)
-    if (u < 0).any() or (i < 0).any():
-        raise ValueError("extend_graph: purchases must be of new users and known items")  # an invariant
+    p = tables["purchases"]
+    pc, pu = pd.factorize(p["user_id"])
+    p_known_user = (known.get_indexer(pu) >= 0)[pc]
+    ic, iu = pd.factorize(p["item_id"])
+    item_of_unique = IdIndex(graph.item_ids).get_indexer(iu)
+    item = item_of_unique[ic]
+    use_p = ~p_known_user & (item >= 0)
+    used_u = np.zeros(len(pu), dtype=bool)
+    used_u[pc[use_p]] = True
+    named = [np.asarray(pu, dtype=object)[used_u]]
+    f = tables.get("friendships")
+    use_f = np.zeros(0, bool)
+    if f is not None:
+        fc, fu = pd.factorize(pd.concat([f["user_id"], f["friend_id"]], ignore_index=True))
+        where = known.get_indexer(fu)  # per distinct id: its saved index, or -1
+        use_f = ~((where[fc[:len(f)]] >= 0) & (where[fc[len(f):]] >= 0))
+        named.append(np.asarray(fu, dtype=object)[where < 0])  # each in a used tie
+    if "users" in tables:
+        ids = tables["users"]["user_id"].astype(str).to_numpy(dtype=object)
+        named.append(ids[known.get_indexer(ids) < 0])
+    # one sorted factorization of the new ids named anywhere: the new ids, and each one's position among them
+    codes, uniques = pd.factorize(np.concatenate(named), sort=True)
+    new_ids = np.asarray(uniques, dtype=object)
+    position = np.full(len(pu), -1, dtype=np.int64)
+    position[used_u] = codes[:len(named[0])]
+    user = position[pc[use_p]]
+    a = b = np.zeros(0, np.int64)
+    if f is not None:
+        where[where < 0] = n_old + codes[len(named[0]):len(named[0]) + len(named[1])]
+        a, b = where[fc[:len(f)]][use_f], where[fc[len(f):]][use_f]
+    counts = {"new_users": int(len(new_ids)), "purchases_used": int(use_p.sum()), "ties_used": int(use_f.sum()),
+              "purchases_unknown_item": int(((item < 0) & ~p_known_user).sum()),
+              "unknown_items": int((item_of_unique < 0).sum()),
+              "purchases_known_user": int(p_known_user.sum()),
+              "ties_known_users": int((~use_f).sum()) if f is not None else 0}
+    return NewRows(ids=new_ids, purchases=p[use_p], user=user, item=item[use_p],
+                   friendships=f[use_f] if f is not None else None, a=a, b=b, counts=counts)
+
+
+def extend_graph(root: str | Path, graph: ProfileGraph, rows: NewRows) -> ExtendedGraph:
+    """``graph`` plus the new users of ``rows`` (:func:`join`), their purchases and their ties."""
+    n_old = graph.num_users
+    purchases, u, i = rows.purchases, rows.user, rows.item
     # the purchase columns exactly as build_graph computes them
     qty = purchases["quantity"].to_numpy(np.float64)
     price = purchases["price"].to_numpy(np.float64)
@@ -160,18 +255,8 @@ def extend_graph(root: str | Path, graph: ProfileGraph, new_ids: np.ndarray, pur
     bu, bi, agg = _aggregate_buys(u, i, len(graph.item_ids), columns,
                                   {c: "max" if c == "last_time" else "sum" for c in BUY_ATTRS})
     buys = (bu + n_old, bi, np.stack([agg[c] for c in BUY_ATTRS], axis=1).reshape(len(bu), len(BUY_ATTRS)))
-    ties = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-    if friendships is not None and len(friendships):
-        ends = [_global_index(known, new, n_old, friendships[c]) for c in ("user_id", "friend_id")]
-        ties = (ends[0], ends[1], friendships["weight"].to_numpy(np.float32))
-    return ExtendedGraph(graph, new_ids, buys, ties)
-
-
-def _global_index(known: pd.Index, new: pd.Index, n_old: int, ids: pd.Series) -> np.ndarray:
-    pos = known.get_indexer(ids).astype(np.int64)
-    miss = pos < 0
-    pos[miss] = n_old + new.get_indexer(ids[miss])
-    return pos
+    w = rows.friendships["weight"].to_numpy(np.float32) if rows.friendships is not None else np.zeros(0, np.float32)
+    return ExtendedGraph(graph, rows.ids, buys, (rows.a, rows.b, w))
 
 
 def _list_price(root: str | Path, item_ids: np.ndarray) -> np.ndarray | None:
@@ -205,6 +290,14 @@ def load_state(root: str | Path) -> tuple[dict, dict, list[str]]:
         raise ArtifactError(f"{path}: not found; {HINT}")
     columns = [c for c in pq.read_schema(path).names if c != "user_id"]
     return meta, state, columns
+
+
+def saved_item_ids(root: str | Path) -> np.ndarray:
+    """The item ids of ``features/items.parquet`` (that column only), as str."""
+    path = Path(root) / workdir.FEATURES_ITEMS
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {HINT}")
+    return pd.read_parquet(path, columns=["item_id"])["item_id"].astype(str).to_numpy(dtype=object)
 
 
 def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root: str | Path,

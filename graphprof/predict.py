@@ -39,7 +39,7 @@ import pandas as pd
 from graphprof import extend, workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import load_graph
-from graphprof.schema import ValidatedTables, validate_tables
+from graphprof.schema import validate_tables
 
 log = logging.getLogger("graphprof")
 
@@ -94,38 +94,6 @@ def picked_model(root: Path, target: str) -> str:
 def trained_targets(root: Path) -> list[str]:
     models = root / workdir.MODELS_DIR
     return sorted({p.parent.parent.name for p in models.glob("*/*/metrics.json")}) if models.exists() else []
-
-
-def _join(graph, new: ValidatedTables, known: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray, dict]:
-    """The usable new rows (purchases of new users of known items; ties with at least one new end), the new user
-    ids (sorted) and the counts of what was used and ignored. ``known``: the saved users' hash index."""
-    known_i = pd.Index(graph.item_ids)
-    p = new.tables["purchases"]
-    p_known_user = known.get_indexer(p["user_id"]) >= 0
-    p_known_item = known_i.get_indexer(p["item_id"]) >= 0
-    use_p = ~p_known_user & p_known_item
-    f = new.tables.get("friendships")
-    if f is not None:
-        a_known = known.get_indexer(f["user_id"]) >= 0
-        b_known = known.get_indexer(f["friend_id"]) >= 0
-        use_f = ~(a_known & b_known)
-        f_used = f[use_f]
-    else:
-        use_f, f_used = np.zeros(0, bool), None
-    named = [p.loc[use_p, "user_id"]]
-    if f_used is not None:
-        named += [f_used["user_id"], f_used["friend_id"]]
-    if "users" in new.tables:
-        named.append(new.tables["users"]["user_id"])
-    ids = pd.Index(pd.concat(named, ignore_index=True).astype(str).unique())
-    new_ids = np.sort(ids[known.get_indexer(ids) < 0].to_numpy(dtype=object))
-    counts = {"new_users": int(len(new_ids)), "purchases_used": int(use_p.sum()), "ties_used": int(use_f.sum()),
-              "purchases_unknown_item": int((~p_known_item & ~p_known_user).sum()),
-              "unknown_items": int(p.loc[~p_known_item, "item_id"].nunique()),
-              "purchases_known_user": int(p_known_user.sum()),
-              "ties_known_users": int((~use_f).sum()) if f is not None else 0,
-              "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
-    return p[use_p], f_used, new_ids, counts
 
 
 def _friend_community(root: Path, graph, new_index: np.ndarray) -> np.ndarray | None:
@@ -188,21 +156,22 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         t1 = time.perf_counter()
         graph = load_graph(root)
         meta, state, columns = extend.load_state(root)
-        items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing="run 'graphprof build-graph' first")
-        if list(items["item_id"].astype(str)) != list(graph.item_ids):
+        items = extend.saved_item_ids(root)
+        if len(items) != len(graph.item_ids) or (items != graph.item_ids).any():
             raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
                                 "items; re-run 'graphprof build-graph' and 'graphprof train'")
-        known = pd.Index(graph.user_ids)
+        known = extend.IdIndex(graph.user_ids)
         timings["load"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        used_p, used_f, new_ids, counts = _join(graph, new, known)
-        ext = extend.extend_graph(root, graph, new_ids, used_p, used_f, known)
+        rows_new = extend.join(graph, new.tables, known)
+        counts = {**rows_new.counts, "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
+        new_ids = rows_new.ids
+        ext = extend.extend_graph(root, graph, rows_new)
         timings["extend_graph"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         feats = extend.ExtendedFeatures(root, ext.user_ids, columns,
                                         extend.new_user_features(ext, state, columns, root, pagerank_mode=pagerank),
-                                        meta["groups"], graph.item_ids, state)
-        feats.items = items.drop(columns=["item_id"])  # the items the models saw, exactly
+                                        meta["groups"], graph.item_ids, state)  # items: the saved ones, exactly
         timings["features"] = time.perf_counter() - t1
         inputs = ModelInput(graph=ext, features=feats)
         rows = np.arange(ext.n_old, ext.num_users, dtype=np.int64)

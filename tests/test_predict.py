@@ -346,10 +346,9 @@ def sample_ext(tmp_path_factory):
     some ties weighted) joined to the saved graph by :func:`graphprof.extend.extend_graph`, and the same rows
     joined by a whole rebuild (``build_graph`` over the saved tables and the used rows), as predict did before."""
     from graphprof.build import load_tables, read_inputs
-    from graphprof.extend import extend_graph, load_state
+    from graphprof.extend import extend_graph, join, load_state
     from graphprof.features import load_features
     from graphprof.graph import build_graph
-    from graphprof.predict import _join
     from graphprof.schema import ValidatedTables, validate_tables
 
     base = tmp_path_factory.mktemp("predict_incremental")
@@ -370,9 +369,9 @@ def sample_ext(tmp_path_factory):
     build.build(work, data=base / "data")
     graph = load_graph(work)
     new = validate_tables(read_inputs(base / "new").tables)
-    known = pd.Index(graph.user_ids)
-    used_p, used_f, new_ids, _ = _join(graph, new, known)
-    ext = extend_graph(work, graph, new_ids, used_p, used_f, known)
+    rows = join(graph, new.tables)
+    used_p, used_f, new_ids = rows.purchases, rows.friendships, rows.ids
+    ext = extend_graph(work, graph, rows)
     old_f = load_tables(work, "friendships").assign(weight=lambda d: d["weight"].astype(np.float64))
     joined = {"purchases": pd.concat([load_tables(work, "purchases"), used_p], ignore_index=True),
               "friendships": pd.concat([old_f, used_f], ignore_index=True),
