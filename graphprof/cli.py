@@ -74,13 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train and compare models per target on the same seeded splits",
         description="examples:\n  graphprof train                              # every usable target, lr + sage\n"
-                    "  graphprof train --target gender --models lr,sage --seeds 5 --json\n\n"
+                    "  graphprof train --target gender --models lr,sage --seeds 5 --json\n"
+                    "  graphprof train --target gender --models lr,sign --nproc 2\n\n"
                     "For each target, makes --seeds stratified 60/20/20 splits of the labelled users and fits every "
                     "model on each; prints accuracy, macro-F1 and AUC on the test users, mean ± std over seeds.")
     t.add_argument("--target", action="append", metavar="COL",
                    help="users-table column to predict (repeatable; default: every categorical column with "
                         "enough labels)")
-    t.add_argument("--models", default="lr,sage", metavar="LIST", help="comma-separated models (default: lr,sage)")
+    t.add_argument("--models", default="lr,sage", metavar="LIST",
+                   help="comma-separated models among lr (baseline), sage, gat (GNNs; full batch or neighbour-"
+                        "sampled mini-batches by graph size), sign (precomputed neighbourhood aggregates + MLP "
+                        "on mini-batches: the one for item-heavy data and millions of users) (default: lr,sage)")
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
     t.add_argument("--protocol", default="transductive", choices=["transductive", "inductive"],
@@ -178,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="write a generated shop (planted communities) in the generic schema",
         description="examples:\n  graphprof generate --out shop/\n"
-                    "  graphprof generate --users 1000000 --purchases-per-user 10 --format parquet --out big/")
+                    "  graphprof generate --users 1000000 --purchases-per-user 10 --file-format parquet --time-format epoch --out big/")
     gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
     gen.add_argument("--users", type=int, default=3000, help="number of users (default: 3000)")
     gen.add_argument("--purchases-per-user", type=float, default=3.0, help="mean purchases per user (default: 3)")

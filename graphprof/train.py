@@ -49,7 +49,8 @@ class TrainResult:
         targets: ``{target: {model: {"accuracy"|"macro_f1"|"auc": {"mean", "std", "values"}}}}``.
         info: per target: classes, dropped classes, labelled users, majority-class rate, split sizes, the
             validation macro-F1 of each model, the picked model, each model's paired macro-F1 difference to
-            the ``lr`` baseline (``vs_baseline``), fit seconds.
+            the ``lr`` baseline (``vs_baseline``), fit seconds, and ``routes`` (``sage`` / ``gat``: ``full`` batch
+            or neighbour-sampled ``minibatch``, picked by graph size).
     """
 
     targets: dict[str, dict[str, dict]] = field(default_factory=dict)
@@ -79,6 +80,8 @@ class TrainResult:
             elif info["dropped_classes"]:
                 note += f"; dropped small classes {info['dropped_classes']}"
             lines.append(note)
+            if info.get("routes"):  # picked by graph size (sage / gat): say which
+                lines.append(f"{'':<14}route: " + ", ".join(f"{m} {r}" for m, r in info["routes"].items()))
             for m, v in info["vs_baseline"].items():
                 d, spread = v["macro_f1_diff"], v["spread"]
                 verdict = "better than" if d > spread else "worse than" if d < -spread else "within"
@@ -297,7 +300,8 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
               "val": scores(target.y[parts["val"]], proba[parts["val"]]),
               "fit_seconds": time.perf_counter() - t0,
-              "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None)}}
+              "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None),
+                        "route": getattr(model, "route_", None)}}
     model.save(run)
     workdir.write_json(run / "result.json", result)  # last: the checkpoint is complete
     log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],
@@ -360,7 +364,8 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
             "majority_rate": target.majority_rate(),
             "split_sizes": {k: int(len(v)) for k, v in first_split.items()},
             "val_macro_f1": val_f1, "picked": picked, "vs_baseline": versus,
-            "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()}}
+            "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()},
+            "routes": {m: e[0].get("route") for m, e in extra.items() if e and e[0].get("route")}}
     for name in model_classes:
         out = staging / name
         workdir.write_json(out / "metrics.json", {"target": target.name, "model": name, "seeds": run_seeds,
