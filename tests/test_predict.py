@@ -417,7 +417,14 @@ def test_extended_graph_is_the_rebuilt_graph_up_to_user_order(sample_ext):
     plain = ProfileGraph(data=ext.data, user_ids=ext.user_ids, item_ids=ext.item_ids, category_ids=ext.category_ids)
     for attr in ("count", "quantity", "spend"):
         assert (ext.purchase_matrix(attr) != plain.purchase_matrix(attr)).nnz == 0
+    mix = np.r_[np.arange(ext.n_old, ext.num_users)[::-2], np.arange(0, ext.n_old, 7)]
+    fresh = type(ext)(ext.base, ext.user_ids[ext.n_old:], ext.buys, ext.ties)
+    by_rows = fresh.adjacency_rows(mix)  # without the whole adjacency: from the rows' own ties
+    assert "adj" not in fresh._cache
     assert (ext.social_adjacency() != plain.social_adjacency()).nnz == 0
+    expected = plain.social_adjacency()[mix]
+    assert (by_rows != expected).nnz == 0 and (by_rows.indptr == expected.indptr).all()
+    assert (by_rows.indices == expected.indices).all() and (by_rows.data == expected.data).all()
 
 
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
