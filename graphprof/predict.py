@@ -38,7 +38,7 @@ import pandas as pd
 
 from graphprof import extend, workdir
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.graph import load_graph
+from graphprof.graph import FRIEND, load_graph
 from graphprof.schema import validate_tables
 
 log = logging.getLogger("graphprof")
@@ -96,7 +96,7 @@ def trained_targets(root: Path) -> list[str]:
     return sorted({p.parent.parent.name for p in models.glob("*/*/metrics.json")}) if models.exists() else []
 
 
-def _friend_community(root: Path, graph, new_index: np.ndarray) -> np.ndarray | None:
+def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.ndarray) -> np.ndarray | None:
     """Most common community among each new user's known friends (-1: no known friend); reads only the new
     users' rows of the social adjacency."""
     import scipy.sparse as sp
@@ -104,8 +104,7 @@ def _friend_community(root: Path, graph, new_index: np.ndarray) -> np.ndarray | 
     paths = sorted((root / workdir.COMMUNITIES_DIR).glob("*/assignments.parquet"))
     leiden = [p for p in paths if p.parent.name == "leiden"]
     path = (leiden or paths or [None])[0]
-    adj = graph.social_adjacency() if path is not None else None
-    if adj is None or not adj.nnz:
+    if path is None or (FRIEND not in graph.base.data.edge_types and not len(graph.ties[0])):
         return None
     assign = workdir.read_parquet(path, missing="run 'graphprof communities'")
     label = np.full(graph.num_users, -1, dtype=np.int64)
@@ -114,7 +113,7 @@ def _friend_community(root: Path, graph, new_index: np.ndarray) -> np.ndarray | 
     n_comm = int(label.max()) + 1
     if n_comm <= 0:
         return np.full(len(new_index), -1)
-    rows = adj[new_index]
+    rows = graph.adjacency_rows(new_index)
     who = np.repeat(np.arange(len(new_index)), np.diff(rows.indptr))
     ok = label[rows.indices] >= 0
     votes = sp.csr_matrix((np.ones(ok.sum()), (who[ok], label[rows.indices[ok]])), shape=(len(new_index), n_comm))

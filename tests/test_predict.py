@@ -506,3 +506,24 @@ def test_lr_on_new_rows_reads_no_saved_feature_row(sample_models):
 
     models["lr"].predict_proba(ModelInput(graph=ext, features=feats), rows=np.arange(ext.n_old, ext.num_users))
     assert feats._full is None  # features/users.parquet was not read
+
+
+def test_community_of_new_users_is_their_known_friends_most_common(shop, tmp_path):
+    """With communities detected (a hand-made assignment here), each new user gets its known friends' most common
+    community (ties: the lower), -1 without a known friend."""
+    work = tmp_path / "work"
+    shutil.copytree(shop["work"], work)
+    known = load_graph(work).user_ids
+    assign = pd.DataFrame({"user_id": pd.Series(known, dtype="string"), "community": np.arange(len(known)) % 3})
+    workdir.write_parquet(work / workdir.COMMUNITIES_DIR / "leiden" / "assignments.parquet", assign)
+    res = predict(work, shop["new"], out=tmp_path / "out.parquet")
+    assert list(res.frame.columns) == COLUMNS + ["community"]
+    assert (res.frame["community"] >= 0).sum() > N_HELD // 2
+    label = dict(zip(assign["user_id"], assign["community"]))
+    f = pd.read_csv(shop["new"] / "friendships.csv", dtype=str)
+    ties = pd.concat([f.rename(columns={"user_id": "a", "friend_id": "b"}),
+                      f.rename(columns={"user_id": "b", "friend_id": "a"})])
+    for user, got in zip(res.frame["user_id"], res.frame["community"]):
+        votes = pd.Series([label[b] for b in ties.loc[ties["a"] == user, "b"] if b in label])
+        expected = int(votes.value_counts().sort_index().idxmax()) if len(votes) else -1
+        assert got == expected, user
