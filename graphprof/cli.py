@@ -136,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "Writes embeddings/users.parquet (user_id + e_0..e_d), users.npy + users_ids.csv, the same for "
                     "items, and meta.json (model, dim, seed). lightgcn needs no labels (trained here on purchases and "
                     "friendships if the work directory has none); sage and lr come from 'graphprof train'.")
-    e.add_argument("--model", default="lightgcn", choices=["lightgcn", "sage", "lr"],
+    e.add_argument("--model", default="lightgcn", choices=["lightgcn", "sage", "gat", "sign", "lr"],
                    help="source of the vectors (default: lightgcn)")
-    e.add_argument("--target", metavar="COL", help="for sage/lr: whose trained model (default: the first trained)")
+    e.add_argument("--target", metavar="COL", help="for sage/gat/sign/lr: whose trained model (default: the first trained)")
     e.add_argument("--out", metavar="FILE", help="also write FILE.parquet or FILE.npy (+ FILE_ids.csv)")
     e.add_argument("--pseudonymize", action="store_true",
                    help="replace user ids by HMAC-SHA256 keyed hashes (key: $GRAPHPROF_PSEUDONYM_KEY or --key-file)")

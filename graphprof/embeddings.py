@@ -35,7 +35,7 @@ from graphprof.errors import ArtifactError, ConfigError
 
 KEY_ENV = "GRAPHPROF_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
-SOURCES = ("lightgcn", "sage", "lr")
+SOURCES = ("lightgcn", "sage", "gat", "sign", "lr")
 
 
 @dataclass
@@ -185,8 +185,8 @@ def export_embeddings(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, model:
     """Write user (and item) embeddings to ``embeddings/`` and, with ``out``, to one more file.
 
     Args:
-        model: ``lightgcn`` (trained here if the work directory has none for this graph and seed), ``sage`` or
-            ``lr`` (from ``train``; ``target`` picks whose, default the first trained target).
+        model: ``lightgcn`` (trained here if the work directory has none for this graph and seed), ``sage``,
+            ``gat``, ``sign`` or ``lr`` (from ``train``; ``target`` picks whose, default the first trained target).
         out: ``FILE.parquet`` (user_id + vector columns; items beside it as ``FILE_items.parquet``) or
             ``FILE.npy`` (with ``FILE_ids.csv``).
         pseudonymize: replace user ids by keyed hashes everywhere this export writes (see :func:`load_key`).

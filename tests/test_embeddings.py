@@ -674,3 +674,18 @@ def test_cli_unknown_user_exits_2(cli):
     assert f"user id must be one of the {N_USERS} embedded ids. Got 'NOPE' instead" in r.stderr
     assert "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+def test_sign_export_is_the_representation_its_head_reads(tmp_path):
+    from graphprof.features import load_features
+    from graphprof.graph import load_graph
+    from graphprof.models import ModelInput, get_model
+
+    work = build_shop(tmp_path, n_users=N_USERS)
+    train(work, targets=["gender"], models=["sign"], seeds=1, epochs=2)
+    res = export_embeddings(work, model="sign")
+    assert res.meta["model"] == "sign" and res.meta["target"] == "gender" and res.meta["num_items"] == 0
+    users = load_embeddings(work, "user")
+    model = get_model("sign").load(work / "models" / "gender" / "sign" / "seed_0")
+    want = model.embed(ModelInput(graph=load_graph(work), features=load_features(work)))
+    np.testing.assert_allclose(users.vectors, want.astype(np.float32), rtol=1e-6)
