@@ -458,10 +458,13 @@ class SIGN(Model):
         buyer's ``F``)."""
         p, g = self.params, inputs.graph
         hops = p["hops"] if self.social_ else 0
-        adj = g.social_adjacency() if hops else None
+        # the adjacency rows of a set of users; from their own ties where the graph can (graphprof.extend)
+        adj_rows = getattr(g, "adjacency_rows", None)
+        if adj_rows is None and hops:
+            adj_rows = g.social_adjacency().__getitem__
         balls = [rows]
         for _ in range(hops):
-            balls.append(np.union1d(balls[-1], adj[balls[-1]].indices))
+            balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
         far = balls[-1]
         f_all = None
         if self.copurchase_:
@@ -475,7 +478,7 @@ class SIGN(Model):
         hf, ht = f_far, t_far
         for k in range(1, hops + 1):
             level, nxt = balls[hops - k], balls[hops - k + 1]
-            m = _row_scale(adj[level], "l1")
+            m = _row_scale(adj_rows(level), "l1")
             m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
             hf = m @ hf
             ht = _row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
