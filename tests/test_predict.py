@@ -495,6 +495,13 @@ def test_row_scores_equal_the_whole_graph_scores(sample_models, name):
     np.testing.assert_allclose(model.predict_proba(inputs, rows=mix).to_numpy(), whole.to_numpy()[mix],
                                rtol=0, atol=1e-6)
     np.testing.assert_allclose(model.embed(inputs, rows=mix), model.embed(inputs)[mix], rtol=0, atol=1e-5)
+    # the same on a plain ProfileGraph of the same data (no adjacency_rows: rows of the whole adjacency)
+    from graphprof.graph import ProfileGraph
+    from graphprof.models import ModelInput
+
+    plain = ProfileGraph(data=ext.data, user_ids=ext.user_ids, item_ids=ext.item_ids, category_ids=ext.category_ids)
+    np.testing.assert_allclose(model.predict_proba(ModelInput(graph=plain, features=inputs.features), rows=mix),
+                               whole.to_numpy()[mix], rtol=0, atol=1e-6)
 
 
 def test_lr_on_new_rows_reads_no_saved_feature_row(sample_models):
