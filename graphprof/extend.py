@@ -474,12 +474,19 @@ class ExtendedFeatures(UserFeatures):
     def full_matrix(self) -> np.ndarray:
         """Every user's row ``[num_users, num_features]`` (read-only: shared)."""
         if self._full is None:
-            saved = workdir.read_parquet(self.root / workdir.FEATURES_USERS, missing=HINT)
-            if len(saved) != self.n_old:
-                raise ArtifactError(f"{self.root / workdir.FEATURES_USERS}: must have one row per saved user "
-                                    f"({self.n_old}). Got {len(saved)}; {HINT}")
+            import pyarrow.parquet as pq
+
+            path = self.root / workdir.FEATURES_USERS
+            if not path.exists():
+                raise ArtifactError(f"{path}: not found; {HINT}")
+            saved = pq.read_table(path, columns=self.columns)  # straight into one array: no DataFrame
+            if saved.num_rows != self.n_old:
+                raise ArtifactError(f"{path}: must have one row per saved user ({self.n_old}). Got "
+                                    f"{saved.num_rows}; {HINT}")
             full = np.empty((len(self.user_ids), len(self.columns)))
-            full[:self.n_old] = saved[self.columns].to_numpy(np.float64)
+            for j, name in enumerate(self.columns):
+                full[:self.n_old, j] = saved.column(name).to_numpy()
+            del saved
             full[self.n_old:] = self.new
             full.setflags(write=False)
             self._full = full
