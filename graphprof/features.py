@@ -23,9 +23,9 @@ ITEM_SVD_DIM = 32
 CATEGORY_SVD_DIM = 8
 MAX_CATEGORY_SHARES = 20
 #: The SVDs are fitted on at most this many users (a seeded sample of the rows with purchases) and then every
-#: user is projected on the components: the item-side directions are estimated as well from 100k users as from
+#: user is projected on the components: the item-side directions are estimated as well from 50k users as from
 #: millions, and the randomized SVD's dense QR steps over every row were most of build-graph's time at 1M users.
-SVD_FIT_MAX_ROWS = 100_000
+SVD_FIT_MAX_ROWS = 50_000
 #: Wedge entries (row block of A @ A) computed at once when counting triangles.
 CLUSTERING_BLOCK = 2_000_000
 SECONDS_PER_DAY = 86400.0
