@@ -157,3 +157,19 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
                   "std": float(finite.std()) if len(finite) else None,
                   "values": [None if not np.isfinite(v) else float(v) for v in vals]}
     return out
+
+
+def pick_model(val_macro_f1: dict[str, dict | None], baseline: str = "lr") -> str:
+    """The model to use for a target, from validation only: the best mean validation macro-F1 (ties: the
+    baseline, then by name) among the baseline and the models that beat the baseline's validation macro-F1 by
+    more than the seeds' spread (the larger of the two stds): where the graph does not clearly help on
+    validation, the baseline stays. ``val_macro_f1[name]`` is ``{"mean", "std"}`` (a missing mean counts as 0, a
+    missing std as 0, so with one seed any strict improvement counts)."""
+    if not val_macro_f1:
+        raise ValueError("pick_model needs at least one model")  # an invariant: callers check
+    mean = {m: (v or {}).get("mean") or 0.0 for m, v in val_macro_f1.items()}
+    std = {m: (v or {}).get("std") or 0.0 for m, v in val_macro_f1.items()}
+    names = sorted(mean)
+    if baseline in mean:  # candidates: the baseline and the models that beat it beyond the spread
+        names = [m for m in names if m == baseline or mean[m] - mean[baseline] > max(std[m], std[baseline])]
+    return max(names, key=lambda m: (mean[m], m == baseline))

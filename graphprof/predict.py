@@ -81,14 +81,17 @@ class PredictResult:
 
 
 def picked_model(root: Path, target: str) -> str:
-    """The model ``train`` picked for ``target``: best mean validation macro-F1 (ties: ``lr`` first)."""
+    """The model ``train`` picked for ``target`` (:func:`graphprof.evaluate.pick_model` on the saved validation
+    macro-F1: the best, unless it does not beat ``lr`` beyond the seeds' spread)."""
+    from graphprof.evaluate import pick_model
+
     scores = {}
     for metrics in sorted((root / workdir.MODELS_DIR / target).glob("*/metrics.json")):
         m = workdir.read_json(metrics, missing="run 'graphprof train'")
-        scores[metrics.parent.name] = m["val_macro_f1"]["mean"] or 0.0
+        scores[metrics.parent.name] = m["val_macro_f1"]
     if not scores:
         raise ArtifactError(f"{root / workdir.MODELS_DIR / target}/: no trained model; run 'graphprof train' first")
-    return max(sorted(scores), key=lambda name: (scores[name], name == "lr"))
+    return pick_model(scores)
 
 
 def trained_targets(root: Path) -> list[str]:

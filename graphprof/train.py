@@ -2,7 +2,8 @@
 
 For every target and seed, one stratified split of the labelled users is made and every model is fitted on
 it, so the comparison is paired. Metrics are measured on the test users only; hyper-parameters and early
-stopping use the validation users only. The model picked per target is the best on validation macro-F1.
+stopping use the validation users only. The model picked per target is the best on validation macro-F1, except
+that it must beat ``lr``'s by more than the seeds' spread (:func:`graphprof.evaluate.pick_model`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from graphprof.evaluate import (
     METRICS,
     candidate_targets,
     make_target,
+    pick_model,
     ranked_target,
     scores,
     split,
@@ -80,6 +82,10 @@ class TrainResult:
             elif info["dropped_classes"]:
                 note += f"; dropped small classes {info['dropped_classes']}"
             lines.append(note)
+            best_val = max(info["val_macro_f1"], key=lambda m: info["val_macro_f1"][m]["mean"] or 0.0)
+            if info["picked"] != best_val:
+                lines.append(f"{'':<14}validation: {best_val} not better than {info['picked']} beyond the seeds' "
+                             f"spread, so {info['picked']} is kept")
             if info.get("routes"):  # picked by graph size (sage / gat): say which
                 lines.append(f"{'':<14}route: " + ", ".join(f"{m} {r}" for m, r in info["routes"].items()))
             for m, v in info["vs_baseline"].items():
@@ -351,7 +357,7 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
         return None, None
     summaries = {m: summarize(per_seed[m]) for m in model_classes}
     val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
-    picked = max(model_classes, key=lambda m: (val_f1[m]["mean"], -list(model_classes).index(m)))
+    picked = pick_model(val_f1)
     baseline = "lr" if "lr" in model_classes else None
     versus = {}
     for m in model_classes:

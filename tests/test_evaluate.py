@@ -250,3 +250,19 @@ def test_summarize_all_nan_gives_none():
     out = evaluate.summarize([{"accuracy": 1.0, "macro_f1": 1.0, "auc": float("nan")}])
     assert out["auc"] == {"mean": None, "std": None, "values": [None]}
     assert out["accuracy"] == {"mean": 1.0, "std": 0.0, "values": [1.0]}
+
+
+@pytest.mark.parametrize("val, expected", [
+    ({"lr": {"mean": 0.743, "std": 0.017}, "sign": {"mean": 0.744, "std": 0.006}}, "lr"),  # within the spread
+    ({"lr": {"mean": 0.725, "std": 0.030}, "sign": {"mean": 0.835, "std": 0.023}}, "sign"),  # beyond it
+    ({"lr": {"mean": 0.70, "std": 0.0}, "sage": {"mean": 0.71, "std": 0.0}}, "sage"),  # one seed: any gain
+    ({"lr": {"mean": 0.70, "std": 0.0}, "sage": {"mean": 0.70, "std": 0.0}}, "lr"),  # ties: the baseline
+    ({"gat": {"mean": 0.5, "std": 0.1}, "sage": {"mean": 0.5, "std": 0.0}}, "gat"),  # no baseline: by name
+    ({"lr": {"mean": 0.6, "std": 0.01}, "sage": {"mean": 0.65, "std": 0.02}, "gat": {"mean": 0.66, "std": 0.08}},
+     "sage"),  # gat is within its own spread of lr: not a candidate; sage is beyond it
+    ({"lr": {"mean": 0.6, "std": 0.01}, "gat": {"mean": 0.66, "std": 0.08}}, "lr"),
+])
+def test_pick_model_keeps_the_baseline_unless_validation_beats_it_beyond_the_spread(val, expected):
+    from graphprof.evaluate import pick_model
+
+    assert pick_model(val) == expected
