@@ -5,21 +5,22 @@ saved graph: a row is used when it concerns a new user and points at known items
 users). Rows that cannot be used are counted and reported: purchases of unknown items, rows about users already
 in the graph (their profile is in ``models/<target>/<model>/predictions.parquet``).
 
-Incremental (:mod:`graphprof.extend`): the saved graph is extended, not rebuilt (the new users are appended after
-the saved ones, their purchases and ties added as ``build_graph`` would add them); only the new users' feature
-rows are computed, in the *same* space as the training graph (the fitted SVD components, category columns and
-recency reference are reused); the saved users keep their saved features. Each target's picked model (best
-validation macro-F1 in ``train``) scores only the new rows (``Model.predict_proba(inputs, rows=...)``: ``lr``
-reads those rows' features, ``sign`` computes its blocks on their neighbourhoods; ``sage`` / ``gat`` run on the
-whole extended graph and keep the rows). So the cost grows with the new users and their neighbourhood, not with
-the saved graph (apart from loading it, and ``sign``'s co-purchase block, an item-level product over every
-purchase).
+Incremental (:mod:`graphprof.extend`, :mod:`graphprof.extend_features`): the saved graph is extended, not
+rebuilt (the new users are appended after the saved ones, their purchases and ties added as ``build_graph`` would
+add them); only the new users' feature rows are computed, in the *same* space as the training graph (the fitted SVD
+components, category columns and recency reference are reused); the saved users keep their saved features. Each
+target's picked model (best validation macro-F1 in ``train``) scores only the new rows
+(``Model.predict_proba(inputs, rows=...)``: ``lr`` reads those rows' features, ``sign`` computes its blocks on
+their neighbourhoods; ``sage`` / ``gat`` run on the whole extended graph and keep the rows). So the cost grows with
+the new users and their neighbourhood, not with the saved graph (apart from loading it, and ``sign``'s co-purchase
+block, an item-level product over every purchase, which reads every saved user's features).
 
 What is exact and what is estimated: every feature of a new user is what ``build_features(extended graph,
 state=saved)`` gives, except PageRank, which is global: by default (``pagerank="local"``) a local estimate (the
-PageRank equation solved on the new users' rows with the saved users' saved scores held fixed);
-``pagerank="exact"`` iterates over the whole extended graph (seconds at 1M users). Unlike a full rebuild, the
-saved users' degree, clustering and PageRank are not updated for the new ties that reach them.
+PageRank equation solved on the new users' rows around their saved neighbours' saved scores, moved for the added
+users and ties); ``pagerank="exact"`` iterates over the whole extended graph (seconds at 1M users). Unlike a full
+rebuild, the saved users' degree, clustering and PageRank are not updated for the new ties that reach them, so
+models that read neighbours (``sign``, ``sage``, ``gat``) see the saved values there.
 
 The inductive difference: a new user's graph statistics and the neighbourhood the models read are those of the
 extended graph, and the models were fitted without them, so predictions can differ a little from those the user
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphprof import extend, workdir
+from graphprof import extend, extend_features, workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import FRIEND, load_graph
 from graphprof.schema import validate_tables
@@ -148,8 +149,8 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         raise ArtifactError(f"{root}/: no trained model found; run 'graphprof train' first")
     if data is None and purchases is None:
         raise ConfigError("predict needs the new users' data: --data DIR (or --purchases FILE ...). Got neither")
-    if pagerank not in extend.PAGERANK_MODES:
-        raise ConfigError(f"pagerank must be one of {', '.join(extend.PAGERANK_MODES)}. Got {pagerank!r} instead")
+    if pagerank not in extend_features.PAGERANK_MODES:
+        raise ConfigError(f"pagerank must be one of {', '.join(extend_features.PAGERANK_MODES)}. Got {pagerank!r} instead")
     t0 = time.perf_counter()
     new = validate_tables(read_inputs(data, purchases, friendships, users).tables)
     timings = {"read_validate": time.perf_counter() - t0}
@@ -157,8 +158,8 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
     with workdir.locked(root, "predict"):
         t1 = time.perf_counter()
         graph = load_graph(root)
-        meta, state, columns = extend.load_state(root)
-        items = extend.saved_item_ids(root)
+        meta, state, columns = extend_features.load_state(root)
+        items = extend_features.saved_item_ids(root)
         if len(items) != len(graph.item_ids) or (items != graph.item_ids).any():
             raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
                                 "items; re-run 'graphprof build-graph' and 'graphprof train'")
@@ -171,8 +172,8 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         ext = extend.extend_graph(root, graph, rows_new)
         timings["extend_graph"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        feats = extend.ExtendedFeatures(root, ext.user_ids, columns,
-                                        extend.new_user_features(ext, state, columns, root, pagerank_mode=pagerank),
+        feats = extend_features.ExtendedFeatures(root, ext.user_ids, columns,
+                                        extend_features.new_user_features(ext, state, columns, root, pagerank_mode=pagerank),
                                         meta["groups"], graph.item_ids, state)  # items: the saved ones, exactly
         timings["features"] = time.perf_counter() - t1
         inputs = ModelInput(graph=ext, features=feats)

@@ -346,7 +346,8 @@ def sample_ext(tmp_path_factory):
     some ties weighted) joined to the saved graph by :func:`graphprof.extend.extend_graph`, and the same rows
     joined by a whole rebuild (``build_graph`` over the saved tables and the used rows), as predict did before."""
     from graphprof.build import load_tables, read_inputs
-    from graphprof.extend import extend_graph, join, load_state
+    from graphprof.extend import extend_graph, join
+    from graphprof.extend_features import load_state
     from graphprof.features import load_features
     from graphprof.graph import build_graph
     from graphprof.schema import ValidatedTables, validate_tables
@@ -430,7 +431,7 @@ def test_extended_graph_is_the_rebuilt_graph_up_to_user_order(sample_ext):
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     """Every feature of a new user equals what build_features on the whole rebuilt graph gives it (saved state);
     PageRank too with pagerank="exact"; the default local estimate is close."""
-    from graphprof.extend import new_user_features
+    from graphprof.extend_features import new_user_features
     from graphprof.features import build_features
 
     ext, work, state, columns = sample_ext["ext"], sample_ext["work"], sample_ext["state"], sample_ext["columns"]
@@ -456,7 +457,7 @@ def test_new_user_features_are_those_of_a_rebuild(sample_ext):
 def sample_models(sample_ext):
     """lr and sign (every block: own, two social hops, co-purchase) fitted on the saved graph of the sample, and
     the extended inputs (saved feature rows + the new users' rows) they score."""
-    from graphprof.extend import ExtendedFeatures, new_user_features
+    from graphprof.extend_features import ExtendedFeatures, new_user_features
     from graphprof.models import ModelInput
     from graphprof.models.baseline import LogisticBaseline
     from graphprof.models.sign import SIGN

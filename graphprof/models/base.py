@@ -29,7 +29,7 @@ class ModelInput:
 
 def feature_rows(features: UserFeatures, rows: np.ndarray | None = None) -> np.ndarray:
     """``features.matrix[rows]`` (every row where ``rows`` is None), reading only those rows where the features
-    can (:class:`graphprof.extend.ExtendedFeatures`: the new users' rows without the saved ones)."""
+    can (:class:`graphprof.extend_features.ExtendedFeatures`: the new users' rows without the saved ones)."""
     take = getattr(features, "take_rows", None)
     if rows is not None and take is not None:
         return take(rows)
