@@ -355,7 +355,7 @@ def test_bad_out_and_model_are_config_errors(plain, tmp_path):
     work = plain[0]
     with pytest.raises(ConfigError, match=r"--out must end in \.parquet or \.npy\. Got '.*users\.csv' instead"):
         export_embeddings(work, out=tmp_path / "users.csv")
-    with pytest.raises(ConfigError, match=r"--model must be one of lightgcn, sage, lr\. Got 'gcn' instead"):
+    with pytest.raises(ConfigError, match=r"--model must be one of lightgcn, sage, gat, sign, lr\. Got 'gcn' instead"):
         export_embeddings(work, model="gcn")
     assert not (tmp_path / "users.csv").exists()
 
