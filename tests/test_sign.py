@@ -109,6 +109,19 @@ def test_grid_is_searched_on_validation_and_recorded(shop, tmp_path):
     assert config["blocks"] == model.block_names_
 
 
+def test_large_graph_route_fits_one_grid_point_with_a_bigger_batch(shop, tmp_path, monkeypatch):
+    from graphprof.models import sign
+
+    assert _fit(shop).route_ == "grid"
+    monkeypatch.setattr(sign, "LARGE_TRAIN_USERS", 10)
+    model = _fit(shop, hidden_grid=[8, 16], dropout_grid=[0.0, 0.5])
+    assert model.route_ == "large"
+    assert [(g["blocks"], g["hidden"], g["dropout"]) for g in model.choice_["grid"]] == [("all", 8, 0.0)]
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["config"]["route"] == "large"
+    assert SIGN.load(tmp_path / "m").route_ == "large"
+
+
 def test_unknown_block_set_is_refused(shop):
     with pytest.raises(ConfigError, match=r"block_sets must name all / own .*Got block_sets=\['friends'\]"):
         _fit(shop, block_sets=["friends"])

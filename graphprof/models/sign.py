@@ -66,6 +66,8 @@ reads).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -78,6 +80,8 @@ from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, feature_rows
 
+log = logging.getLogger("graphprof")
+
 EVAL_BATCH = 8192
 MIN_STEPS = 8  # optimiser steps per epoch, at least (smaller batches on small training sets)
 MIN_BATCH = 32
@@ -88,6 +92,11 @@ BLOCK_SETS = ("all", "own")
 # ------------------------------------------------------------------------------------------ sparse helpers
 #: Entries (before the top-k) of one row block of a sparse social hop ``A @ T``.
 HOP_BLOCK_NNZ = 20_000_000
+#: From this many training users on, ``sign`` takes its large-graph route: only the first point of each grid
+#: (``block_sets[0]``, ``hidden_grid[0]``, ``dropout_grid[0]``) and 4x the batch. With 100k+ labelled users one
+#: grid point is well determined on validation, and at 1M users (240k training users) each epoch of the
+#: 4-point grid cost about 2 minutes on 2 shared cores.
+LARGE_TRAIN_USERS = 100_000
 
 
 def _row_scale(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
@@ -338,15 +347,20 @@ class SIGN(Model):
         dense, bags = self._blocks(inputs, raw)
         self.dense_dims_ = [int(d.shape[1]) for d in dense]
         self.sparse_ = [b is not None for b in bags]
+        self.route_ = "large" if len(train_idx) >= LARGE_TRAIN_USERS else "grid"
+        grids = {k: p[k][:1] if self.route_ == "large" else p[k] for k in ("block_sets", "hidden_grid", "dropout_grid")}
+        if self.route_ == "large":
+            log.info("sign: %d training users: large-graph route (one grid point, batch %d)", len(train_idx),
+                     4 * p["batch_size"])
         best, grid, tried = None, [], set()
-        for block_set in p["block_sets"]:
+        for block_set in grids["block_sets"]:
             keep = [0] if block_set == "own" else list(range(len(self.block_names_)))
             if tuple(keep) in tried:  # no neighbourhood blocks on this graph: "all" is "own"
                 continue
             tried.add(tuple(keep))
             sub_dense, sub_bags = [dense[b] for b in keep], [bags[b] for b in keep]
-            for hidden in p["hidden_grid"]:
-                for dropout in p["dropout_grid"]:
+            for hidden in grids["hidden_grid"]:
+                for dropout in grids["dropout_grid"]:
                     torch.manual_seed(self.seed)
                     net = self._new_net(hidden, dropout, [self.dense_dims_[b] for b in keep],
                                         [self.sparse_[b] for b in keep])
@@ -387,7 +401,8 @@ class SIGN(Model):
         weight = torch.tensor(len(train_idx) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
         yt = torch.from_numpy(y.astype(np.int64))
         # at least MIN_STEPS steps an epoch: with a few hundred training users, one batch an epoch is too few
-        batch = int(min(p["batch_size"], max(MIN_BATCH, -(-len(train_idx) // MIN_STEPS))))
+        size = p["batch_size"] * (4 if getattr(self, "route_", "grid") == "large" else 1)
+        batch = int(min(size, max(MIN_BATCH, -(-len(train_idx) // MIN_STEPS))))
         best_f1, best_epoch, best_state, bad, history = -1.0, -1, None, 0, []
         world = parallel.world_size() if parallel.active() else 1
         model = net
@@ -529,6 +544,7 @@ class SIGN(Model):
         config = {"n_items": self.n_items_, "social": self.social_, "copurchase": self.copurchase_,
                   "blocks": self.block_names_, "dense_dims": self.dense_dims_, "sparse": self.sparse_,
                   "choice": self.choice_, "best_epoch": self.best_epoch_, "history": self.history_,
+                  "route": self.route_,
                   "world_size": self.world_size_}
         return config, arrays
 
@@ -540,6 +556,7 @@ class SIGN(Model):
         self.dense_dims_ = config["dense_dims"]
         self.sparse_ = config["sparse"]
         self.choice_ = config["choice"]
+        self.route_ = config.get("route", "grid")
         self.best_epoch_ = config["best_epoch"]
         self.history_ = config["history"]
         self.world_size_ = config.get("world_size", 1)  # saved before data-parallel training: one process
