@@ -31,7 +31,7 @@ def run(cmd: list[str], timeout: float) -> tuple[float, dict]:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise SystemExit(f"{' '.join(cmd)}: stopped after {timeout:.0f} s")
+        raise SystemExit(f"{' '.join(cmd)}: stopped after {timeout:.0f} s") from None
     secs = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err[-2000:]}")

@@ -138,7 +138,9 @@ def main() -> None:
             lines.append(f"| {r['spec']} | - | | | | | stopped after {r['timeout']:.0f} s | | | | | | |")
             continue
         t = r["test"]
-        ep = lambda k: f"{r[k]:.1f}" if k in r else "-"  # noqa: E731
+        def ep(k: str, r: dict = r) -> str:
+            return f"{r[k]:.1f}" if k in r else "-"
+
         lines.append(f"| {r['spec'].split(':')[0]} | {r['route']} | {r['train_users']:,} | {r['epochs'] or '-'} | "
                      f"{ep('epoch_s')} | {ep('to_best_s')} | {r['fit_s']:.1f} | {r['predict_s']:.1f} | "
                      f"{r['peak_gib']:.2f} | {r.get('best_val_f1', float('nan')):.3f} | {t['accuracy']:.3f} | "

@@ -35,6 +35,7 @@ from graphprof.features import (
     UserFeatures,
     _lookup_sorted,
     _svd,
+    item_category_matrix,
     pagerank,
 )
 from graphprof.graph import BUY_ATTRS, FRIEND, IN_CAT
@@ -100,11 +101,8 @@ def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root:
     f["has_purchases"] = (count > 0).astype(np.float64)
     data, n_items = ext.base.data, len(ext.item_ids)
     if IN_CAT in data.edge_types and len(ext.category_ids) and "top_categories" in state:
-        item_cat = np.zeros(n_items, dtype=np.int64)
-        cei = data[IN_CAT].edge_index.numpy()
-        item_cat[cei[0]] = cei[1]
         n_cat = len(ext.category_ids)
-        to_cat = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
+        to_cat = item_category_matrix(data, n_items, n_cat)
         user_cat = (m["quantity"] @ to_cat).tocsr()
         top = _lookup_sorted(ext.category_ids, state["top_categories"])
         shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat

@@ -131,6 +131,14 @@ def clustering(adj: sp.csr_matrix) -> np.ndarray:
     return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 
 
+def item_category_matrix(data, n_items: int, n_cat: int) -> sp.csr_matrix:
+    """One-hot ``[n_items, n_cat]`` of each item's category, from the graph's ``(item, in, category)`` edges."""
+    item_cat = np.zeros(n_items, dtype=np.int64)
+    cei = data[IN_CAT].edge_index.numpy()
+    item_cat[cei[0]] = cei[1]
+    return sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
+
+
 def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None) -> UserFeatures:
     """Compute user and item features.
 
@@ -186,11 +194,9 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
     # category mix: quantity shares per category
     item_cat = None
     if IN_CAT in data.edge_types and len(graph.category_ids):
-        item_cat = np.zeros(n_items, dtype=np.int64)
-        cei = data[IN_CAT].edge_index.numpy()
-        item_cat[cei[0]] = cei[1]
         n_cat = len(graph.category_ids)
-        to_cat = sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
+        to_cat = item_category_matrix(data, n_items, n_cat)
+        item_cat = to_cat.indices.astype(np.int64)  # one category per item, rows in item order
         user_cat = (attrs["quantity"] @ to_cat).tocsr()
         if state is not None and "top_categories" in state:
             top = _lookup_sorted(graph.category_ids, state["top_categories"])
