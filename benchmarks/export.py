@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import publish  # noqa: E402
 
 
 def run(cmd: list[str], timeout: float) -> tuple[float, dict]:
@@ -63,11 +66,7 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['model']} | {r['what']} | {r['users']:,} | {r['dim']} | {r['secs']:.1f} | "
                      f"{r['users'] / r['secs']:,.0f} |")
-    print("\n".join(lines))
-    if not args.no_write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        print("appended to benchmarks/RESULTS.md")
+    publish(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import publish  # noqa: E402
+
 PY = sys.executable
 MACHINE = "2-core AMD EPYC, 24 GiB, no GPU, shared with other jobs"
 sys.path.insert(0, str(ROOT))
@@ -243,11 +247,7 @@ def main() -> None:
         for key, a in agreement.items():
             lines.append(f"| {key} | {a['n']:,} | {a['same_class']:.4f} | {a['max_diff']:.4f} | "
                          f"{a['mean_diff']:.5f} | {a['incremental_s']:.1f} | {a['rebuild_s']:.1f} |")
-    print("\n".join(lines))
-    if not args.no_write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        print("appended to benchmarks/RESULTS.md")
+    publish(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":

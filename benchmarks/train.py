@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from _results import publish  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 
 SPECS = ("lr", "sign", "sage:full", "sage:minibatch", "gat:full", "gat:minibatch")
@@ -145,11 +149,7 @@ def main() -> None:
                      f"{ep('epoch_s')} | {ep('to_best_s')} | {r['fit_s']:.1f} | {r['predict_s']:.1f} | "
                      f"{r['peak_gib']:.2f} | {r.get('best_val_f1', float('nan')):.3f} | {t['accuracy']:.3f} | "
                      f"{t['macro_f1']:.3f} | {t['auc']:.3f} |")
-    print("\n".join(lines))
-    if not args.no_write:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a", encoding="utf-8") as fh:
-            fh.write("\n".join(lines) + "\n")
-        print("appended to benchmarks/RESULTS.md")
+    publish(lines, write=not args.no_write)
 
 
 if __name__ == "__main__":
