@@ -9,18 +9,56 @@ The stage functions live in modules named after their stage (``graphprof.build.b
 
 from __future__ import annotations
 
+import sys
+import types
+
 __version__ = "0.1.0"
 
-from graphprof.build import BuildResult  # noqa: E402
-from graphprof.communities import detect_communities, profile_communities, run_communities  # noqa: E402
-from graphprof.embeddings import Embeddings, export_embeddings, load_embeddings, recommend, similar  # noqa: E402
-from graphprof.errors import ArtifactError, ConfigError, GraphprofError, InputError, LockError  # noqa: E402
-from graphprof.features import UserFeatures, build_features, load_features  # noqa: E402
-from graphprof.graph import ProfileGraph, build_graph, load_graph, to_networkx  # noqa: E402
-from graphprof.io import read_tables  # noqa: E402
-from graphprof.predict import PredictResult  # noqa: E402
-from graphprof.schema import ValidatedTables, validate_tables  # noqa: E402
-from graphprof.train import TrainResult, train  # noqa: E402
+# The public names are imported on first use (PEP 562), not here: ``import graphprof`` (and so every command,
+# ``--help`` included) no longer pays for torch, PyG and scikit-learn before it needs them, and build-graph can
+# import them in a thread while it reads its input.
+_EXPORTS = {
+    "graphprof.build": ("BuildResult",),
+    "graphprof.communities": ("detect_communities", "profile_communities", "run_communities"),
+    "graphprof.embeddings": ("Embeddings", "export_embeddings", "load_embeddings", "recommend", "similar"),
+    "graphprof.errors": ("ArtifactError", "ConfigError", "GraphprofError", "InputError", "LockError"),
+    "graphprof.features": ("UserFeatures", "build_features", "load_features"),
+    "graphprof.graph": ("ProfileGraph", "build_graph", "load_graph", "to_networkx"),
+    "graphprof.io": ("read_tables",),
+    "graphprof.predict": ("PredictResult",),
+    "graphprof.schema": ("ValidatedTables", "validate_tables"),
+    "graphprof.train": ("TrainResult", "train"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphprof' has no attribute '{name}'")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_MODULE_OF))
+
+
+class _Package(types.ModuleType):
+    """``graphprof.train`` is the function, as when it was imported eagerly: importing the submodule of the
+    same name must not replace it with the module (the import system sets the parent's attribute after)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _MODULE_OF and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "__version__",

@@ -321,6 +321,10 @@ COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities":
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
+    if argv is None:  # a command-line process (cli.py, the graphprof script, a torchrun worker), not a caller's
+        from graphprof.memory import keep_freed_memory
+
+        keep_freed_memory()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc runs it again in each worker
     _setup_logging(args)
     if args.threads < 1:

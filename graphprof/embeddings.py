@@ -154,10 +154,11 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
     config = workdir.read_json(workdir.model_dir(root, target, model) / "config.json", missing="run 'graphprof train'")
     seed = config["predictions_from_seed"]
     fitted = get_model(model).load(workdir.run_dir(root, target, model, seed))
-    inputs = ModelInput(graph=load_graph(root), features=load_features(root))
+    features = load_features(root)
+    inputs = ModelInput(graph=load_graph(root) if fitted.uses_graph else None, features=features)
     users = fitted.embed(inputs).astype(np.float32)
     items = fitted.embed_items(inputs).astype(np.float32) if hasattr(fitted, "embed_items") else None
-    return inputs.graph, users, items, target, seed
+    return features.user_ids, features.item_ids, users, items, target, seed
 
 
 def _lightgcn(root: Path, seed: int, manifest: dict):
@@ -204,18 +205,19 @@ def export_embeddings(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, model:
     with workdir.locked(root, "export-embeddings"):
         if model == "lightgcn":
             graph, fitted = _lightgcn(root, seed, manifest)
+            graph_users, graph_items = graph.user_ids, graph.item_ids
             users, items, used_seed = fitted.users, fitted.items, seed
             extra = {"val_recall@20": fitted.info.get("val_recall@20"), "best_epoch": fitted.info.get("best_epoch")}
         else:
-            graph, users, items, target, used_seed = _sage_or_lr(root, model, target)
+            graph_users, graph_items, users, items, target, used_seed = _sage_or_lr(root, model, target)
             extra = {}
-        user_ids = pseudonymize_ids(graph.user_ids, key) if key else graph.user_ids.astype(object)
+        user_ids = pseudonymize_ids(graph_users, key) if key else graph_users.astype(object)
         meta = {"model": model, "target": target if model != "lightgcn" else None, "dim": int(users.shape[1]),
                 "seed": used_seed, "num_users": int(len(user_ids)),
                 "num_items": int(len(items)) if items is not None else 0,
                 "graph_id": manifest.get("graph_id"), "pseudonymized": bool(key), **extra}
         user_emb = Embeddings(user_ids, np.ascontiguousarray(users, dtype=np.float32), meta)
-        item_emb = (Embeddings(graph.item_ids.astype(object), np.ascontiguousarray(items, dtype=np.float32), meta)
+        item_emb = (Embeddings(graph_items.astype(object), np.ascontiguousarray(items, dtype=np.float32), meta)
                     if items is not None else None)
         files = _write_dir(root, user_emb, item_emb)
         if out is not None:
@@ -232,7 +234,8 @@ def _write_parquet_with_meta(path: Path, frame: pd.DataFrame, meta: dict) -> Pat
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            b"graphprof": json.dumps(meta).encode()})
-    return workdir.atomic_write(path, lambda p: pq.write_table(table, p))
+    ids = [str(c) for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]  # no dictionary for floats
+    return workdir.atomic_write(path, lambda p: pq.write_table(table, p, use_dictionary=ids or False))
 
 
 def _write_npy(path: Path, vectors: np.ndarray) -> Path:

@@ -24,7 +24,16 @@ import torch
 from torch_geometric.data import HeteroData
 
 from graphprof import workdir
-from graphprof.graph import BUY_ATTRS, BUYS, FRIEND, REV_BUYS, ProfileGraph, _aggregate_buys
+from graphprof.graph import (
+    BUY_ATTRS,
+    BUY_REDUCERS,
+    BUYS,
+    FRIEND,
+    REV_BUYS,
+    ProfileGraph,
+    _aggregate_buys,
+    buy_columns,
+)
 
 
 class ExtendedGraph(ProfileGraph):
@@ -247,18 +256,12 @@ def extend_graph(root: str | Path, graph: ProfileGraph, rows: NewRows) -> Extend
     n_old = graph.num_users
     purchases, u, i = rows.purchases, rows.user, rows.item
     # the purchase columns exactly as build_graph computes them
-    qty = purchases["quantity"].to_numpy(np.float64)
     price = purchases["price"].to_numpy(np.float64)
     if np.isnan(price).any():
         list_price = _list_price(root, graph.item_ids)
         if list_price is not None:
             price = np.where(np.isnan(price), list_price[i], price)
-    columns = {"count": np.ones(len(u)), "quantity": qty, "spend": np.nan_to_num(qty * price),
-               "last_time": purchases["timestamp"].to_numpy(np.float64),
-               "weight": purchases["weight"].to_numpy(np.float64),
-               "priced_quantity": np.where(np.isnan(price), 0.0, qty)}
-    bu, bi, agg = _aggregate_buys(u, i, len(graph.item_ids), columns,
-                                  {c: "max" if c == "last_time" else "sum" for c in BUY_ATTRS})
+    bu, bi, agg = _aggregate_buys(u, i, len(graph.item_ids), buy_columns(purchases, price), BUY_REDUCERS)
     buys = (bu + n_old, bi, np.stack([agg[c] for c in BUY_ATTRS], axis=1).reshape(len(bu), len(BUY_ATTRS)))
     w = rows.friendships["weight"].to_numpy(np.float32) if rows.friendships is not None else np.zeros(0, np.float32)
     return ExtendedGraph(graph, rows.ids, buys, (rows.a, rows.b, w))

@@ -8,6 +8,7 @@ scaling and PCA that *are* fitted belong to each model and are fitted on trainin
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ MAX_CATEGORY_SHARES = 20
 #: user is projected on the components: the item-side directions are estimated as well from 50k users as from
 #: millions, and the randomized SVD's dense QR steps over every row were most of build-graph's time at 1M users.
 SVD_FIT_MAX_ROWS = 50_000
-#: Wedge entries (row block of A @ A) computed at once when counting triangles.
+#: Products (entries of a row block of the oriented U @ U and Uᵀ @ U) computed at once when counting triangles.
 CLUSTERING_BLOCK = 2_000_000
 SECONDS_PER_DAY = 86400.0
 
@@ -59,9 +60,15 @@ class UserFeatures:
 
 
 def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.diags(1.0 / norms) @ m
+    """Rows scaled to unit L2 norm (empty rows stay empty), scaling ``data`` in place of a diagonal product."""
+    m = m.tocsr(copy=True)
+    m.sum_duplicates()
+    counts = np.diff(m.indptr)
+    norms = np.sqrt(np.add.reduceat(m.data * m.data, m.indptr[:-1][counts > 0])) if m.nnz else np.zeros(0)
+    scale = np.ones(m.shape[0])
+    scale[counts > 0] = 1.0 / np.where(norms == 0, 1.0, norms)
+    m.data *= np.repeat(scale, counts)
+    return m
 
 
 def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str,
@@ -80,7 +87,7 @@ def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str,
             if len(rows) > SVD_FIT_MAX_ROWS:
                 rows = np.sort(np.random.default_rng(seed).choice(rows, SVD_FIT_MAX_ROWS, replace=False))
             fit_rows = x[rows]
-        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed).fit(fit_rows)
+        svd = TruncatedSVD(n_components=k, algorithm="arpack", random_state=seed).fit(fit_rows)
         # fix each component's sign (largest loading positive) so the features do not flip between versions
         signs = np.sign(svd.components_[np.arange(k), np.abs(svd.components_).argmax(axis=1)])
         signs[signs == 0] = 1.0
@@ -100,11 +107,11 @@ def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_it
         return np.zeros(0)
     out_deg = np.asarray(adj.sum(axis=1)).ravel()
     inv = np.divide(1.0, out_deg, out=np.zeros_like(out_deg), where=out_deg > 0)
-    transition = (sp.diags(inv) @ adj).T.tocsr()
+    adj_t = adj.T  # a CSC view, no copy: transitionᵀ r = adjᵀ (r / out_degree)
     dangling = out_deg == 0
     r = np.full(n, 1.0 / n)
     for _ in range(max_iter):
-        new = alpha * (transition @ r + r[dangling].sum() / n) + (1 - alpha) / n
+        new = alpha * (adj_t @ (inv * r) + r[dangling].sum() / n) + (1 - alpha) / n
         done = np.abs(new - r).sum() < tol
         r = new
         if done:
@@ -113,20 +120,37 @@ def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_it
 
 
 def clustering(adj: sp.csr_matrix) -> np.ndarray:
-    """Local clustering coefficient of each node of an undirected, unweighted graph."""
-    a = (adj > 0).astype(np.float64).tocsr()
-    a.setdiag(0)
-    a.eliminate_zeros()
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    triangles = np.zeros(a.shape[0])
-    # row blocks of ~2M wedge entries each: A^2 is never materialized whole (at 1M users it would hold ~64M
-    # entries); the arithmetic is the same
-    cost = np.cumsum(deg * deg.mean()) if a.shape[0] else np.zeros(0)
-    bounds = np.searchsorted(cost, np.arange(0.0, cost[-1] if len(cost) else 0.0, CLUSTERING_BLOCK)[1:]).tolist()
-    for lo, hi in zip([0] + bounds, bounds + [a.shape[0]]):
+    """Local clustering coefficient of each node of an undirected, unweighted graph.
+
+    Triangles are counted on the graph oriented from lower to higher (degree, id) rank: every node keeps at
+    most ~sqrt(2E) out-neighbours, so no product touches a hub's full neighbourhood squared (the undirected
+    ``(A @ A) * A`` did, and was most of this function's time at 1M users). A triangle ``x < y < z`` is found
+    once in ``W = (U @ U) * U`` at ``(x, z)`` (row sums count it for x, column sums for z) and once in
+    ``T = (Uᵀ @ U) * U`` at ``(y, z)`` (row sums count it for y). Row blocks of ~``CLUSTERING_BLOCK`` products
+    each keep the memory bounded; the counts are exact integers either way.
+    """
+    coo = sp.csr_matrix(adj).tocoo(copy=True)
+    coo.sum_duplicates()
+    edge = (coo.data > 0) & (coo.row != coo.col)
+    row, col = coo.row[edge].astype(np.int64), coo.col[edge].astype(np.int64)
+    n = adj.shape[0]
+    deg = np.bincount(row, minlength=n).astype(np.float64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
+    up = rank[row] < rank[col]
+    u = sp.csr_matrix((np.ones(int(up.sum())), (row[up], col[up])), shape=(n, n))
+    ut = u.T.tocsr()
+    out_deg = np.diff(u.indptr).astype(np.float64)
+    triangles = np.zeros(n)
+    cost = np.cumsum(u @ out_deg + ut @ out_deg + 1.0) if n else np.zeros(0)
+    bounds = np.searchsorted(cost, np.arange(0.0, cost[-1] if n else 0.0, CLUSTERING_BLOCK)[1:]).tolist()
+    for lo, hi in zip([0] + bounds, bounds + [n]):
         if hi > lo:
-            block = a[lo:hi]
-            triangles[lo:hi] = np.asarray((block @ a).multiply(block).sum(axis=1)).ravel() / 2.0
+            block = u[lo:hi]
+            w = (block @ u).multiply(block).tocsr()
+            triangles[lo:hi] += np.asarray(w.sum(axis=1)).ravel()
+            triangles += np.bincount(w.indices, weights=w.data, minlength=n)
+            triangles[lo:hi] += np.asarray((ut[lo:hi] @ u).multiply(block).sum(axis=1)).ravel()
     pairs = deg * (deg - 1) / 2.0
     return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 
@@ -154,6 +178,28 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
         item_svd: ``item_svd_<j>``; category_svd: ``cat_svd_<j>`` (only with more than 20 categories)
         graph: ``social_degree``, ``log_social_degree``, ``pagerank``, ``clustering``
     """
+    n_users = graph.num_users
+    # the social statistics run in a second thread beside the purchase features (scipy's sparse products and
+    # numpy's vector arithmetic release the GIL): independent results, so the numbers do not depend on it
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        social = pool.submit(_social_stats, graph.social_adjacency(), n_users)
+        f, groups, fitted, items = _purchase_features(graph, seed, state)
+        for name, values in social.result().items():
+            f[name] = values
+    groups["graph"] = ["social_degree", "log_social_degree", "pagerank", "clustering"]
+    return UserFeatures(user_ids=graph.user_ids, frame=f.astype(np.float64), groups=groups,
+                        item_ids=graph.item_ids, items=items, state=fitted)
+
+
+def _social_stats(adj: sp.csr_matrix, n_users: int) -> dict[str, np.ndarray]:
+    deg = np.diff(adj.indptr).astype(np.float64)
+    return {"social_degree": deg, "log_social_degree": np.log1p(deg),
+            "pagerank": pagerank(adj) if adj.nnz else np.ones(n_users),
+            "clustering": clustering(adj) if adj.nnz else np.zeros(n_users)}
+
+
+def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
+    """The behaviour, category-mix and SVD columns of ``build_features`` and the item table."""
     n_users, n_items = graph.num_users, len(graph.item_ids)
     data = graph.data
     attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
@@ -226,14 +272,6 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
     f = pd.concat([f, item_svd], axis=1)
     groups["item_svd"] = list(item_svd.columns)
 
-    adj = graph.social_adjacency()
-    deg = np.diff(adj.indptr).astype(np.float64)
-    f["social_degree"] = deg
-    f["log_social_degree"] = np.log1p(deg)
-    f["pagerank"] = pagerank(adj) if adj.nnz else np.ones(n_users)
-    f["clustering"] = clustering(adj) if adj.nnz else np.zeros(n_users)
-    groups["graph"] = ["social_degree", "log_social_degree", "pagerank", "clustering"]
-
     # items: popularity, price, category, SVD loadings
     buyers = np.diff(attrs["count"].tocsc().indptr).astype(np.float64)
     item_qty = np.asarray(attrs["priced_quantity"].sum(axis=0)).ravel()
@@ -249,8 +287,7 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
         items = pd.concat([items, pd.DataFrame(loadings * np.sqrt(n_items),
                                                columns=[f"item_svd_{j}" for j in range(loadings.shape[1])])],
                           axis=1)
-    return UserFeatures(user_ids=graph.user_ids, frame=f.astype(np.float64), groups=groups,
-                        item_ids=graph.item_ids, items=items, state=fitted)
+    return f, groups, fitted, items
 
 
 def _lookup_sorted(ids: np.ndarray, query) -> np.ndarray:

@@ -58,6 +58,9 @@ class ValidatedTables:
     rejects: dict[str, pd.DataFrame]
     accounting: dict[str, dict]
     dropped_columns: dict[str, list[str]] = field(default_factory=dict)
+    #: the friendship ids as factorized for the duplicate check, reused by ``build_graph`` rather than hashing
+    #: the 2 x ties strings again: ``(uniques, user_id codes, friend_id codes)``, codes aligned with the kept rows
+    friend_codes: tuple[pd.Series, np.ndarray, np.ndarray] | None = None
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -231,7 +234,8 @@ def _validate_friendships(raw: RawTable):
         rule_rows[mask] = first[dup].astype(str).to_numpy()
         _reject_duplicates(c, mask, "friend_id", vals, rule_rows, "a tie listed once (undirected)")
     out[ROW] = df[ROW].to_numpy()
-    return c.result(out[~c.bad])
+    kept = ~c.bad
+    return (*c.result(out[kept]), (pd.Series(uniques), ca[kept], cb[kept]))
 
 
 def _reject_duplicates(c: _Checker, mask, column: str, vals: pd.Series, first_rows: pd.Series, what: str):
@@ -312,11 +316,12 @@ def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[s
     if "purchases" not in raw:
         raise InputError("purchases: a purchases table is required. Got none")
     tables, rejects, accounting, dropped = {}, {}, {}, {}
+    friend_codes = None
     for name, table in raw.items():
         if name == "purchases":
             kept, rej, acc = _validate_purchases(table)
         elif name == "friendships":
-            kept, rej, acc = _validate_friendships(table)
+            kept, rej, acc, friend_codes = _validate_friendships(table)
         elif name == "users":
             kept, rej, acc, pii = _validate_users(table, tuple(keep_pii))
             if pii:
@@ -326,4 +331,5 @@ def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[s
         else:
             raise InputError(f"{name}: table name must be one of {', '.join(REQUIRED)}. Got '{name}'")
         tables[name], rejects[name], accounting[name] = kept, rej, acc
-    return ValidatedTables(tables=tables, rejects=rejects, accounting=accounting, dropped_columns=dropped)
+    return ValidatedTables(tables=tables, rejects=rejects, accounting=accounting, dropped_columns=dropped,
+                           friend_codes=friend_codes)

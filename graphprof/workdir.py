@@ -156,7 +156,10 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def write_parquet(path: Path, df: pd.DataFrame) -> Path:
-    return atomic_write(path, lambda p: df.to_parquet(p, index=False))
+    # dictionary encoding only where values repeat (ids, categories): on float columns it is tried and given up
+    # page by page, which made writing 1M users' features ~1.7x slower for a file no smaller
+    encode = [str(c) for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
+    return atomic_write(path, lambda p: df.to_parquet(p, index=False, use_dictionary=encode or False))
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:

@@ -42,6 +42,9 @@ class Model(ABC):
     ``_from_state``."""
 
     name: str = ""
+    #: False where the model reads only ``inputs.features``: callers may then pass ``graph=None`` and skip
+    #: loading the graph (export-embeddings of ``lr`` at 1M users: ~1.5 s less)
+    uses_graph: bool = True
 
     def __init__(self, seed: int = 0, **params):
         self.seed = seed

@@ -30,6 +30,7 @@ class LogisticBaseline(Model):
     """
 
     name = "lr"
+    uses_graph = False
 
     def __init__(self, seed: int = 0, max_components: int = 64, c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)):
         super().__init__(seed=seed, max_components=max_components, c_grid=list(c_grid))
