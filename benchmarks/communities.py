@@ -11,7 +11,8 @@ Cases:
 Seconds: median of ``--repeats`` timed calls of ``detect_communities`` (user graph, partition, modularity;
 a call over 20 s is not repeated), libraries imported beforehand; modularity and NMI of the seed-0 run.
 
-Run: ``python benchmarks/communities.py [--repeats 3] [--no-append]``. Prints a table and appends it to
+Run: ``python benchmarks/communities.py [--repeats 3] [--workdir DIR [--only-workdir]] [--no-append]``
+(``--workdir``: a built work directory, e.g. 1M users, timed with the default Leiden only). Prints a table and appends it to
 benchmarks/RESULTS.md with the command and the machine.
 """
 
@@ -143,14 +144,33 @@ def deezer_case(repeats: int) -> list[dict]:
     return measure("Deezer Europe", graph, "social", repeats, None)
 
 
+def workdir_case(path: Path, repeats: int) -> list[dict]:
+    """A built work directory (e.g. the 1M-user shop of benchmarks/build_graph.py): igraph's Leiden only (the
+    default; leidenalg and networkx Louvain take minutes to hours there), on the social graph."""
+    graph = load_graph(path)
+    rows = []
+    for on in ("social",):
+        runs = [detect_communities(graph, "leiden", on=on, seed=0)]
+        while len(runs) < repeats and runs[0].seconds < SLOW:
+            runs.append(detect_communities(graph, "leiden", on=on, seed=0))
+        c = runs[0]
+        rows.append({"dataset": f"work dir {path.name}", "users": graph.num_users, "graph": on, "ties": c.n_edges,
+                     "method": "leiden", "runs": len(runs), "seconds": statistics.median(r.seconds for r in runs),
+                     "modularity": c.modularity, "communities": c.n_communities, "singletons": c.n_singletons,
+                     "nmi": None})
+        print(f"  {path.name:<26} {on:<9} leiden {rows[-1]['seconds']:7.2f}s", file=sys.stderr)
+    return rows
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| data set | users | graph | ties | method | seconds (runs) | modularity | communities (singletons) "
-            "| NMI vs planted |\n|---|---:|---|---:|---|---:|---:|---:|---:|")
+    head = ("| data set | users | graph | ties | method | seconds (runs) | users/s | modularity "
+            "| communities (singletons) | NMI vs planted |\n|---|---:|---|---:|---|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         nmi = "–" if r["nmi"] is None else f"{r['nmi']:.3f}"
         lines.append(f"| {r['dataset']} | {r['users']:,} | {r['graph']} | {r['ties']:,} | {r['method']} | "
-                     f"{r['seconds']:.2f} ({r['runs']}) | {r['modularity']:.3f} | {r['communities']} ({r['singletons']}) | {nmi} |")
+                     f"{r['seconds']:.2f} ({r['runs']}) | {r['users'] / max(r['seconds'], 1e-9):,.0f} | "
+                     f"{r['modularity']:.3f} | {r['communities']} ({r['singletons']}) | {nmi} |")
     return "\n".join(lines)
 
 
@@ -158,14 +178,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per case (default: 3; the median is shown)")
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--workdir", type=Path, help="also time Leiden on this built work directory (users/s at scale)")
+    ap.add_argument("--only-workdir", action="store_true", help="skip the sample, generated and Deezer cases")
     args = ap.parse_args(argv)
+    if args.only_workdir and args.workdir is None:
+        ap.error("--only-workdir needs --workdir DIR")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     warm_up()
-    rows = sample_case(args.repeats) + planted_case(args.repeats) + deezer_case(args.repeats)
+    rows = [] if args.only_workdir else sample_case(args.repeats) + planted_case(args.repeats) + deezer_case(args.repeats)
+    if args.workdir is not None:
+        rows += workdir_case(args.workdir, args.repeats)
     load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
-    command = "python benchmarks/communities.py" + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
+    command = "python " + " ".join(["benchmarks/communities.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"## Community detection (`benchmarks/communities.py`)\n\n"
             f"Command: `{command}` ({time.perf_counter() - t0:.0f} s in all), {time.strftime('%Y-%m-%d')}.  \n"
             f"Machine: {machine()}; {load}.  \nVersions: {versions()}.\n\n"
