@@ -118,9 +118,9 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
     # generic: one entry per table, as before; an adapter: one entry per file it read (by file name)
     named = ({t.name: t.path for t in raw.values()} if format == "generic"
              else {p.name: p for p in adapted.sources})
-    # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL):
-    # on 2 cores at 1M users that takes ~8 s off the build. Each task writes its own files; all are awaited
-    # before the manifest is written and the lock released, and their errors are raised here.
+    # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL): at
+    # 1M users that thread is busy 6-8 s (py-spy), which the build no longer waits for. Each task writes its own
+    # files; all are awaited before the manifest is written and the lock released, and their errors raised here.
     with workdir.locked(root, "build-graph"), ThreadPoolExecutor(max_workers=1) as io:
         hashes = io.submit(lambda: {name: workdir.sha256_file(p) for name, p in named.items()})
         log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
