@@ -214,10 +214,11 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
     users = t.get("users")
     items = t.get("items")
 
-    if friendships is not None and tables.friend_codes is not None:
+    codes = tables.friend_codes
+    if friendships is not None and codes is not None and len(codes[1]) == len(friendships):
         # the ties' ids were factorized by validation: only their distinct ids (the ones kept rows use) join
         # the purchases' and users' here, then the ties' codes are mapped through them
-        uniques, ca, cb = tables.friend_codes
+        uniques, ca, cb = codes
         used = np.zeros(len(uniques), dtype=bool)
         used[ca] = True
         used[cb] = True
