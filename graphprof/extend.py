@@ -261,8 +261,8 @@ def extend_graph(root: str | Path, graph: ProfileGraph, rows: NewRows) -> Extend
         list_price = _list_price(root, graph.item_ids)
         if list_price is not None:
             price = np.where(np.isnan(price), list_price[i], price)
-    bu, bi, agg = _aggregate_buys(u, i, len(graph.item_ids), buy_columns(purchases, price), BUY_REDUCERS)
-    buys = (bu + n_old, bi, np.stack([agg[c] for c in BUY_ATTRS], axis=1).reshape(len(bu), len(BUY_ATTRS)))
+    bu, bi, attrs = _aggregate_buys(u, i, len(graph.item_ids), buy_columns(purchases, price), BUY_REDUCERS)
+    buys = (bu + n_old, bi, attrs)  # attrs: BUY_ATTRS' order
     w = rows.friendships["weight"].to_numpy(np.float32) if rows.friendships is not None else np.zeros(0, np.float32)
     return ExtendedGraph(graph, rows.ids, buys, (rows.a, rows.b, w))
 

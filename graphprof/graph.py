@@ -18,6 +18,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from graphprof import workdir
+from graphprof.errors import ArtifactError
 from graphprof.schema import UNKNOWN_CATEGORY, ValidatedTables
 
 BUYS = ("user", "buys", "item")
@@ -25,6 +26,8 @@ REV_BUYS = ("item", "rev_buys", "user")
 FRIEND = ("user", "friend", "user")
 IN_CAT = ("item", "in", "category")
 REV_IN = ("category", "rev_in", "item")
+#: reverse edge types and the forward type each one mirrors (saved once, flipped on load)
+MIRRORS = {REV_BUYS: BUYS, REV_IN: IN_CAT}
 #: Columns of ``data[BUYS].edge_attr``: purchases (rows), total quantity, spend, last time (epoch s, NaN if
 #: unknown), summed weight (ratings where given, else 1 per purchase), quantity with a known price (so an
 #: average price is spend / priced_quantity: a purchase without a price does not count as free).
@@ -129,7 +132,7 @@ def _factorize(*columns: pd.Series | None) -> tuple[np.ndarray, list[np.ndarray 
 
 
 #: how each purchase column becomes the (user, item) edge's attribute
-BUY_REDUCERS = {c: {"last_time": "max", "count": "count"}.get(c, "sum") for c in BUY_ATTRS}
+BUY_REDUCERS = {c: {"last_time": "max", "count": "count"}.get(c, "sum") for c in BUY_ATTRS}  # BUY_ATTRS' order
 
 
 def buy_columns(purchases: pd.DataFrame, price: np.ndarray) -> dict[str, np.ndarray]:
@@ -146,7 +149,9 @@ def _aggregate_buys(u, i, n_items, columns: dict[str, np.ndarray], reducers: dic
 
     The rows are put in a canonical order first (pair, then the values), so float sums do not depend on the
     order of the input rows; then each run of a pair is reduced with ``np.add.reduceat`` (sequential, hence
-    deterministic). Returns ``(u, i, {name: values})`` with pairs sorted by (u, i).
+    deterministic). Returns ``(u, i, values)`` with pairs sorted by (u, i) and ``values`` one float64 array
+    ``[pairs, len(reducers)]``, a column per reducer in ``reducers``' order (written in place: at 1M users a
+    stack of separate columns was another 480 MB).
     """
     key = u * np.int64(n_items) + i
     n = len(key)
@@ -168,34 +173,39 @@ def _aggregate_buys(u, i, n_items, columns: dict[str, np.ndarray], reducers: dic
         pos = np.flatnonzero(multi)
         rows = order[pos]
         order[pos] = rows[np.lexsort(tuple(columns[c][rows] for c in sorted(columns)) + (key[pos],))]
-    out: dict[str, np.ndarray] = {}
-    done: list[tuple[np.ndarray, str, str]] = []
-    for name, how in reducers.items():
+    values = np.empty((len(starts), len(reducers)), dtype=np.float64)
+    done: list[tuple[np.ndarray, str, int]] = []
+    for j, (name, how) in enumerate(reducers.items()):
+        out = values[:, j]
         if how == "count":  # rows per pair: the run lengths, no values to gather
-            out[name] = run_len.astype(np.float64)
+            out[:] = run_len
             continue
         col = columns[name]
         # a column equal to one already reduced the same way (quantity and priced_quantity where every purchase
         # has a price), or one constant value (weight 1): no 10M-row gather
-        same = next((o for c, h, o in done if h == how and np.array_equal(c, col)), None)
+        same = next((k for c, h, k in done if h == how and np.array_equal(c, col)), None)
         if same is not None:
-            out[name] = out[same].copy()
+            out[:] = values[:, same]
             continue
-        done.append((col, how, name))
-        if len(col) and not np.isnan(col[0]) and (col == col[0]).all():
-            out[name] = run_len * col[0] if how == "sum" else np.full(len(starts), col[0])
+        done.append((col, how, j))
+        if not len(col):
+            continue
+        if not np.isnan(col[0]) and (col == col[0]).all():
+            if how == "sum":
+                np.multiply(run_len, col[0], out=out)
+            else:
+                out[:] = col[0]
             continue
         v = col[order]
-        if not len(v):
-            out[name] = v
-        elif how == "sum":
-            out[name] = np.add.reduceat(v, starts)
+        if how == "sum":
+            np.add.reduceat(v, starts, out=out)
         else:  # max, NaN where every value of the pair is NaN (unknown time)
-            filled = np.where(np.isnan(v), -np.inf, v)
-            m = np.maximum.reduceat(filled, starts)
-            out[name] = np.where(np.isneginf(m), np.nan, m)
+            np.copyto(v, -np.inf, where=np.isnan(v))
+            m = np.maximum.reduceat(v, starts)
+            m[np.isneginf(m)] = np.nan
+            out[:] = m
     pair = key[starts]
-    return pair // n_items, pair % n_items, out
+    return pair // n_items, pair % n_items, values
 
 
 def build_graph(tables: ValidatedTables) -> ProfileGraph:
@@ -242,10 +252,10 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         list_price = np.full(len(item_ids), np.nan)
         list_price[item_rows] = items["price"].to_numpy(np.float64)
         price = np.where(np.isnan(price), list_price[i], price)
-    bu, bi, agg = _aggregate_buys(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
+    bu, bi, attrs = _aggregate_buys(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
     buy_index = torch.from_numpy(np.stack([bu, bi]))
     data[BUYS].edge_index = buy_index
-    data[BUYS].edge_attr = torch.from_numpy(np.stack([agg[c] for c in BUY_ATTRS], axis=1))  # float64: epoch seconds need it
+    data[BUYS].edge_attr = torch.from_numpy(attrs)  # BUY_ATTRS' order; float64: epoch seconds need it
     data[REV_BUYS].edge_index = buy_index.flip(0)
 
     if friendships is not None:
@@ -288,9 +298,17 @@ def save_graph(graph: ProfileGraph, root: str | Path) -> None:
     for et in data.edge_types:
         store = data[et]
         names = [n for n in ("edge_index", "edge_attr", "edge_weight") if n in store]
-        for n in names:
-            tensors[_key(et, n)] = store[n]
-        edge_meta.append({"type": list(et), "num_edges": int(store.edge_index.shape[1]), "tensors": names})
+        entry = {"type": list(et), "num_edges": int(store.edge_index.shape[1])}
+        mirror = MIRRORS.get(et)
+        if mirror in data.edge_types and names == ["edge_index"]:
+            # a reverse type is its forward type's edge_index flipped: noted, not written (at 1M users the
+            # reverse purchases were 160 MB of the file, written and hashed for nothing)
+            entry["mirror_of"] = list(mirror)
+        else:
+            for n in names:
+                tensors[_key(et, n)] = store[n]
+            entry["tensors"] = names
+        edge_meta.append(entry)
     meta = {"node_types": {nt: int(data[nt].num_nodes) for nt in data.node_types},
             "edge_types": edge_meta, "buy_attrs": list(BUY_ATTRS)}
     workdir.write_safetensors(root / workdir.GRAPH_TENSORS, tensors)
@@ -315,10 +333,17 @@ def load_graph(root: str | Path = workdir.DEFAULT_WORKDIR) -> ProfileGraph:
     data = HeteroData()
     for nt, n in meta["node_types"].items():
         data[nt].num_nodes = n
-    for em in meta["edge_types"]:
-        et = tuple(em["type"])
-        for n in em["tensors"]:
-            data[et][n] = tensors[_key(et, n)]
+    try:
+        for em in meta["edge_types"]:
+            et = tuple(em["type"])
+            for n in em.get("tensors", ()):
+                data[et][n] = tensors[_key(et, n)]
+        for em in meta["edge_types"]:
+            if "mirror_of" in em:
+                data[tuple(em["type"])].edge_index = data[tuple(em["mirror_of"])].edge_index.flip(0)
+    except (KeyError, AttributeError) as e:
+        raise ArtifactError(f"{root / workdir.GRAPH_TENSORS}: does not match {root / workdir.GRAPH_META} "
+                            f"({e}); {hint}") from None
     ids = {}
     for kind in ("user", "item", "category"):
         df = workdir.read_parquet(workdir.ids_path(root, kind), missing=hint)

@@ -264,6 +264,46 @@ def test_save_and_load_round_trip(tiny, tmp_path):
     assert loaded.user_index(["3"]).tolist() == [2]
 
 
+def test_reverse_edges_are_saved_as_a_note_and_flipped_on_load(tiny, tmp_path):
+    root = tmp_path / "work"
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    saved = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing="")
+    assert not any(k.startswith(("item__rev_buys__user", "category__rev_in__item")) for k in saved)
+    meta = workdir.read_json(root / workdir.GRAPH_META, missing="")
+    assert {tuple(e["type"]): tuple(e.get("mirror_of", ())) for e in meta["edge_types"]}[REV_BUYS] == BUYS
+    loaded = load_graph(root)
+    assert loaded.data[REV_BUYS].edge_index.tolist() == tiny.data[BUYS].edge_index.flip(0).tolist()
+    assert loaded.data[REV_IN].edge_index.tolist() == tiny.data[REV_IN].edge_index.tolist()
+
+
+def test_a_graph_saved_with_its_reverse_tensors_still_loads(tiny, tmp_path):
+    """Work directories built before the reverse types became notes hold their tensors: they load as before."""
+    root = tmp_path / "work"
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    saved = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing="")
+    meta = workdir.read_json(root / workdir.GRAPH_META, missing="")
+    for e in meta["edge_types"]:
+        if e.pop("mirror_of", None):
+            e["tensors"] = ["edge_index"]
+            saved["__".join(e["type"]) + ".edge_index"] = tiny.data[tuple(e["type"])].edge_index
+    workdir.write_safetensors(root / workdir.GRAPH_TENSORS, saved)
+    workdir.write_json(root / workdir.GRAPH_META, meta)
+    assert_same_graph(tiny, load_graph(root))
+
+
+def test_a_graph_whose_tensors_do_not_match_its_meta_is_an_artifact_error(tiny, tmp_path):
+    root = tmp_path / "work"
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    saved = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing="")
+    del saved["user__buys__item.edge_attr"]
+    workdir.write_safetensors(root / workdir.GRAPH_TENSORS, saved)
+    with pytest.raises(ArtifactError, match="does not match"):
+        load_graph(root)
+
+
 def test_save_and_load_round_trip_without_categories_or_friends(tmp_path):
     g = tiny_graph(tmp_path / "in", purchases="user_id,item_id,timestamp\n007,x,\n7,y,5\n", friendships=None,
                    items=None)
