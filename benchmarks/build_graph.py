@@ -12,7 +12,11 @@ so that peak RSS is that run's alone:
   ``--naive-timeout`` seconds; at larger sizes its time is extrapolated linearly from the largest size it
   finished, and the table says so.
 
-Run: ``python benchmarks/build_graph.py [--sizes 100000,200000,400000,1000000] [--cache DIR]``. Generated data
+``--repeat N`` runs ``build-graph`` and the floor N times each (alternating) and reports the median: on this
+machine a run's system time varies by seconds with how much of its memory the host had taken back (every GB the
+process touches fresh costs ~1.5 s), so one run can be 3 s off its neighbour. Every run's seconds are listed.
+
+Run: ``python benchmarks/build_graph.py [--sizes 100000,200000,400000,1000000] [--cache DIR] [--repeat 3]``. Generated data
 is cached in ``--cache`` (default ``/tmp/graphprof-bench``); figures are printed and appended to
 ``benchmarks/RESULTS.md`` with the command and the machine.
 """
@@ -97,6 +101,13 @@ def generate(cache: Path, users: int, fmt: str) -> Path:
     return out
 
 
+def median_run(runs: list[tuple]) -> tuple:
+    """The run with the median wall time (the lower middle one for an even count), peak RSS the largest seen."""
+    ordered = sorted(runs, key=lambda r: r[0])
+    mid = ordered[(len(ordered) - 1) // 2]
+    return (mid[0], max(r[1] for r in runs), mid[2])
+
+
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
@@ -108,8 +119,11 @@ def main() -> None:
     ap.add_argument("--no-csv", action="store_true", help="Parquet only")
     ap.add_argument("--naive-max", type=int, default=200_000, help="largest size the networkx route is run at")
     ap.add_argument("--naive-timeout", type=float, default=600.0)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of build-graph and of the floor; the median is reported")
     ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat must be >= 1. Got {args.repeat}")
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     rows, naive_rate = [], None
@@ -117,14 +131,21 @@ def main() -> None:
         pq_dir = generate(cache, users, "parquet")
         row = {"users": users}
         work = cache / f"work_{users}"
-        for fmt in ("parquet",) + (() if args.no_csv else ("csv",)):
-            data = pq_dir if fmt == "parquet" else generate(cache, users, "csv")
+        runs: dict[str, list] = {}
+        for _ in range(args.repeat):
+            for fmt in ("parquet",) + (() if args.no_csv else ("csv",)):
+                data = pq_dir if fmt == "parquet" else generate(cache, users, "csv")
+                shutil.rmtree(work, ignore_errors=True)
+                r = measure([PY, "cli.py", "build-graph", "-q", "--data", str(data), "--workdir", str(work)])
+                runs.setdefault(fmt, []).append(r)
+                print(f"{users} users, build-graph from {fmt}: {r[0]:.1f} s, peak {r[1]:.2f} GiB", flush=True)
             shutil.rmtree(work, ignore_errors=True)
-            row[fmt] = measure([PY, "cli.py", "build-graph", "-q", "--data", str(data), "--workdir", str(work)])
-            print(f"{users} users, build-graph from {fmt}: {row[fmt][0]:.1f} s, peak {row[fmt][1]:.2f} GiB", flush=True)
-        shutil.rmtree(work, ignore_errors=True)
-        row["floor"] = measure([PY, "-c", FLOOR, str(pq_dir)])
-        print(f"{users} users, floor (pyarrow read + factorize): {row['floor'][0]:.1f} s", flush=True)
+            r = measure([PY, "-c", FLOOR, str(pq_dir)])
+            runs.setdefault("floor", []).append(r)
+            print(f"{users} users, floor (pyarrow read + factorize): {r[0]:.1f} s", flush=True)
+        for key, rs in runs.items():
+            row[key] = median_run(rs)
+            row[key + "_all"] = [x[0] for x in rs]
         if users <= args.naive_max:
             row["naive"] = measure([PY, "-c", NAIVE, str(pq_dir)], timeout=args.naive_timeout)
             if row["naive"][0] is not None:
@@ -139,7 +160,9 @@ def main() -> None:
              f"Command: `{cmd.strip()}`. Machine: {os.cpu_count()}-core {platform.machine()} "
              "(AMD EPYC, 24 GiB, no GPU, shared with other jobs), Python " + platform.python_version() + ". "
              "Generator: 10 purchases and 8 friend ties a user on average. Each run is its own process "
-             "(`cli.py build-graph`, interpreter start and imports included); RSS is that process's peak.", "",
+             "(`cli.py build-graph`, interpreter start and imports included); RSS is that process's peak."
+             + (f" Each figure is the median of {args.repeat} runs (alternating build-graph and floor), the peak "
+                "RSS the largest of them; every run is listed below the table." if args.repeat > 1 else ""), "",
              "| users | purchases | Parquet s | Parquet peak GiB | CSV s | CSV peak GiB | floor s | Parquet / floor "
              "| networkx route s | networkx / Parquet |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -153,6 +176,12 @@ def main() -> None:
         lines.append(f"| {r['users']:,} | ~{r['users'] * 10:,} | {p[0]:.1f} | {p[1]:.2f} | {fmt_s(c[0])} | "
                      f"{fmt_s(c[1]) if c[1] is None else f'{c[1]:.2f}'} | {f[0]:.1f} | {p[0] / f[0]:.1f}x | "
                      f"{fmt_s(nv)}{note} | {'-' if nv is None else f'{nv / p[0]:.0f}x'} |")
+    if args.repeat > 1:
+        lines.append("")
+        for r in rows:
+            lines.append(f"- {r['users']:,} users, every run (s): " + "; ".join(
+                f"{k} " + ", ".join(f"{x:.1f}" for x in r[k + "_all"]) for k in ("parquet", "csv", "floor")
+                if k + "_all" in r))
     print("\n".join(lines))
     if args.no_write:
         return
