@@ -147,7 +147,7 @@ def main() -> None:
 
         lines.append(f"| {r['spec'].split(':')[0]} | {r['route']} | {r['train_users']:,} | {r['epochs'] or '-'} | "
                      f"{ep('epoch_s')} | {ep('to_best_s')} | {r['fit_s']:.1f} | {r['predict_s']:.1f} | "
-                     f"{r['peak_gib']:.2f} | {r.get('best_val_f1', float('nan')):.3f} | {t['accuracy']:.3f} | "
+                     f"{r['peak_gib']:.2f} | {'-' if r.get('best_val_f1') is None else format(r['best_val_f1'], '.3f')} | {t['accuracy']:.3f} | "
                      f"{t['macro_f1']:.3f} | {t['auc']:.3f} |")
     publish(lines, write=not args.no_write)
 
