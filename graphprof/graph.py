@@ -290,6 +290,11 @@ def _key(edge_type: tuple[str, str, str], name: str) -> str:
     return "__".join(edge_type) + "." + name
 
 
+def _flipped(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether edge_index ``a`` is ``b`` flipped (compared row by row: views, no copy)."""
+    return a.shape == b.shape and bool(torch.equal(a[0], b[1]) and torch.equal(a[1], b[0]))
+
+
 def save_graph(graph: ProfileGraph, root: str | Path) -> None:
     """Write ``graph/tensors.safetensors``, ``graph/meta.json`` and ``tables/ids/*.parquet``."""
     root = Path(root)
@@ -300,7 +305,8 @@ def save_graph(graph: ProfileGraph, root: str | Path) -> None:
         names = [n for n in ("edge_index", "edge_attr", "edge_weight") if n in store]
         entry = {"type": list(et), "num_edges": int(store.edge_index.shape[1])}
         mirror = MIRRORS.get(et)
-        if mirror in data.edge_types and names == ["edge_index"]:
+        if mirror in data.edge_types and names == ["edge_index"] and _flipped(store.edge_index,
+                                                                              data[mirror].edge_index):
             # a reverse type is its forward type's edge_index flipped: noted, not written (at 1M users the
             # reverse purchases were 160 MB of the file, written and hashed for nothing)
             entry["mirror_of"] = list(mirror)

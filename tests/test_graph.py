@@ -277,6 +277,16 @@ def test_reverse_edges_are_saved_as_a_note_and_flipped_on_load(tiny, tmp_path):
     assert loaded.data[REV_IN].edge_index.tolist() == tiny.data[REV_IN].edge_index.tolist()
 
 
+def test_a_reverse_type_that_is_not_its_forward_flipped_is_saved_as_tensors(tiny, tmp_path):
+    root = tmp_path / "work"
+    tiny.data[REV_BUYS].edge_index = tiny.data[REV_BUYS].edge_index[:, :-1]  # one edge fewer: not a mirror
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    meta = workdir.read_json(root / workdir.GRAPH_META, missing="")
+    assert "mirror_of" not in {tuple(e["type"]): e for e in meta["edge_types"]}[REV_BUYS]
+    assert load_graph(root).data[REV_BUYS].edge_index.tolist() == tiny.data[REV_BUYS].edge_index.tolist()
+
+
 def test_a_graph_saved_with_its_reverse_tensors_still_loads(tiny, tmp_path):
     """Work directories built before the reverse types became notes hold their tensors: they load as before."""
     root = tmp_path / "work"
