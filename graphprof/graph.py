@@ -342,8 +342,9 @@ def load_graph(root: str | Path = workdir.DEFAULT_WORKDIR) -> ProfileGraph:
     try:
         for em in meta["edge_types"]:
             et = tuple(em["type"])
-            for n in em.get("tensors", ()):
-                data[et][n] = tensors[_key(et, n)]
+            store = data[et]  # created here for a mirror too: the edge types keep their saved order (the GNNs'
+            for n in em.get("tensors", ()):  # parameters are made in that order, so their initial values too)
+                store[n] = tensors[_key(et, n)]
         for em in meta["edge_types"]:
             if "mirror_of" in em:
                 data[tuple(em["type"])].edge_index = data[tuple(em["mirror_of"])].edge_index.flip(0)
