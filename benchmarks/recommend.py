@@ -86,7 +86,7 @@ def run(dataset: str, data: Path, fmt: str) -> list[dict]:
                 tables[name].drop(columns=["__row__"]).to_parquet(src / f"{name}.parquet")
         build(Path(tmp) / "work", data=src)
         graph = load_graph(Path(tmp) / "work")
-    ei = graph.data[BUYS].edge_index.numpy()
+    ei = graph.edge(BUYS)
     n_u, n_i = graph.num_users, len(graph.item_ids)
     seen = sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=(n_u, n_i))
     users = graph.user_index(held["user_id"].to_numpy())

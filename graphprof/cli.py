@@ -16,6 +16,7 @@ import traceback
 from graphprof import __version__
 from graphprof.adapters import FORMATS
 from graphprof.errors import GraphprofError
+from graphprof.threads import set_torch_threads
 
 EXAMPLES = """examples:
   graphprof build-graph && graphprof train          # the bundled sample, end to end
@@ -329,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1. Got {args.threads} instead")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    set_torch_threads(args.threads)  # when torch is imported: build-graph and lr's predict never import it
     from graphprof import distributed
 
     # a failed data-parallel worker exits inside the handler (distributed.exit_worker): freeing the traceback

@@ -139,8 +139,8 @@ def profile_communities(graph: ProfileGraph, features: UserFeatures | None, comm
     qty = graph.purchase_matrix("quantity")
     candidates = []  # (group, text, lift) for "distinctive"
     out["top_categories"] = ""
-    if IN_CAT in graph.data.edge_types and len(graph.category_ids):
-        cei = graph.data[IN_CAT].edge_index.numpy()
+    if IN_CAT in graph.edge_types and len(graph.category_ids):
+        cei = graph.edge(IN_CAT)
         to_cat = sp.csr_matrix((np.ones(cei.shape[1]), (cei[0], cei[1])),
                                shape=(len(graph.item_ids), len(graph.category_ids)))
         long, text = _tops(onehot @ qty @ to_cat, graph.category_ids, TOP_CATEGORIES)

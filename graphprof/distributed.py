@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.distributed as dist
 
 from graphprof import errors
 from graphprof.errors import GraphprofError
@@ -43,19 +41,29 @@ def is_worker() -> bool:
     return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _group():
+    """``torch.distributed`` where a process group is initialised, else None. Not an import: a process that has
+    not imported torch has no process group (build-graph and lr's predict never import torch: ~3 s)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
+
+
 def active() -> bool:
     """A process group of more than one process is initialised: collectives are live."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    dist = _group()
+    return dist is not None and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         return dist.get_rank()
     return int(os.environ["RANK"]) if is_worker() else 0
 
 
 def world_size() -> int:
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         return dist.get_world_size()
     return int(os.environ["WORLD_SIZE"]) if is_worker() else 1
 
@@ -68,9 +76,11 @@ def is_main() -> bool:
 def init() -> Iterator[None]:
     """Join the process group (gloo) inside a worker, leave it on exit; a no-op in a single process or where
     the caller already initialised one (which then stays theirs to destroy)."""
-    if not is_worker() or dist.is_initialized():
+    if not is_worker() or _group() is not None:
         yield
         return
+    import torch.distributed as dist
+
     dist.init_process_group("gloo", timeout=timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, 86400))))
     try:
         yield
@@ -81,7 +91,7 @@ def init() -> Iterator[None]:
 
 def barrier() -> None:
     if active():
-        dist.barrier()
+        _group().barrier()
 
 
 def shard(indices: np.ndarray, epoch: int = 0, seed: int | None = None, *, part: int | None = None,
@@ -97,6 +107,8 @@ def shard(indices: np.ndarray, epoch: int = 0, seed: int | None = None, *, part:
 
 
 def _scalar(x: float, op: Callable) -> float:
+    import torch
+
     t = torch.tensor([x], dtype=torch.float64)
     op(t)
     return float(t.item())
@@ -104,12 +116,12 @@ def _scalar(x: float, op: Callable) -> float:
 
 def all_reduce_sum(x: float) -> float:
     """The sum of ``x`` over the ranks (``x`` itself in one process)."""
-    return _scalar(x, dist.all_reduce) if active() else x
+    return _scalar(x, _group().all_reduce) if active() else x
 
 
 def broadcast_float(x: float) -> float:
     """Rank 0's ``x`` on every rank: decisions taken on it (early stopping) are then the same everywhere."""
-    return _scalar(x, lambda t: dist.broadcast(t, 0)) if active() else x
+    return _scalar(x, lambda t: _group().broadcast(t, 0)) if active() else x
 
 
 def broadcast_json(obj: Any, src: int = 0) -> Any:
@@ -117,6 +129,9 @@ def broadcast_json(obj: Any, src: int = 0) -> Any:
     objects their ``str``) on every rank."""
     if not active():
         return obj
+    import torch
+
+    dist = _group()
     data = b""
     if rank() == src:
         data = json.dumps(obj, default=lambda o: o.tolist() if isinstance(o, np.generic | np.ndarray) else str(o))
@@ -163,6 +178,7 @@ def everywhere(fn: Callable[[], Any]) -> Any:
     if not active():
         return fn()
     value, exc, doc = _outcome(fn)
+    dist = _group()
     first = int(_scalar(rank() if doc else world_size(), lambda t: dist.all_reduce(t, op=dist.ReduceOp.MIN)))
     if first == world_size():
         return value

@@ -359,7 +359,7 @@ def recommend(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str =
         raise ArtifactError(f"{root}/embeddings: items must match the graph. Got a stale export; "
                             "run 'graphprof export-embeddings' again")
     scores = items.vectors @ users.vectors[u]
-    ei = graph.data[BUYS].edge_index.numpy()
+    ei = graph.edge(BUYS)
     scores[ei[1][ei[0] == u]] = -np.inf  # graph users and embedded users share the graph's order
     k = int(min(k, np.isfinite(scores).sum()))
     top = np.argsort(-scores, kind="stable")[:k]

@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
-from torch_geometric.data import HeteroData
 
 from graphprof import workdir
 from graphprof.graph import (
@@ -52,14 +50,35 @@ class ExtendedGraph(ProfileGraph):
         self._data, self._cache = None, {}
 
     @property
-    def data(self) -> HeteroData:
+    def data(self):
+        """The whole extended graph as a ``HeteroData`` (built on first use; imports torch and PyG)."""
         if self._data is None:
             self._data = self._materialize()
         return self._data
 
     @data.setter
-    def data(self, value: HeteroData) -> None:
+    def data(self, value) -> None:
         self._data = value
+
+    @property
+    def node_types(self) -> list[str]:
+        return self.base.node_types
+
+    def num_nodes(self, node_type: str) -> int:
+        return self.num_users if node_type == "user" else self.base.num_nodes(node_type)
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        if self._data is not None:
+            return list(self._data.edge_types)
+        types = self.base.edge_types
+        return types + [FRIEND] if len(self.ties[0]) and FRIEND not in types else types  # _materialize's order
+
+    def edge(self, edge_type: tuple[str, str, str], name: str = "edge_index") -> np.ndarray | None:
+        if self._data is None and edge_type not in (BUYS, REV_BUYS, FRIEND):  # not touched by the new users
+            return self.base.edge(edge_type, name)
+        self.data  # noqa: B018 - the new users' edges are in the materialized graph
+        return super().edge(edge_type, name)
 
     def new_purchase_matrix(self, attr: str = "quantity") -> sp.csr_matrix:
         """The new users' rows of :meth:`purchase_matrix`: ``[n_new, num_items]``."""
@@ -118,13 +137,13 @@ class ExtendedGraph(ProfileGraph):
     def _saved_edges(self) -> tuple | None:
         """The saved friend edges ``(src, dst, weight)`` if in (source, destination) order, else None."""
         if "saved_edges" not in self._cache:
-            data, out = self.base.data, None
-            if FRIEND not in data.edge_types:
+            base, out = self.base, None
+            if FRIEND not in base.edge_types:
                 out = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
             else:
-                src, dst = data[FRIEND].edge_index.numpy()
+                src, dst = base.edge(FRIEND)
                 if len(src) < 2 or (np.all(src[1:] >= src[:-1]) and np.all((src[1:] > src[:-1]) | (dst[1:] > dst[:-1]))):
-                    out = (src, dst, data[FRIEND].edge_weight.numpy())
+                    out = (src, dst, base.edge(FRIEND, "edge_weight"))
             self._cache["saved_edges"] = out
         return self._cache["saved_edges"]
 
@@ -137,7 +156,10 @@ class ExtendedGraph(ProfileGraph):
             self._cache["new_edges"] = (src[order], dst[order], np.concatenate([w, w])[order])
         return self._cache["new_edges"]
 
-    def _materialize(self) -> HeteroData:
+    def _materialize(self):
+        import torch
+        from torch_geometric.data import HeteroData
+
         base, n = self.base.data, self.num_users
         data = HeteroData()
         for nt in base.node_types:

@@ -99,10 +99,10 @@ def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root:
         recency[~np.isfinite(recency)] = state["max_recency"]
         f["recency_days"] = np.log1p(recency)
     f["has_purchases"] = (count > 0).astype(np.float64)
-    data, n_items = ext.base.data, len(ext.item_ids)
-    if IN_CAT in data.edge_types and len(ext.category_ids) and "top_categories" in state:
+    n_items = len(ext.item_ids)
+    if IN_CAT in ext.base.edge_types and len(ext.category_ids) and "top_categories" in state:
         n_cat = len(ext.category_ids)
-        to_cat = item_category_matrix(data, n_items, n_cat)
+        to_cat = item_category_matrix(ext.base, n_items, n_cat)
         user_cat = (m["quantity"] @ to_cat).tocsr()
         top = _lookup_sorted(ext.category_ids, state["top_categories"])
         shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat
@@ -170,7 +170,7 @@ def _local_pagerank(ext: ExtendedGraph, rows: sp.csr_matrix, nb: np.ndarray, loc
         return np.full(n_new, (1 - ALPHA) + ALPHA * dangling)
     a, b, w = ext.ties
     w = w.astype(np.float64)
-    saved_w = ext.base.data[FRIEND].edge_weight.numpy() if FRIEND in ext.base.data.edge_types else np.zeros(0)
+    saved_w = ext.base.edge(FRIEND, "edge_weight") if FRIEND in ext.base.edge_types else np.zeros(0)
     total_old = float(saved_w.sum(dtype=np.float64))  # sum of the weighted degrees, saved graph
     total = total_old + 2.0 * float(w.sum())
     weight = np.asarray(reach.sum(axis=1)).ravel()

@@ -159,10 +159,10 @@ def clustering(adj: sp.csr_matrix) -> np.ndarray:
     return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 
 
-def item_category_matrix(data, n_items: int, n_cat: int) -> sp.csr_matrix:
+def item_category_matrix(graph: ProfileGraph, n_items: int, n_cat: int) -> sp.csr_matrix:
     """One-hot ``[n_items, n_cat]`` of each item's category, from the graph's ``(item, in, category)`` edges."""
     item_cat = np.zeros(n_items, dtype=np.int64)
-    cei = data[IN_CAT].edge_index.numpy()
+    cei = graph.edge(IN_CAT)
     item_cat[cei[0]] = cei[1]
     return sp.csr_matrix((np.ones(n_items), (np.arange(n_items), item_cat)), shape=(n_items, n_cat))
 
@@ -205,7 +205,6 @@ def _social_stats(adj: sp.csr_matrix, n_users: int) -> dict[str, np.ndarray]:
 def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     """The behaviour, category-mix and SVD columns of ``build_features`` and the item table."""
     n_users, n_items = graph.num_users, len(graph.item_ids)
-    data = graph.data
     attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
     priced = np.asarray(attrs["priced_quantity"].sum(axis=1)).ravel()
     count = np.asarray(attrs["count"].sum(axis=1)).ravel()
@@ -220,8 +219,8 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         "log_avg_price": np.log1p(np.divide(spend, priced, out=np.zeros_like(spend), where=priced > 0)),
     })
     groups: dict[str, list[str]] = {"behaviour": list(f.columns)}
-    ei = data[BUYS].edge_index.numpy()
-    last = data[BUYS].edge_attr[:, BUY_ATTRS.index("last_time")].numpy().astype(np.float64)
+    ei = graph.edge(BUYS)
+    last = graph.edge(BUYS, "edge_attr")[:, BUY_ATTRS.index("last_time")].astype(np.float64)
     fitted: dict = {}
     if (state is None and np.isfinite(last).any()) or (state is not None and "ref_time" in state):
         user_last = np.full(n_users, -np.inf)
@@ -243,9 +242,9 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
 
     # category mix: quantity shares per category
     item_cat = None
-    if IN_CAT in data.edge_types and len(graph.category_ids):
+    if IN_CAT in graph.edge_types and len(graph.category_ids):
         n_cat = len(graph.category_ids)
-        to_cat = item_category_matrix(data, n_items, n_cat)
+        to_cat = item_category_matrix(graph, n_items, n_cat)
         item_cat = to_cat.indices.astype(np.int64)  # one category per item, rows in item order
         user_cat = (attrs["quantity"] @ to_cat).tocsr()
         if state is not None and "top_categories" in state:
@@ -309,12 +308,9 @@ def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
     items = pd.concat([pd.DataFrame({"item_id": pd.Series(features.item_ids, dtype="string")}),
                        features.items], axis=1)
     workdir.write_parquet(root / workdir.FEATURES_ITEMS, items)
-    import torch
-
-    arrays = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in features.state.items()
-              if isinstance(v, np.ndarray)}
+    arrays = {k: np.ascontiguousarray(v) for k, v in features.state.items() if isinstance(v, np.ndarray)}
     scalars = {k: v for k, v in features.state.items() if not isinstance(v, np.ndarray)}
-    workdir.write_safetensors(root / workdir.FEATURES_STATE, arrays or {"empty": torch.zeros(0)})
+    workdir.write_safetensors(root / workdir.FEATURES_STATE, arrays or {"empty": np.zeros(0, dtype=np.float32)})
     workdir.write_json(root / workdir.FEATURES_META, {"groups": features.groups, "seed": seed,
                                                       "num_users": len(features.user_ids),
                                                       "num_features": features.frame.shape[1],
@@ -330,8 +326,8 @@ def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
     items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing=hint)
     state = dict(meta.get("state", {}))
     if meta.get("state_arrays"):
-        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=hint)
-        state.update({k: arrays[k].numpy() for k in meta["state_arrays"]})
+        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=hint, numpy=True)
+        state.update({k: arrays[k] for k in meta["state_arrays"]})
     return UserFeatures(user_ids=users["user_id"].astype(str).to_numpy(dtype=object),
                         frame=users.drop(columns=["user_id"]).astype(np.float64), groups=meta["groups"],
                         item_ids=items["item_id"].astype(str).to_numpy(dtype=object),

@@ -9,13 +9,10 @@ Node types: ``user``, ``item`` and, where items have a category, ``category``. E
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch_geometric.data import HeteroData
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError
@@ -34,20 +31,59 @@ MIRRORS = {REV_BUYS: BUYS, REV_IN: IN_CAT}
 BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight", "priced_quantity")
 
 
-@dataclass
 class ProfileGraph:
-    """A ``HeteroData`` graph plus the id maps.
+    """The graph as numpy arrays, plus the id maps; ``.data`` is the same graph as a PyG ``HeteroData``.
 
-    Attributes:
-        data: the graph. ``data[t].num_nodes`` for each node type; ``edge_index`` shape ``[2, E]``;
-            ``data[BUYS].edge_attr`` shape ``[E, len(BUY_ATTRS)]`` (float64); ``data[FRIEND].edge_weight`` shape ``[E]``.
+    ``build-graph``, the features and ``predict`` read the numpy arrays (:attr:`edge_types`, :meth:`edge`,
+    :meth:`num_nodes`) and never import torch or PyG: those imports alone are ~3 s of every build. ``.data`` is
+    built on first use over the same memory (``torch.from_numpy``: no copy; a mirrored reverse type is flipped
+    then) and from then on it is what the accessors read, so a model or test that edits it is seen everywhere.
+
+    Args:
+        data: the graph as a ``HeteroData`` (or give ``nodes`` and ``edges``).
+        nodes: ``{node type: count}``. edges: ``{edge type: {name: array}}`` with ``edge_index`` ``[2, E]`` int64,
+            ``edge_attr`` ``[E, len(BUY_ATTRS)]`` float64 on ``BUYS``, ``edge_weight`` ``[E]`` float32 on ``FRIEND``.
         user_ids, item_ids, category_ids: ``ids[i]`` is the user's own id of node ``i`` (str arrays).
     """
 
-    data: HeteroData
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    category_ids: np.ndarray
+    def __init__(self, data=None, user_ids=None, item_ids=None, category_ids=None, *,
+                 nodes: dict[str, int] | None = None, edges: dict | None = None):
+        if (data is None) == (edges is None):
+            raise TypeError("ProfileGraph needs either data (a HeteroData) or nodes and edges (numpy arrays)")
+        self._data, self._nodes, self._edges = data, nodes, edges
+        self.user_ids, self.item_ids, self.category_ids = user_ids, item_ids, category_ids
+
+    @property
+    def data(self):
+        """The graph as a PyG ``HeteroData`` (imports torch and PyG on first use)."""
+        if self._data is None:
+            self._data = _to_heterodata(self._nodes, self._edges)
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data, self._nodes, self._edges = value, None, None
+
+    @property
+    def node_types(self) -> list[str]:
+        return list(self._data.node_types) if self._data is not None else list(self._nodes)
+
+    @property
+    def edge_types(self) -> list[tuple[str, str, str]]:
+        return list(self._data.edge_types) if self._data is not None else list(self._edges)
+
+    def num_nodes(self, node_type: str) -> int:
+        return int(self._data[node_type].num_nodes if self._data is not None else self._nodes[node_type])
+
+    def edge(self, edge_type: tuple[str, str, str], name: str = "edge_index") -> np.ndarray | None:
+        """One array of an edge type as numpy (``edge_index``, ``edge_attr`` or ``edge_weight``); None where the
+        type has no such array. Raises KeyError for an edge type the graph does not have."""
+        if self._data is not None:
+            store = self._data[edge_type] if edge_type in self._data.edge_types else None
+            if store is None:
+                raise KeyError(edge_type)
+            return store[name].numpy() if name in store else None
+        return self._edges[edge_type].get(name)
 
     @property
     def num_users(self) -> int:
@@ -65,10 +101,10 @@ class ProfileGraph:
         import scipy.sparse as sp
 
         n = self.num_users
-        if FRIEND not in self.data.edge_types:
+        if FRIEND not in self.edge_types:
             return sp.csr_matrix((n, n))
-        ei = self.data[FRIEND].edge_index.numpy()
-        w = self.data[FRIEND].edge_weight.numpy().astype(np.float64)
+        ei = self.edge(FRIEND)
+        w = self.edge(FRIEND, "edge_weight").astype(np.float64)
         key = ei[0] * np.int64(n) + ei[1]
         if len(key) and np.all(key[1:] > key[:-1]):  # build_graph's order (sorted, unique): CSR directly
             indptr = np.zeros(n + 1, dtype=np.int64)
@@ -80,22 +116,51 @@ class ProfileGraph:
         """``scipy.sparse.csr_matrix`` [num_users, num_items] holding one of :data:`BUY_ATTRS`."""
         import scipy.sparse as sp
 
-        edge_index = self.data[BUYS].edge_index
-        ei = edge_index.numpy()
-        vals = np.nan_to_num(self.data[BUYS].edge_attr[:, BUY_ATTRS.index(attr)].numpy().astype(np.float64))
+        ei = self.edge(BUYS)
+        vals = np.nan_to_num(self.edge(BUYS, "edge_attr")[:, BUY_ATTRS.index(attr)].astype(np.float64))
         shape = (self.num_users, len(self.item_ids))
+        # the structure is shared by every attribute's matrix; keyed by the edge memory (the cache holds the
+        # array, so that memory cannot be another array's while cached)
+        source = (ei.__array_interface__["data"][0], ei.shape, ei.strides)
         cached = self.__dict__.get("_buy_csr")
-        if cached is None or cached[0] is not edge_index:  # the structure is shared by every attribute's matrix
+        if cached is None or cached[0] != source:
             structure = None
             if len(ei[0]) and np.all(np.diff(ei[0]) >= 0):  # build_graph's order (sorted by user): CSR directly
                 indptr = np.zeros(shape[0] + 1, dtype=np.int64)
                 np.cumsum(np.bincount(ei[0], minlength=shape[0]), out=indptr[1:])
                 structure = (ei[1].astype(np.int64), indptr)
-            cached = self.__dict__["_buy_csr"] = (edge_index, structure)
+            cached = self.__dict__["_buy_csr"] = (source, structure, ei)
         if cached[1] is not None:
             indices, indptr = cached[1]  # copies: a caller may sort or prune its matrix in place
             return sp.csr_matrix((vals, indices.copy(), indptr.copy()), shape=shape)
         return sp.csr_matrix((vals, (ei[0], ei[1])), shape=shape)
+
+
+def _to_heterodata(nodes: dict[str, int], edges: dict):
+    """The arrays as a ``HeteroData``, edge types in their order (the GNNs make their parameters in that order)."""
+    import torch
+    from torch_geometric.data import HeteroData
+
+    data = HeteroData()
+    for nt, n in nodes.items():
+        data[nt].num_nodes = int(n)
+    for et, arrays in edges.items():
+        for name, a in arrays.items():  # a mirror's flipped view is copied here (as torch's flip would)
+            data[et][name] = torch.from_numpy(np.ascontiguousarray(a))
+    return data
+
+
+def _check(nodes: dict[str, int], edges: dict) -> None:
+    """Shapes and index ranges of the arrays (what ``HeteroData.validate`` checked; a broken invariant is a bug)."""
+    for (src, _, dst), arrays in edges.items():
+        ei = arrays["edge_index"]
+        if ei.ndim != 2 or ei.shape[0] != 2:
+            raise ValueError(f"edge_index of {src}->{dst} must have shape [2, E]. Got {list(ei.shape)} instead")
+        if ei.shape[1] and (ei.min() < 0 or ei[0].max() >= nodes[src] or ei[1].max() >= nodes[dst]):
+            raise ValueError(f"edge_index of {src}->{dst} has a node index out of range")
+        for name, a in arrays.items():
+            if name != "edge_index" and len(a) != ei.shape[1]:
+                raise ValueError(f"{name} of {src}->{dst} must have one row per edge. Got {len(a)} rows")
 
 
 def _lookup(ids: np.ndarray, query) -> np.ndarray:
@@ -242,9 +307,8 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
                                               friendships["user_id"] if friendships is not None else None,
                                               friendships["friend_id"] if friendships is not None else None)
     item_ids, (i, item_rows) = _factorize(purchases["item_id"], items["item_id"] if items is not None else None)
-    data = HeteroData()
-    data["user"].num_nodes = len(user_ids)
-    data["item"].num_nodes = len(item_ids)
+    nodes = {"user": len(user_ids), "item": len(item_ids)}
+    edges: dict = {}
 
     # purchases -> one edge per (user, item) with aggregated attributes
     price = purchases["price"].to_numpy(np.float64)
@@ -253,10 +317,9 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         list_price[item_rows] = items["price"].to_numpy(np.float64)
         price = np.where(np.isnan(price), list_price[i], price)
     bu, bi, attrs = _aggregate_buys(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
-    buy_index = torch.from_numpy(np.stack([bu, bi]))
-    data[BUYS].edge_index = buy_index
-    data[BUYS].edge_attr = torch.from_numpy(attrs)  # BUY_ATTRS' order; float64: epoch seconds need it
-    data[REV_BUYS].edge_index = buy_index.flip(0)
+    buy_index = np.stack([bu, bi])
+    edges[BUYS] = {"edge_index": buy_index, "edge_attr": attrs}  # BUY_ATTRS' order; float64: epoch seconds need it
+    edges[REV_BUYS] = {"edge_index": buy_index[::-1]}  # a view: no copy
 
     if friendships is not None:
         w = friendships["weight"].to_numpy(np.float32)
@@ -267,8 +330,7 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         else:
             order = np.argsort(key)
             key, weight = key[order], np.concatenate([w, w])[order]
-        data[FRIEND].edge_index = torch.from_numpy(np.stack([key // n, key % n]))
-        data[FRIEND].edge_weight = torch.from_numpy(weight)
+        edges[FRIEND] = {"edge_index": np.stack([key // n, key % n]), "edge_weight": weight}
 
     category_ids = np.array([], dtype=object)
     if items is not None and "category" in items:
@@ -276,13 +338,13 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         item_cat[item_rows] = items["category"].astype(str).to_numpy()
         category_ids = np.unique(item_cat.astype(str)).astype(object)
         c = _lookup(category_ids, item_cat)
-        data["category"].num_nodes = len(category_ids)
-        cat_index = torch.from_numpy(np.stack([np.arange(len(item_ids)), c]).astype(np.int64))
-        data[IN_CAT].edge_index = cat_index
-        data[REV_IN].edge_index = cat_index.flip(0)
+        nodes["category"] = len(category_ids)
+        cat_index = np.stack([np.arange(len(item_ids)), c]).astype(np.int64)
+        edges[IN_CAT] = {"edge_index": cat_index}
+        edges[REV_IN] = {"edge_index": cat_index[::-1]}
 
-    data.validate(raise_on_error=True)
-    return ProfileGraph(data=data, user_ids=user_ids, item_ids=item_ids, category_ids=category_ids)
+    _check(nodes, edges)
+    return ProfileGraph(nodes=nodes, edges=edges, user_ids=user_ids, item_ids=item_ids, category_ids=category_ids)
 
 
 # ----------------------------------------------------------------------------------------- save / load
@@ -290,32 +352,31 @@ def _key(edge_type: tuple[str, str, str], name: str) -> str:
     return "__".join(edge_type) + "." + name
 
 
-def _flipped(a: torch.Tensor, b: torch.Tensor) -> bool:
+def _flipped(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether edge_index ``a`` is ``b`` flipped (compared row by row: views, no copy)."""
-    return a.shape == b.shape and bool(torch.equal(a[0], b[1]) and torch.equal(a[1], b[0]))
+    return a.shape == b.shape and bool(np.array_equal(a[0], b[1]) and np.array_equal(a[1], b[0]))
 
 
 def save_graph(graph: ProfileGraph, root: str | Path) -> None:
     """Write ``graph/tensors.safetensors``, ``graph/meta.json`` and ``tables/ids/*.parquet``."""
     root = Path(root)
-    data = graph.data
     tensors, edge_meta = {}, []
-    for et in data.edge_types:
-        store = data[et]
-        names = [n for n in ("edge_index", "edge_attr", "edge_weight") if n in store]
-        entry = {"type": list(et), "num_edges": int(store.edge_index.shape[1])}
+    types = graph.edge_types
+    for et in types:
+        arrays = {n: graph.edge(et, n) for n in ("edge_index", "edge_attr", "edge_weight")}
+        names = [n for n, a in arrays.items() if a is not None]
+        entry = {"type": list(et), "num_edges": int(arrays["edge_index"].shape[1])}
         mirror = MIRRORS.get(et)
-        if mirror in data.edge_types and names == ["edge_index"] and _flipped(store.edge_index,
-                                                                              data[mirror].edge_index):
+        if mirror in types and names == ["edge_index"] and _flipped(arrays["edge_index"], graph.edge(mirror)):
             # a reverse type is its forward type's edge_index flipped: noted, not written (at 1M users the
             # reverse purchases were 160 MB of the file, written and hashed for nothing)
             entry["mirror_of"] = list(mirror)
         else:
             for n in names:
-                tensors[_key(et, n)] = store[n]
+                tensors[_key(et, n)] = arrays[n]
             entry["tensors"] = names
         edge_meta.append(entry)
-    meta = {"node_types": {nt: int(data[nt].num_nodes) for nt in data.node_types},
+    meta = {"node_types": {nt: graph.num_nodes(nt) for nt in graph.node_types},
             "edge_types": edge_meta, "buy_attrs": list(BUY_ATTRS)}
     workdir.write_safetensors(root / workdir.GRAPH_TENSORS, tensors)
     for kind, ids in (("user", graph.user_ids), ("item", graph.item_ids), ("category", graph.category_ids)):
@@ -335,34 +396,32 @@ def load_graph(root: str | Path = workdir.DEFAULT_WORKDIR) -> ProfileGraph:
     workdir.require_built(root)
     hint = "run 'graphprof build-graph' again"
     meta = workdir.read_json(root / workdir.GRAPH_META, missing=hint)
-    tensors = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing=hint)
-    data = HeteroData()
-    for nt, n in meta["node_types"].items():
-        data[nt].num_nodes = n
+    tensors = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing=hint, numpy=True)
     try:
-        for em in meta["edge_types"]:
-            et = tuple(em["type"])
-            store = data[et]  # created here for a mirror too: the edge types keep their saved order (the GNNs'
-            for n in em.get("tensors", ()):  # parameters are made in that order, so their initial values too)
-                store[n] = tensors[_key(et, n)]
+        nodes = {nt: int(n) for nt, n in meta["node_types"].items()}
+        edges: dict = {}
+        for em in meta["edge_types"]:  # the saved order, mirrors too (the GNNs make their parameters in that
+            et = tuple(em["type"])      # order, so their initial values depend on it)
+            edges[et] = {n: tensors[_key(et, n)] for n in em.get("tensors", ())}
         for em in meta["edge_types"]:
             if "mirror_of" in em:
-                data[tuple(em["type"])].edge_index = data[tuple(em["mirror_of"])].edge_index.flip(0)
-    except (KeyError, AttributeError) as e:
+                edges[tuple(em["type"])]["edge_index"] = edges[tuple(em["mirror_of"])]["edge_index"][::-1]
+        _check(nodes, edges)
+    except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{root / workdir.GRAPH_TENSORS}: does not match {root / workdir.GRAPH_META} "
                             f"({e}); {hint}") from None
     ids = {}
     for kind in ("user", "item", "category"):
         df = workdir.read_parquet(workdir.ids_path(root, kind), missing=hint)
         ids[kind] = df.sort_values("index")[f"{kind}_id"].astype(str).to_numpy(dtype=object)
-    return ProfileGraph(data=data, user_ids=ids["user"], item_ids=ids["item"], category_ids=ids["category"])
+    return ProfileGraph(nodes=nodes, edges=edges, user_ids=ids["user"], item_ids=ids["item"],
+                        category_ids=ids["category"])
 
 
 def describe(graph: ProfileGraph) -> dict:
     """Node and edge counts, for logs and ``--json``."""
-    d = graph.data
-    return {"nodes": {nt: int(d[nt].num_nodes) for nt in d.node_types},
-            "edges": {"__".join(et): int(d[et].edge_index.shape[1]) for et in d.edge_types}}
+    return {"nodes": {nt: graph.num_nodes(nt) for nt in graph.node_types},
+            "edges": {"__".join(et): int(graph.edge(et).shape[1]) for et in graph.edge_types}}
 
 
 # -------------------------------------------------------------------------------------------- networkx
@@ -381,9 +440,9 @@ def to_networkx(graph: ProfileGraph, view: str = "social"):
     g = nx.Graph()
     if view == "social":
         g.add_nodes_from(graph.user_ids)
-        if FRIEND in graph.data.edge_types:
-            ei = graph.data[FRIEND].edge_index.numpy()
-            w = graph.data[FRIEND].edge_weight.numpy()
+        if FRIEND in graph.edge_types:
+            ei = graph.edge(FRIEND)
+            w = graph.edge(FRIEND, "edge_weight")
             keep = ei[0] < ei[1]
             g.add_weighted_edges_from(zip(graph.user_ids[ei[0][keep]], graph.user_ids[ei[1][keep]],
                                           w[keep].tolist()))
@@ -391,8 +450,8 @@ def to_networkx(graph: ProfileGraph, view: str = "social"):
     if view == "purchases":
         g.add_nodes_from((("user", u) for u in graph.user_ids), bipartite=0)
         g.add_nodes_from((("item", i) for i in graph.item_ids), bipartite=1)
-        ei = graph.data[BUYS].edge_index.numpy()
-        attrs = graph.data[BUYS].edge_attr.numpy()
+        ei = graph.edge(BUYS)
+        attrs = graph.edge(BUYS, "edge_attr")
         g.add_edges_from((("user", u), ("item", i), dict(zip(BUY_ATTRS, row)))
                          for u, i, row in zip(graph.user_ids[ei[0]], graph.item_ids[ei[1]], attrs.tolist()))
         return g
@@ -404,23 +463,19 @@ def drop_user_edges(graph: ProfileGraph, users) -> ProfileGraph:
     isolated nodes, so every index still means the same user. For inductive evaluation."""
     drop = np.zeros(graph.num_users, dtype=bool)
     drop[np.asarray(users, dtype=np.int64)] = True
-    data = graph.data
-    out = HeteroData()
-    for nt in data.node_types:
-        out[nt].num_nodes = data[nt].num_nodes
-    for et in data.edge_types:
-        store = data[et]
-        ei = store.edge_index
+    nodes = {nt: graph.num_nodes(nt) for nt in graph.node_types}
+    edges: dict = {}
+    for et in graph.edge_types:
+        ei = graph.edge(et)
         if et[0] == "user" and et[2] == "user":
-            keep = ~(torch.from_numpy(drop)[ei[0]] | torch.from_numpy(drop)[ei[1]])
+            keep = ~(drop[ei[0]] | drop[ei[1]])
         elif et[0] == "user":
-            keep = ~torch.from_numpy(drop)[ei[0]]
+            keep = ~drop[ei[0]]
         elif et[2] == "user":
-            keep = ~torch.from_numpy(drop)[ei[1]]
+            keep = ~drop[ei[1]]
         else:
-            keep = torch.ones(ei.shape[1], dtype=torch.bool)
-        for name in ("edge_index", "edge_attr", "edge_weight"):
-            if name in store:
-                value = store[name]
-                out[et][name] = value[:, keep] if name == "edge_index" else value[keep]
-    return ProfileGraph(data=out, user_ids=graph.user_ids, item_ids=graph.item_ids, category_ids=graph.category_ids)
+            keep = np.ones(ei.shape[1], dtype=bool)
+        edges[et] = {name: (a[:, keep] if name == "edge_index" else a[keep])
+                     for name in ("edge_index", "edge_attr", "edge_weight") if (a := graph.edge(et, name)) is not None}
+    return ProfileGraph(nodes=nodes, edges=edges, user_ids=graph.user_ids, item_ids=graph.item_ids,
+                        category_ids=graph.category_ids)

@@ -165,10 +165,10 @@ def fit_lightgcn(graph: ProfileGraph, config: LightGCNConfig | None = None, seed
     if cfg.dim < 1 or cfg.layers < 0 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise ConfigError(f"lightgcn: dim, epochs and batch_size must be >= 1 and layers >= 0. Got {cfg} instead")
     n_users, n_items = graph.num_users, len(graph.item_ids)
-    buys = graph.data[BUYS].edge_index.numpy()
+    buys = graph.edge(BUYS)
     if buys.shape[1] == 0:
         raise ConfigError("lightgcn: the graph must have purchases to learn from. Got none")
-    friends = graph.data[FRIEND].edge_index.numpy() if FRIEND in graph.data.edge_types else None
+    friends = graph.edge(FRIEND) if FRIEND in graph.edge_types else None
     rng = np.random.default_rng(seed)
     train_mask, val_idx = _holdout(buys, n_users, rng)
     train_buys = buys[:, train_mask]

@@ -108,7 +108,7 @@ def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.nda
     paths = sorted((root / workdir.COMMUNITIES_DIR).glob("*/assignments.parquet"))
     leiden = [p for p in paths if p.parent.name == "leiden"]
     path = (leiden or paths or [None])[0]
-    if path is None or (FRIEND not in graph.base.data.edge_types and not len(graph.ties[0])):
+    if path is None or (FRIEND not in graph.base.edge_types and not len(graph.ties[0])):
         return None
     assign = workdir.read_parquet(path, missing="run 'graphprof communities'")
     label = np.full(graph.num_users, -1, dtype=np.int64)

@@ -175,9 +175,15 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def write_safetensors(path: Path, tensors: dict) -> Path:
-    from safetensors.torch import save_file
+    """Write torch tensors or numpy arrays (the same file either way; numpy needs no torch import)."""
+    if all(isinstance(v, np.ndarray) for v in tensors.values()):
+        from safetensors.numpy import save_file
 
-    contiguous = {k: v.contiguous() for k, v in tensors.items()}
+        contiguous = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    else:
+        from safetensors.torch import save_file
+
+        contiguous = {k: v.contiguous() for k, v in tensors.items()}
     return atomic_write(path, lambda p: save_file(contiguous, str(p)))
 
 
@@ -225,10 +231,14 @@ def read_npz(path: Path, *, missing: str) -> dict[str, np.ndarray]:
         raise ArtifactError(f"{path}: must hold plain numeric arrays (no pickle). Got: {exc}") from exc
 
 
-def read_safetensors(path: Path, *, missing: str) -> dict:
+def read_safetensors(path: Path, *, missing: str, numpy: bool = False) -> dict:
+    """The tensors of a safetensors file: torch tensors, or numpy arrays with ``numpy=True`` (no torch import)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
+    if numpy:
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: not found; {missing}")

@@ -314,6 +314,42 @@ def test_a_graph_whose_tensors_do_not_match_its_meta_is_an_artifact_error(tiny, 
         load_graph(root)
 
 
+def test_a_graph_with_a_node_index_out_of_range_is_an_artifact_error(tiny, tmp_path):
+    root = tmp_path / "work"
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    saved = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing="", numpy=True)
+    saved["user__buys__item.edge_index"] = saved["user__buys__item.edge_index"].copy()
+    saved["user__buys__item.edge_index"][1, 0] = len(tiny.item_ids)  # one past the last item
+    workdir.write_safetensors(root / workdir.GRAPH_TENSORS, saved)
+    with pytest.raises(ArtifactError, match="out of range"):
+        load_graph(root)
+
+
+def test_numpy_arrays_and_heterodata_are_the_same_graph(tiny, tmp_path):
+    """build_graph and load_graph keep numpy arrays; ``.data`` is made from the same memory, in the same edge
+    type order, and once made it is what ``edge()`` reads (a model or test that edits it is seen everywhere)."""
+    root = tmp_path / "work"
+    save_graph(tiny, root)
+    workdir.update_manifest(root)
+    loaded = load_graph(root)
+    assert loaded.edge_types == list(loaded.data.edge_types) == list(tiny.data.edge_types)
+    for et in loaded.edge_types:
+        for name in ("edge_index", "edge_attr", "edge_weight"):
+            arr = tiny.edge(et, name)
+            assert (arr is None) == (name not in loaded.data[et])
+            if arr is not None:
+                assert np.array_equal(arr, loaded.data[et][name].numpy(), equal_nan=True), (et, name)
+    assert np.shares_memory(loaded.edge(BUYS), loaded.data[BUYS].edge_index.numpy())  # no copy
+    assert {nt: loaded.num_nodes(nt) for nt in loaded.node_types} == describe(tiny)["nodes"]
+    loaded.data[FRIEND].edge_weight = loaded.data[FRIEND].edge_weight * 2
+    assert np.array_equal(loaded.edge(FRIEND, "edge_weight"), 2 * tiny.edge(FRIEND, "edge_weight"))
+    with pytest.raises(KeyError):
+        tiny.edge(("user", "likes", "item"))
+    with pytest.raises(TypeError, match="either data"):
+        ProfileGraph(user_ids=tiny.user_ids, item_ids=tiny.item_ids, category_ids=tiny.category_ids)
+
+
 def test_save_and_load_round_trip_without_categories_or_friends(tmp_path):
     g = tiny_graph(tmp_path / "in", purchases="user_id,item_id,timestamp\n007,x,\n7,y,5\n", friendships=None,
                    items=None)
