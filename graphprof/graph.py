@@ -9,6 +9,7 @@ Node types: ``user``, ``item`` and, where items have a category, ``category``. E
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -289,24 +290,28 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
     users = t.get("users")
     items = t.get("items")
 
-    codes = tables.friend_codes
-    if friendships is not None and codes is not None and len(codes[1]) == len(friendships):
-        # the ties' ids were factorized by validation: only their distinct ids (the ones kept rows use) join
-        # the purchases' and users' here, then the ties' codes are mapped through them
-        uniques, ca, cb = codes
-        used = np.zeros(len(uniques), dtype=bool)
-        used[ca] = True
-        used[cb] = True
-        user_ids, (u, _, remap) = _factorize(purchases["user_id"], users["user_id"] if users is not None else None,
-                                             uniques[used].reset_index(drop=True))
-        full = np.full(len(uniques), -1, dtype=np.int64)
-        full[used] = remap
-        fa, fb = full[ca], full[cb]
-    else:
-        user_ids, (u, _, fa, fb) = _factorize(purchases["user_id"], users["user_id"] if users is not None else None,
-                                              friendships["user_id"] if friendships is not None else None,
-                                              friendships["friend_id"] if friendships is not None else None)
-    item_ids, (i, item_rows) = _factorize(purchases["item_id"], items["item_id"] if items is not None else None)
+    # the item ids are hashed beside the user ids: Arrow's dictionary encoding releases the GIL (at 1M users
+    # the two take ~3 s together instead of ~4.3 s one after the other)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        item_job = pool.submit(_factorize, purchases["item_id"], items["item_id"] if items is not None else None)
+        codes = tables.friend_codes
+        if friendships is not None and codes is not None and len(codes[1]) == len(friendships):
+            # the ties' ids were factorized by validation: only their distinct ids (the ones kept rows use) join
+            # the purchases' and users' here, then the ties' codes are mapped through them
+            uniques, ca, cb = codes
+            used = np.zeros(len(uniques), dtype=bool)
+            used[ca] = True
+            used[cb] = True
+            user_ids, (u, _, remap) = _factorize(purchases["user_id"], users["user_id"] if users is not None else None,
+                                                 uniques[used].reset_index(drop=True))
+            full = np.full(len(uniques), -1, dtype=np.int64)
+            full[used] = remap
+            fa, fb = full[ca], full[cb]
+        else:
+            user_ids, (u, _, fa, fb) = _factorize(purchases["user_id"], users["user_id"] if users is not None else None,
+                                                  friendships["user_id"] if friendships is not None else None,
+                                                  friendships["friend_id"] if friendships is not None else None)
+        item_ids, (i, item_rows) = item_job.result()
     nodes = {"user": len(user_ids), "item": len(item_ids)}
     edges: dict = {}
 
