@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 
 from graphprof.errors import ConfigError
 
@@ -123,6 +121,8 @@ def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dic
     # add a user to validation
     n_test = math.ceil(test * len(idx) - 1e-9)
     n_val = math.ceil(val * len(idx) - 1e-9)
+    from sklearn.model_selection import train_test_split  # here: predict reads this module, never splits
+
     rest, test_idx = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
     y_rest = target.y[rest]
     train_idx, val_idx = train_test_split(rest, test_size=n_val, stratify=y_rest, random_state=seed)
@@ -132,6 +132,8 @@ def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dic
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Accuracy, macro-F1 and AUC (one-vs-rest, macro, for more than two classes) of probabilities
     ``proba`` [n, n_classes] against class indices ``y_true`` [n]."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
     n_classes = proba.shape[1]
     pred = proba.argmax(axis=1)
     out = {"accuracy": float(accuracy_score(y_true, pred)),

@@ -56,8 +56,8 @@ def load_state(root: str | Path) -> tuple[dict, dict, list[str]]:
     meta = workdir.read_json(root / workdir.FEATURES_META, missing=HINT)
     state = dict(meta.get("state", {}))
     if meta.get("state_arrays"):
-        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=HINT)
-        state.update({k: arrays[k].numpy() for k in meta["state_arrays"]})
+        arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=HINT, numpy=True)
+        state.update({k: arrays[k] for k in meta["state_arrays"]})
     path = root / workdir.FEATURES_USERS
     if not path.exists():
         raise ArtifactError(f"{path}: not found; {HINT}")

@@ -314,16 +314,26 @@ def test_a_graph_whose_tensors_do_not_match_its_meta_is_an_artifact_error(tiny, 
         load_graph(root)
 
 
-def test_a_graph_with_a_node_index_out_of_range_is_an_artifact_error(tiny, tmp_path):
+def test_a_graph_whose_edges_have_another_shape_is_an_artifact_error(tiny, tmp_path):
     root = tmp_path / "work"
     save_graph(tiny, root)
     workdir.update_manifest(root)
     saved = workdir.read_safetensors(root / workdir.GRAPH_TENSORS, missing="", numpy=True)
-    saved["user__buys__item.edge_index"] = saved["user__buys__item.edge_index"].copy()
-    saved["user__buys__item.edge_index"][1, 0] = len(tiny.item_ids)  # one past the last item
+    saved["user__buys__item.edge_index"] = saved["user__buys__item.edge_index"].reshape(1, -1)  # [1, 2E]
     workdir.write_safetensors(root / workdir.GRAPH_TENSORS, saved)
-    with pytest.raises(ArtifactError, match="out of range"):
+    with pytest.raises(ArtifactError, match=r"must have shape \[2, E\]"):
         load_graph(root)
+
+
+def test_build_graph_checks_node_index_ranges():
+    from graphprof.graph import _check
+
+    _check({"user": 2, "item": 3}, {BUYS: {"edge_index": np.array([[0, 1], [2, 0]])}})
+    with pytest.raises(ValueError, match="out of range"):
+        _check({"user": 2, "item": 3}, {BUYS: {"edge_index": np.array([[0, 1], [3, 0]])}})
+    with pytest.raises(ValueError, match="one row per edge"):
+        _check({"user": 2, "item": 3}, {BUYS: {"edge_index": np.array([[0, 1], [2, 0]]),
+                                               "edge_attr": np.zeros((3, 6))}})
 
 
 def test_numpy_arrays_and_heterodata_are_the_same_graph(tiny, tmp_path):

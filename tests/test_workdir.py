@@ -124,6 +124,53 @@ def test_safetensors_round_trip_and_damaged_file(tmp_path):
         workdir.read_safetensors(path, missing="hint")
 
 
+def test_safetensors_as_numpy_are_mapped_from_the_file_and_match_safetensors_own_reader(tmp_path):
+    from safetensors.numpy import load_file
+
+    arrays = {"i": np.arange(10, dtype=np.int64).reshape(2, 5)[:, ::-1], "f": np.linspace(0, 1, 7),
+              "h": np.ones(3, np.float32), "e": np.zeros((0, 4)), "s": np.array(3.5), "u": np.arange(5, dtype=np.uint8)}
+    path = workdir.write_safetensors(tmp_path / "a.safetensors", arrays)  # a reversed view is fine
+    back = workdir.read_safetensors(path, missing="hint", numpy=True)
+    ref = load_file(str(path))
+    assert set(back) == set(ref) == set(arrays)
+    for k, a in arrays.items():
+        assert back[k].dtype == ref[k].dtype == a.dtype and back[k].shape == a.shape and np.array_equal(back[k], a), k
+    before = path.read_bytes()
+    back["f"][0] = 99.0  # copy-on-write: the file does not change
+    assert path.read_bytes() == before
+    assert workdir.read_safetensors(path, missing="", numpy=True)["f"][0] == 0.0
+
+
+@pytest.mark.parametrize("damage", ["short", "header_past_end", "offsets_past_end", "dtype", "shape", "not_json"])
+def test_damaged_safetensors_as_numpy_is_an_artifact_error(tmp_path, damage):
+    import json
+    import struct
+
+    path = workdir.write_safetensors(tmp_path / "w.safetensors", {"x": np.arange(4, dtype=np.int64)})
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    if damage == "short":
+        path.write_bytes(raw[:5])
+    elif damage == "header_past_end":
+        path.write_bytes(struct.pack("<Q", len(raw)) + raw[8:])
+    elif damage == "not_json":
+        path.write_bytes(raw[:8] + b"{" * n + raw[8 + n:])
+    else:
+        x = header["x"]
+        if damage == "offsets_past_end":
+            x["data_offsets"] = [0, 64]
+            x["shape"] = [8]
+        elif damage == "dtype":
+            x["dtype"] = "C64"
+        else:
+            x["shape"] = [5]
+        text = json.dumps(header).encode()
+        path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    with pytest.raises(ArtifactError, match=r"w\.safetensors: must be a safetensors file\. Got: .*; hint"):
+        workdir.read_safetensors(path, missing="hint", numpy=True)
+
+
 # ------------------------------------------------------------------------------------------------- npz
 def test_npz_round_trip(tmp_path):
     arrays = {"a": np.arange(5, dtype=np.int64), "b": np.eye(2)}

@@ -45,6 +45,7 @@ class Model(ABC):
     #: False where the model reads only ``inputs.features``: callers may then pass ``graph=None`` and skip
     #: loading the graph (export-embeddings of ``lr`` at 1M users: ~1.5 s less)
     uses_graph: bool = True
+    numpy_arrays: bool = False  #: weights load as numpy arrays (no torch import), else as torch tensors
 
     def __init__(self, seed: int = 0, **params):
         self.seed = seed
@@ -115,7 +116,7 @@ class Model(ABC):
         meta = workdir.read_json(path / "model.json", missing=hint)
         if meta.get("model") != cls.name:
             raise ArtifactError(f"{path}/model.json: model must be {cls.name!r}. Got {meta.get('model')!r} instead")
-        arrays = workdir.read_safetensors(path / "weights.safetensors", missing=hint)
+        arrays = workdir.read_safetensors(path / "weights.safetensors", missing=hint, numpy=cls.numpy_arrays)
         model = cls(seed=meta["seed"], **meta["params"])
         model.classes_ = meta["classes"]
         model._from_state(meta["config"], arrays)

@@ -9,12 +9,6 @@ a loaded model predicts exactly what the fitted one did.
 from __future__ import annotations
 
 import numpy as np
-import torch
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from graphprof.models.base import Model, ModelInput, feature_rows
 
@@ -31,11 +25,18 @@ class LogisticBaseline(Model):
 
     name = "lr"
     uses_graph = False
+    numpy_arrays = True  # saved and loaded as numpy: predicting needs neither torch nor scikit-learn
 
     def __init__(self, seed: int = 0, max_components: int = 64, c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)):
         super().__init__(seed=seed, max_components=max_components, c_grid=list(c_grid))
 
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import f1_score
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
         x = inputs.features.matrix
         k = int(min(self.params["max_components"], x.shape[1], len(train_idx)))
         best = None
@@ -83,9 +84,8 @@ class LogisticBaseline(Model):
         return e / e.sum(axis=1, keepdims=True)
 
     def _state(self):
-        return {"C": self.c_}, {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64))
-                                for k, v in self.arrays_.items()}
+        return {"C": self.c_}, {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
 
     def _from_state(self, config, arrays) -> None:
         self.c_ = config["C"]
-        self.arrays_ = {k: arrays[k].numpy() for k in ARRAYS}
+        self.arrays_ = {k: np.asarray(arrays[k]) for k in ARRAYS}
