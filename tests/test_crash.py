@@ -40,8 +40,12 @@ def _snapshot(work: Path) -> dict[str, bytes]:
 
 
 def _interrupt(work: Path, sig: int) -> int:
+    # Ctrl-C's default action in the child, whatever this process has: a shell without job control (CI's
+    # `cmd &`) starts its background jobs with SIGINT ignored, which the child would inherit, keep, and then
+    # finish the run (exit 0) instead of being interrupted
     proc = subprocess.Popen(cli("train", "--workdir", str(work), *ARGS), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not list((work / ".partial-train").rglob("result.json")):  # at least one (model, seed) finished
         if proc.poll() is not None or time.monotonic() > deadline:
