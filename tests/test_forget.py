@@ -29,9 +29,10 @@ from graphprof.embeddings import (
     recommend,
     similar,
 )
+from graphprof.erasure import _reject_hits
 from graphprof.errors import ConfigError, InputError
 from graphprof.features import load_features
-from graphprof.forget import _reject_hits, forget, read_forget_file
+from graphprof.forget import forget, read_forget_file
 from graphprof.graph import load_graph
 from graphprof.lightgcn import LightGCN, LightGCNConfig
 from graphprof.predict import predict
