@@ -49,7 +49,7 @@ class ProfileGraph:
 
     def __init__(self, data=None, user_ids=None, item_ids=None, category_ids=None, *,
                  nodes: dict[str, int] | None = None, edges: dict | None = None):
-        if (data is None) == (edges is None):
+        if (data is None) == (nodes is None or edges is None) or (data is not None and (nodes or edges)):
             raise TypeError("ProfileGraph needs either data (a HeteroData) or nodes and edges (numpy arrays)")
         self._data, self._nodes, self._edges = data, nodes, edges
         self.user_ids, self.item_ids, self.category_ids = user_ids, item_ids, category_ids

@@ -358,6 +358,11 @@ def test_numpy_arrays_and_heterodata_are_the_same_graph(tiny, tmp_path):
         tiny.edge(("user", "likes", "item"))
     with pytest.raises(TypeError, match="either data"):
         ProfileGraph(user_ids=tiny.user_ids, item_ids=tiny.item_ids, category_ids=tiny.category_ids)
+    with pytest.raises(TypeError, match="either data"):
+        ProfileGraph(edges={}, user_ids=tiny.user_ids, item_ids=tiny.item_ids, category_ids=tiny.category_ids)
+    with pytest.raises(TypeError, match="either data"):
+        ProfileGraph(data=tiny.data, nodes={"user": 1}, edges={}, user_ids=tiny.user_ids, item_ids=tiny.item_ids,
+                     category_ids=tiny.category_ids)
 
 
 def test_save_and_load_round_trip_without_categories_or_friends(tmp_path):
