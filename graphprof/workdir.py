@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -276,7 +277,7 @@ def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
         dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
         shape = tuple(int(d) for d in info["shape"])
         start, end = (int(x) for x in info["data_offsets"])
-        if min(shape, default=0) < 0 or start < 0 or end - start != int(np.prod(shape)) * dtype.itemsize \
+        if min(shape, default=0) < 0 or start < 0 or end - start != math.prod(shape) * dtype.itemsize \
                 or 8 + n + end > size:
             raise ValueError(f"{name}: its data offsets do not match its shape and the file")
         out[name] = data[8 + n + start:8 + n + end].view(dtype).reshape(shape)

@@ -141,7 +141,8 @@ def test_safetensors_as_numpy_are_mapped_from_the_file_and_match_safetensors_own
     assert workdir.read_safetensors(path, missing="", numpy=True)["f"][0] == 0.0
 
 
-@pytest.mark.parametrize("damage", ["short", "header_past_end", "offsets_past_end", "dtype", "shape", "not_json"])
+@pytest.mark.parametrize("damage", ["short", "header_past_end", "offsets_past_end", "dtype", "shape", "huge_shape",
+                                    "not_json"])
 def test_damaged_safetensors_as_numpy_is_an_artifact_error(tmp_path, damage):
     import json
     import struct
@@ -163,6 +164,8 @@ def test_damaged_safetensors_as_numpy_is_an_artifact_error(tmp_path, damage):
             x["shape"] = [8]
         elif damage == "dtype":
             x["dtype"] = "C64"
+        elif damage == "huge_shape":  # a product that overflows int64 must not pass for 32 bytes
+            x["shape"] = [2**62, 2**62, 2]
         else:
             x["shape"] = [5]
         text = json.dumps(header).encode()
