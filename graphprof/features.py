@@ -308,7 +308,7 @@ def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
     items = pd.concat([pd.DataFrame({"item_id": pd.Series(features.item_ids, dtype="string")}),
                        features.items], axis=1)
     workdir.write_parquet(root / workdir.FEATURES_ITEMS, items)
-    arrays = {k: np.ascontiguousarray(v) for k, v in features.state.items() if isinstance(v, np.ndarray)}
+    arrays = {k: v for k, v in features.state.items() if isinstance(v, np.ndarray)}  # made contiguous by the writer
     scalars = {k: v for k, v in features.state.items() if not isinstance(v, np.ndarray)}
     workdir.write_safetensors(root / workdir.FEATURES_STATE, arrays or {"empty": np.zeros(0, dtype=np.float32)})
     workdir.write_json(root / workdir.FEATURES_META, {"groups": features.groups, "seed": seed,

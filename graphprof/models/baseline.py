@@ -84,7 +84,7 @@ class LogisticBaseline(Model):
         return e / e.sum(axis=1, keepdims=True)
 
     def _state(self):
-        return {"C": self.c_}, {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
+        return {"C": self.c_}, {k: np.asarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
 
     def _from_state(self, config, arrays) -> None:
         self.c_ = config["C"]
