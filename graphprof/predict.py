@@ -166,7 +166,7 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         known = extend.IdIndex(graph.user_ids)
         timings["load"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        rows_new = extend.join(graph, new.tables, known)
+        rows_new = extend.join(graph, new.tables, known, friend_codes=new.friend_codes)
         counts = {**rows_new.counts, "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
         new_ids = rows_new.ids
         ext = extend.extend_graph(root, graph, rows_new)

@@ -428,6 +428,34 @@ def test_extended_graph_is_the_rebuilt_graph_up_to_user_order(sample_ext):
     assert (by_rows.indices == expected.indices).all() and (by_rows.data == expected.data).all()
 
 
+def test_join_with_validation_codes_is_the_join_without(sample_ext):
+    """join reuses validation's factorization of the ties; the rows, ends and counts are those of hashing again."""
+    from graphprof.build import read_inputs
+    from graphprof.extend import join
+    from graphprof.schema import validate_tables
+
+    new = validate_tables(read_inputs(sample_ext["work"].parent / "new").tables)
+    assert new.friend_codes is not None
+    mine, plain = join(sample_ext["graph"], new.tables, friend_codes=new.friend_codes), join(sample_ext["graph"], new.tables)
+    assert list(mine.ids) == list(plain.ids) and mine.counts == plain.counts
+    for name in ("user", "item", "a", "b"):
+        assert (getattr(mine, name) == getattr(plain, name)).all()
+    pd.testing.assert_frame_equal(mine.friendships, plain.friendships)
+
+
+def test_sorted_factorize_is_pandas_sorted_factorize():
+    from graphprof.extend import _sorted_factorize
+
+    rng = np.random.default_rng(3)
+    pool = np.array(["b", "a", "é", "Z", "z", "10", "9", "ß", "日本", "a b", "\U0001f600", "aa"], dtype=object)
+    parts = [pool[rng.integers(0, len(pool), n)] for n in (40, 0, 17)]
+    codes, uniques = _sorted_factorize(parts)
+    want_codes, want_uniques = pd.factorize(np.concatenate(parts), sort=True)
+    assert list(uniques) == list(want_uniques) and (codes == want_codes).all()
+    empty_codes, empty = _sorted_factorize([np.zeros(0, dtype=object)])
+    assert len(empty_codes) == len(empty) == 0
+
+
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     """Every feature of a new user equals what build_features on the whole rebuilt graph gives it (saved state);
     PageRank too with pagerank="exact"; the default local estimate is close."""
