@@ -12,6 +12,7 @@ import numpy as np
 
 from graphprof.models.base import Model, ModelInput, feature_rows
 
+BLOCK_ROWS = 1 << 15  # rows per block when applying the pipeline
 ARRAYS = ("scale_mean", "scale_scale", "pca_mean", "pca_components", "coef", "intercept")
 
 
@@ -67,13 +68,28 @@ class LogisticBaseline(Model):
         return self._proba_x(feature_rows(inputs.features, rows))
 
     def _embed_x(self, x: np.ndarray) -> np.ndarray:
+        return self._blocks(x, self._embed_block, self.arrays_["pca_components"].shape[0])
+
+    def _proba_x(self, x: np.ndarray) -> np.ndarray:
+        return self._blocks(x, self._proba_block, len(self.classes_))
+
+    @staticmethod
+    def _blocks(x: np.ndarray, fn, width: int) -> np.ndarray:
+        """``fn`` applied to ``BLOCK_ROWS`` rows at a time (each row's numbers are the same): the scaled and
+        centred copies of a block stay small, where whole-matrix temporaries at 1M users were ~0.5 GB each."""
+        out = np.empty((len(x), width))
+        for start in range(0, len(x), BLOCK_ROWS):
+            out[start:start + BLOCK_ROWS] = fn(x[start:start + BLOCK_ROWS])
+        return out
+
+    def _embed_block(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays_
         z = (x - a["scale_mean"]) / a["scale_scale"]
         return (z - a["pca_mean"]) @ a["pca_components"].T
 
-    def _proba_x(self, x: np.ndarray) -> np.ndarray:
+    def _proba_block(self, x: np.ndarray) -> np.ndarray:
         a = self.arrays_
-        logits = self._embed_x(x) @ a["coef"].T + a["intercept"]
+        logits = self._embed_block(x) @ a["coef"].T + a["intercept"]
         if logits.shape[1] == 1:  # binary: scikit-learn keeps one coefficient row for the positive class
             from scipy.special import expit  # no overflow warning for large |logit|
 
