@@ -456,6 +456,22 @@ def test_sorted_factorize_is_pandas_sorted_factorize():
     assert len(empty_codes) == len(empty) == 0
 
 
+@pytest.mark.parametrize("pagerank_mode", ["local", "exact"])
+def test_new_user_features_in_blocks_are_those_in_one(sample_ext, monkeypatch, pagerank_mode):
+    """Blocks of new users, one thread or several, give every feature bit for bit as one block does."""
+    from graphprof import extend_features
+    from graphprof.extend import ExtendedGraph
+
+    ext, state, columns, work = sample_ext["ext"], sample_ext["state"], sample_ext["columns"], sample_ext["work"]
+    fresh = lambda: ExtendedGraph(ext.base, ext.user_ids[ext.n_old:], ext.buys, ext.ties)  # noqa: E731
+    whole = extend_features.new_user_features(fresh(), state, columns, work, pagerank_mode, workers=1)
+    monkeypatch.setattr(extend_features, "CHUNK_ROWS", 7)
+    assert ext.num_users - ext.n_old > 3 * 7
+    for workers in (1, 3):
+        blocks = extend_features.new_user_features(fresh(), state, columns, work, pagerank_mode, workers=workers)
+        assert blocks.shape == whole.shape and (blocks == whole).all()
+
+
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     """Every feature of a new user equals what build_features on the whole rebuilt graph gives it (saved state);
     PageRank too with pagerank="exact"; the default local estimate is close."""
