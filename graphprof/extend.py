@@ -14,6 +14,7 @@ built only when a model reads ``.data`` (``sage`` / ``gat``). Nothing assumes so
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graphprof import workdir
+from graphprof.aggregate import aggregate_pairs
 from graphprof.graph import (
     BUY_ATTRS,
     BUY_REDUCERS,
@@ -29,7 +31,6 @@ from graphprof.graph import (
     FRIEND,
     REV_BUYS,
     ProfileGraph,
-    _aggregate_buys,
     buy_columns,
 )
 
@@ -238,15 +239,19 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | 
     known = IdIndex(graph.user_ids) if known is None else known
     n_old = graph.num_users
     p = tables["purchases"]
-    pc, pu = pd.factorize(p["user_id"])
-    p_known_user = (known.get_indexer(pu) >= 0)[pc]
-    ic, iu = pd.factorize(p["item_id"])
+    # the item ids are hashed beside the user ids (Arrow's dictionary encoding releases the GIL)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        item_job = pool.submit(pd.factorize, p["item_id"])
+        pc, pu = pd.factorize(p["user_id"])
+        pu = _strings(pu)
+        p_known_user = (known.get_indexer(pu) >= 0)[pc]
+        ic, iu = item_job.result()
     item_of_unique = IdIndex(graph.item_ids).get_indexer(iu)
     item = item_of_unique[ic]
     use_p = ~p_known_user & (item >= 0)
     used_u = np.zeros(len(pu), dtype=bool)
     used_u[pc[use_p]] = True
-    named = [_strings(pu)[used_u]]
+    named = [pu[used_u]]
     f = tables.get("friendships")
     use_f = np.zeros(0, bool)
     if f is not None:
@@ -255,9 +260,10 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | 
         else:
             fc, fu = pd.factorize(pd.concat([f["user_id"], f["friend_id"]], ignore_index=True))
             fa, fb = fc[:len(f)], fc[len(f):]
+        fu = _strings(fu)
         where = known.get_indexer(fu)  # per distinct id: its saved index, or -1
         use_f = ~((where[fa] >= 0) & (where[fb] >= 0))
-        named.append(_strings(fu)[where < 0])  # each in a used tie
+        named.append(fu[where < 0])  # each in a used tie
     if "users" in tables:
         ids = _strings(tables["users"]["user_id"])
         named.append(ids[known.get_indexer(ids) < 0])
@@ -313,7 +319,7 @@ def extend_graph(root: str | Path, graph: ProfileGraph, rows: NewRows) -> Extend
         list_price = _list_price(root, graph.item_ids)
         if list_price is not None:
             price = np.where(np.isnan(price), list_price[i], price)
-    bu, bi, attrs = _aggregate_buys(u, i, len(graph.item_ids), buy_columns(purchases, price), BUY_REDUCERS)
+    bu, bi, attrs = aggregate_pairs(u, i, len(graph.item_ids), buy_columns(purchases, price), BUY_REDUCERS)
     buys = (bu + n_old, bi, attrs)  # attrs: BUY_ATTRS' order
     w = rows.friendships["weight"].to_numpy(np.float32) if rows.friendships is not None else np.zeros(0, np.float32)
     return ExtendedGraph(graph, rows.ids, buys, (rows.a, rows.b, w))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graphprof import workdir
+from graphprof.aggregate import aggregate_pairs
 from graphprof.errors import ArtifactError
 from graphprof.schema import UNKNOWN_CATEGORY, ValidatedTables
 
@@ -206,76 +207,12 @@ BUY_REDUCERS = {c: {"last_time": "max", "count": "count"}.get(c, "sum") for c in
 
 
 def buy_columns(purchases: pd.DataFrame, price: np.ndarray) -> dict[str, np.ndarray]:
-    """The per-purchase values ``_aggregate_buys`` reduces (``price``: the purchase's, or the list price)."""
+    """The per-purchase values ``aggregate_pairs`` reduces (``price``: the purchase's, or the list price)."""
     qty = purchases["quantity"].to_numpy(np.float64)
     return {"quantity": qty, "spend": np.nan_to_num(qty * price),
             "last_time": purchases["timestamp"].to_numpy(np.float64),
             "weight": purchases["weight"].to_numpy(np.float64),
             "priced_quantity": np.where(np.isnan(price), 0.0, qty)}
-
-
-def _aggregate_buys(u, i, n_items, columns: dict[str, np.ndarray], reducers: dict[str, str]):
-    """One row per (user, item): ``columns`` reduced (``sum``, ``max`` or ``count``: rows) over the purchases of the pair.
-
-    The rows are put in a canonical order first (pair, then the values), so float sums do not depend on the
-    order of the input rows; then each run of a pair is reduced with ``np.add.reduceat`` (sequential, hence
-    deterministic). Returns ``(u, i, values)`` with pairs sorted by (u, i) and ``values`` one float64 array
-    ``[pairs, len(reducers)]``, a column per reducer in ``reducers``' order (written in place: at 1M users a
-    stack of separate columns was another 480 MB).
-    """
-    key = u * np.int64(n_items) + i
-    n = len(key)
-    if n and int(key.max()) < np.iinfo(np.int64).max // n:
-        # (pair, row) packed into one int64 and sorted by value: the stable order, ~2x faster than argsort
-        packed = key * np.int64(n) + np.arange(n, dtype=np.int64)
-        packed.sort()
-        key, order = np.divmod(packed, n)
-        del packed
-    else:
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-    new_run = np.r_[True, key[1:] != key[:-1]] if len(key) else np.array([], bool)
-    starts = np.flatnonzero(new_run)
-    # only rows of pairs bought more than once need the canonical (value) order: sort just those, in place
-    run_len = np.diff(np.r_[starts, len(key)])
-    multi = np.repeat(run_len > 1, run_len)
-    if multi.any():
-        pos = np.flatnonzero(multi)
-        rows = order[pos]
-        order[pos] = rows[np.lexsort(tuple(columns[c][rows] for c in sorted(columns)) + (key[pos],))]
-    values = np.empty((len(starts), len(reducers)), dtype=np.float64)
-    done: list[tuple[np.ndarray, str, int]] = []
-    for j, (name, how) in enumerate(reducers.items()):
-        out = values[:, j]
-        if how == "count":  # rows per pair: the run lengths, no values to gather
-            out[:] = run_len
-            continue
-        col = columns[name]
-        # a column equal to one already reduced the same way (quantity and priced_quantity where every purchase
-        # has a price), or one constant value (weight 1): no 10M-row gather
-        same = next((k for c, h, k in done if h == how and np.array_equal(c, col)), None)
-        if same is not None:
-            out[:] = values[:, same]
-            continue
-        done.append((col, how, j))
-        if not len(col):
-            continue
-        if not np.isnan(col[0]) and (col == col[0]).all():
-            if how == "sum":
-                np.multiply(run_len, col[0], out=out)
-            else:
-                out[:] = col[0]
-            continue
-        v = col[order]
-        if how == "sum":
-            np.add.reduceat(v, starts, out=out)
-        else:  # max, NaN where every value of the pair is NaN (unknown time)
-            np.copyto(v, -np.inf, where=np.isnan(v))
-            m = np.maximum.reduceat(v, starts)
-            m[np.isneginf(m)] = np.nan
-            out[:] = m
-    pair = key[starts]
-    return pair // n_items, pair % n_items, values
 
 
 def build_graph(tables: ValidatedTables) -> ProfileGraph:
@@ -325,7 +262,7 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
         list_price = np.full(len(item_ids), np.nan)
         list_price[item_rows] = items["price"].to_numpy(np.float64)
         price = np.where(np.isnan(price), list_price[i], price)
-    bu, bi, attrs = _aggregate_buys(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
+    bu, bi, attrs = aggregate_pairs(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
     buy_index = np.stack([bu, bi])
     edges[BUYS] = {"edge_index": buy_index, "edge_attr": attrs}  # BUY_ATTRS' order; float64: epoch seconds need it
     edges[REV_BUYS] = {"edge_index": buy_index[::-1]}  # a view: no copy
