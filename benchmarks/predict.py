@@ -18,7 +18,7 @@ the whole-rebuild route ``predict`` took before it (the saved tables plus the ne
 and ``build_features(state=saved)``, every user scored, the new rows kept), on the first N new users: share of
 the same predicted class and the largest probability difference, per model.
 
-Run: ``python benchmarks/predict.py --workdir W [--new-users 100000] [--cache DIR] [--repeat 2]``; figures are
+Run: ``python benchmarks/predict.py --workdir W [--new-users 100000] [--cache DIR] [--repeat 2] [--models lr,sign]``; figures are
 printed and appended to ``benchmarks/RESULTS.md`` with the command and the machine.
 """
 
@@ -179,13 +179,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=2, help="runs per model (the first reads cold files)")
     ap.add_argument("--agreement", type=int, default=10_000, help="new users in the agreement check; 0: skip")
+    ap.add_argument("--models", default="", help="comma-separated trained models to run (default: every one)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
+    wanted = [m for m in args.models.split(",") if m]
     work, cache = args.workdir.resolve(), args.cache.resolve()
     cache.mkdir(parents=True, exist_ok=True)
     data = prepare(work, cache, args.new_users, args.known_tie_share, args.seed)
     results = {}
-    for name, view in views(work, cache).items():
+    chosen = {name: view for name, view in views(work, cache).items() if not wanted or name in wanted}
+    if wanted and sorted(chosen) != sorted(set(wanted)):
+        raise SystemExit(f"--models {args.models}: trained here are {', '.join(views(work, cache))}")
+    for name, view in chosen.items():
         runs = []
         for r in range(args.repeat):
             doc = run_predict(view, data, cache / f"out_{name}.parquet")
@@ -202,7 +207,7 @@ def main() -> None:
         t0 = time.perf_counter()
         whole = rebuild_predict(work, small)
         t_whole = time.perf_counter() - t0
-        for name, view in views(work, cache).items():
+        for name, view in chosen.items():
             doc = run_predict(view, small, cache / f"agree_{name}.parquet")
             mine = pd.read_parquet(cache / f"agree_{name}.parquet").set_index("user_id")
             for key, theirs in whole.items():
