@@ -31,6 +31,7 @@ from graphprof.graph import (
     FRIEND,
     REV_BUYS,
     ProfileGraph,
+    _index_arrays,
     buy_columns,
 )
 
@@ -81,14 +82,20 @@ class ExtendedGraph(ProfileGraph):
         self.data  # noqa: B018 - the new users' edges are in the materialized graph
         return super().edge(edge_type, name)
 
-    def new_purchase_matrix(self, attr: str = "quantity") -> sp.csr_matrix:
-        """The new users' rows of :meth:`purchase_matrix`: ``[n_new, num_items]``."""
-        u, i, attrs = self.buys
-        n_new = self.num_users - self.n_old
-        indptr = np.zeros(n_new + 1, dtype=np.int64)
-        np.cumsum(np.bincount(u - self.n_old, minlength=n_new), out=indptr[1:])
-        vals = np.nan_to_num(attrs[:, BUY_ATTRS.index(attr)].astype(np.float64))
-        return sp.csr_matrix((vals, i.astype(np.int64), indptr), shape=(n_new, len(self.item_ids)))
+    def new_purchase_matrix(self, attr: str = "quantity", copy_structure: bool = True) -> sp.csr_matrix:
+        """The new users' rows of :meth:`purchase_matrix`: ``[n_new, num_items]`` (``copy_structure`` as there)."""
+        if "new_buys_structure" not in self._cache:
+            u, i, _ = self.buys
+            n_new = self.num_users - self.n_old
+            indptr = np.zeros(n_new + 1, dtype=np.int64)
+            np.cumsum(np.bincount(u - self.n_old, minlength=n_new), out=indptr[1:])
+            self._cache["new_buys_structure"] = _index_arrays(i, indptr, max(n_new, len(self.item_ids)))
+        indices, indptr = self._cache["new_buys_structure"]
+        if copy_structure:
+            indices, indptr = indices.copy(), indptr.copy()
+        vals = self.buys[2][:, BUY_ATTRS.index(attr)].astype(np.float64)  # a contiguous copy
+        np.nan_to_num(vals, copy=False)
+        return sp.csr_matrix((vals, indices, indptr), shape=(len(indptr) - 1, len(self.item_ids)))
 
     def purchase_matrix(self, attr: str = "quantity") -> sp.csr_matrix:
         key = ("buys", attr)

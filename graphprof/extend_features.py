@@ -91,7 +91,8 @@ def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root:
     n_old, n_new = ext.n_old, ext.num_users - ext.n_old
     if not n_new:
         return np.zeros((0, len(columns)))
-    m = {name: ext.new_purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
+    m = {name: ext.new_purchase_matrix(name, copy_structure=False)  # the blocks slice them: copies
+         for name in ("count", "quantity", "spend", "priced_quantity")}
     shared = {"to_cat": None, "top": None}
     if IN_CAT in ext.base.edge_types and len(ext.category_ids) and "top_categories" in state:
         shared["to_cat"] = item_category_matrix(ext.base, len(ext.item_ids), len(ext.category_ids))

@@ -202,10 +202,25 @@ def _social_stats(adj: sp.csr_matrix, n_users: int) -> dict[str, np.ndarray]:
             "clustering": clustering(adj) if adj.nnz else np.zeros(n_users)}
 
 
+def user_max(users: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray:
+    """Per user, the largest finite value of its rows (-inf where none): ``np.maximum.reduceat`` over the runs
+    where ``users`` is sorted (``build_graph``'s edge order), ``np.maximum.at`` otherwise (the same numbers)."""
+    out = np.full(n_users, -np.inf)
+    values = np.where(np.isfinite(values), values, -np.inf)
+    if len(users) and np.all(users[1:] >= users[:-1]):
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        out[users[starts]] = np.maximum.reduceat(values, starts)
+    elif len(users):
+        np.maximum.at(out, users, values)
+    return out
+
+
 def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     """The behaviour, category-mix and SVD columns of ``build_features`` and the item table."""
     n_users, n_items = graph.num_users, len(graph.item_ids)
-    attrs = {name: graph.purchase_matrix(name) for name in ("count", "quantity", "spend", "priced_quantity")}
+    # one shared structure: nothing below writes a matrix's indices in place (log1p, tocsc and products copy)
+    attrs = {name: graph.purchase_matrix(name, copy_structure=False)
+             for name in ("count", "quantity", "spend", "priced_quantity")}
     priced = np.asarray(attrs["priced_quantity"].sum(axis=1)).ravel()
     count = np.asarray(attrs["count"].sum(axis=1)).ravel()
     quantity = np.asarray(attrs["quantity"].sum(axis=1)).ravel()
@@ -223,9 +238,8 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     last = graph.edge(BUYS, "edge_attr")[:, BUY_ATTRS.index("last_time")].astype(np.float64)
     fitted: dict = {}
     if (state is None and np.isfinite(last).any()) or (state is not None and "ref_time" in state):
-        user_last = np.full(n_users, -np.inf)
+        user_last = user_max(ei[0], last, n_users)
         ok = np.isfinite(last)
-        np.maximum.at(user_last, ei[0][ok], last[ok])
         ref = float(state["ref_time"]) if state is not None else float(last[ok].max())
         fitted["ref_time"] = ref
         recency = (ref - user_last) / SECONDS_PER_DAY

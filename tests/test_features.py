@@ -276,3 +276,26 @@ def test_svd_fitted_on_a_row_sample_beyond_the_cap_still_projects_every_user(mon
     # the leading direction agrees with the full SVD's (cosine near 1)
     cos = abs(comps[0] @ comps_full[0]) / (np.linalg.norm(comps[0]) * np.linalg.norm(comps_full[0]))
     assert cos > 0.95
+
+
+def test_user_max_sorted_and_unsorted_rows_agree():
+    from graphprof.features import user_max
+
+    rng = np.random.default_rng(5)
+    users = np.sort(rng.integers(0, 40, 300))
+    values = np.where(rng.random(300) < 0.3, np.nan, rng.random(300))
+    sorted_max = user_max(users, values, 50)
+    perm = rng.permutation(300)
+    assert sorted_max.tobytes() == user_max(users[perm], values[perm], 50).tobytes()
+    for u in range(50):
+        v = values[(users == u) & np.isfinite(values)]
+        assert sorted_max[u] == (v.max() if len(v) else -np.inf)
+
+
+def test_purchase_matrices_can_share_one_structure(tiny):
+    shared = [tiny.purchase_matrix(a, copy_structure=False) for a in ("count", "quantity")]
+    own = [tiny.purchase_matrix(a) for a in ("count", "quantity")]
+    assert np.shares_memory(shared[0].indices, shared[1].indices)
+    assert not np.shares_memory(own[0].indices, own[1].indices)
+    for s, o in zip(shared, own):
+        assert (s != o).nnz == 0 and not np.isnan(s.data).any()
