@@ -20,7 +20,8 @@ from graphprof.errors import ConfigError
 from graphprof.features import UserFeatures
 from graphprof.graph import BUYS, FRIEND, REV_BUYS, ProfileGraph
 from graphprof.models import MODELS, ModelInput
-from graphprof.models.sign import SIGN, top_k_per_row
+from graphprof.models.sign import SIGN
+from graphprof.models.sparse_hops import top_k_per_row
 from graphprof.predict import predict
 from graphprof.train import train
 
@@ -253,15 +254,16 @@ def test_top_k_per_row_keeps_the_largest_with_ties_to_the_lower_column():
 
 
 @pytest.mark.parametrize("block_nnz", [1, 50, 10**9])
-def test_sparse_hop_in_row_blocks_equals_the_whole_product(block_nnz):
-    from graphprof.models.sign import sparse_hop
+@pytest.mark.parametrize("workers", [1, 3])
+def test_sparse_hop_in_row_blocks_equals_the_whole_product(block_nnz, workers):
+    from graphprof.models.sparse_hops import sparse_hop
 
     rng = np.random.default_rng(5)
     adj = sp.random(120, 120, density=0.05, random_state=1, format="csr")
     m = sp.random(120, 300, density=0.04, random_state=2, format="csr")
     m.data = rng.random(m.nnz)
     want = top_k_per_row(adj @ m, 7)
-    got = sparse_hop(adj, m, 7, block_nnz=block_nnz)
+    got = sparse_hop(adj, m, 7, block_nnz=block_nnz, workers=workers)
     assert got.shape == want.shape and (np.diff(got.indptr) <= 7).all()
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)

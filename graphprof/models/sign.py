@@ -79,6 +79,7 @@ from torch.nn.parallel import DistributedDataParallel
 from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, feature_rows
+from graphprof.models.sparse_hops import row_scale, sparse_hop
 
 log = logging.getLogger("graphprof")
 
@@ -90,66 +91,11 @@ BLOCK_SETS = ("all", "own")
 
 
 # ------------------------------------------------------------------------------------------ sparse helpers
-#: Entries (before the top-k) of one row block of a sparse social hop ``A @ T``.
-HOP_BLOCK_NNZ = 20_000_000
 #: From this many training users on, ``sign`` takes its large-graph route: only the first point of each grid
 #: (``block_sets[0]``, ``hidden_grid[0]``, ``dropout_grid[0]``) and 4x the batch. With 100k+ labelled users one
 #: grid point is well determined on validation, and at 1M users (240k training users) each epoch of the
 #: 4-point grid cost about 2 minutes on 2 shared cores.
 LARGE_TRAIN_USERS = 100_000
-
-
-def _row_scale(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
-    """Rows divided by their L1 (``"l1"``) or L2 (``"l2"``) norm; empty rows stay empty."""
-    m = m.tocsr()
-    if norm == "l1":
-        s = np.asarray(abs(m).sum(axis=1)).ravel()
-    else:
-        s = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-    return sp.csr_matrix(sp.diags(inv) @ m)
-
-
-def top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep the ``k`` entries of largest magnitude in every row (ties: the lower column), vectorised.
-
-    One stable radix sort of an int64 key (row in the high 32 bits, the float32 magnitude's bit pattern, which
-    orders like the value for non-negative floats, inverted in the low 32): O(nnz), no per-row loop.
-
-    Shapes: ``m`` ``[n, d]`` -> ``[n, d]`` with at most ``k`` non-zeros per row.
-    """
-    m = m.tocsr()
-    m.sum_duplicates()
-    m.sort_indices()
-    counts = np.diff(m.indptr)
-    if len(counts) == 0 or counts.max(initial=0) <= k:
-        return m
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), counts)
-    bits = np.abs(m.data).astype(np.float32).view(np.uint32).astype(np.int64)
-    order = np.argsort((rows << 32) | (0xFFFFFFFF - bits), kind="stable")
-    rank = np.arange(m.nnz) - m.indptr[rows[order]]
-    keep = np.sort(order[rank < k])
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, k))])
-    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
-
-
-def sparse_hop(adj: sp.csr_matrix, m: sp.csr_matrix, k: int, block_nnz: int = HOP_BLOCK_NNZ) -> sp.csr_matrix:
-    """``top_k_per_row(adj @ m, k)`` computed in row blocks of ``adj`` (each block's product holds at most about
-    ``block_nnz`` entries before the top-k), so memory is ``O(rows * k)`` plus one block, not the full product
-    (at 1M users, 8 friends and 128 entries a row the full second hop holds ~1G entries). Same result.
-
-    Shapes: ``adj`` ``[n, n]``, ``m`` ``[n, d]`` -> ``[n, d]`` with at most ``k`` non-zeros per row.
-    """
-    adj, m = adj.tocsr(), m.tocsr()
-    per_row = np.diff(m.indptr)
-    # an upper bound on each output row's entries: sum over its neighbours of their entries
-    cost = np.cumsum(adj @ per_row.astype(np.float64)) if adj.shape[0] else np.zeros(0)
-    if not len(cost) or cost[-1] <= block_nnz:
-        return top_k_per_row(adj @ m, k)
-    bounds = np.unique(np.searchsorted(cost, np.arange(block_nnz, cost[-1], block_nnz)))
-    edges = [0] + [int(b) for b in bounds if 0 < b < adj.shape[0]] + [adj.shape[0]]
-    return sp.vstack([top_k_per_row(adj[lo:hi] @ m, k) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo],
-                     format="csr")
 
 
 def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +201,7 @@ class SIGN(Model):
             # an invariant: graphprof predict keeps the saved graph's items
             raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
                              f"Got {counts.shape[1]} instead")
-        return _row_scale(counts.log1p() @ sp.diags(self.idf_), "l2")
+        return row_scale(counts.log1p() @ sp.diags(self.idf_), "l2")
 
     def _raw_blocks(self, inputs: ModelInput) -> tuple[list[str], list[np.ndarray], list]:
         """Block names, dense parts (unstandardised aggregates of the standardised ``F``) and sparse parts."""
@@ -265,17 +211,17 @@ class SIGN(Model):
         t = self._bag(inputs)
         names, dense, bags = ["own"], [f], [t]
         if self.social_:
-            adj = _row_scale(g.social_adjacency(), "l1")
+            adj = row_scale(g.social_adjacency(), "l1")
             hf, ht = f, t
             for k in range(1, p["hops"] + 1):
                 hf = adj @ hf
-                ht = _row_scale(sparse_hop(adj, ht, p["top_k"]), "l2")
+                ht = row_scale(sparse_hop(adj, ht, p["top_k"]), "l2")
                 names.append(f"social_{k}")
                 dense.append(hf)
                 bags.append(ht)
         if self.copurchase_:
             w = g.purchase_matrix("count").tocsr().log1p()
-            pn, ptn = _row_scale(w, "l1"), _row_scale(w.T.tocsr(), "l1")
+            pn, ptn = row_scale(w, "l1"), row_scale(w.T.tocsr(), "l1")
             # the u -> i -> u paths (a user reaching itself) out: the neighbours' profile only
             self_w = np.asarray(pn.multiply(ptn.T).sum(axis=1)).ravel()
             rest = 1.0 - self_w
@@ -464,7 +410,7 @@ class SIGN(Model):
         if counts.shape[1] != self.n_items_:  # an invariant, as in _bag
             raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
                              f"Got {counts.shape[1]} instead")
-        return _row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
+        return row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
 
     def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
         """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by
@@ -495,10 +441,10 @@ class SIGN(Model):
         hf, ht = f_far, t_far
         for k in range(1, hops + 1):
             level, nxt = balls[hops - k], balls[hops - k + 1]
-            m = _row_scale(adj_rows(level), "l1")
+            m = row_scale(adj_rows(level), "l1")
             m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
             hf = m @ hf
-            ht = _row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
+            ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
             at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
             names.append(f"social_{k}")
             dense.append(hf[at])
@@ -506,11 +452,11 @@ class SIGN(Model):
         if self.copurchase_:
             w = g.purchase_matrix("count").tocsr().log1p()
             wt = w.T.tocsr()
-            item_f = _row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
+            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
             s = np.asarray(abs(wt).sum(axis=1)).ravel()
             inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
             wr = w[rows]
-            pn = _row_scale(wr, "l1")
+            pn = row_scale(wr, "l1")
             ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
             self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()
             f_rows = f_all[rows]
