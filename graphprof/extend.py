@@ -270,7 +270,11 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | 
         fu = _strings(fu)
         where = known.get_indexer(fu)  # per distinct id: its saved index, or -1
         use_f = ~((where[fa] >= 0) & (where[fb] >= 0))
-        named.append(fu[where < 0])  # each in a used tie
+        in_tie = np.zeros(len(fu), dtype=bool)  # validation's ids include those of rejected rows: not users
+        in_tie[fa] = True
+        in_tie[fb] = True
+        new_f = (where < 0) & in_tie
+        named.append(fu[new_f])  # each in a used tie
     if "users" in tables:
         ids = _strings(tables["users"]["user_id"])
         named.append(ids[known.get_indexer(ids) < 0])
@@ -281,7 +285,7 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | 
     user = position[pc[use_p]]
     a = b = np.zeros(0, np.int64)
     if f is not None:
-        where[where < 0] = n_old + codes[len(named[0]):len(named[0]) + len(named[1])]
+        where[new_f] = n_old + codes[len(named[0]):len(named[0]) + len(named[1])]
         a, b = where[fa][use_f], where[fb][use_f]
     counts = {"new_users": int(len(new_ids)), "purchases_used": int(use_p.sum()), "ties_used": int(use_f.sum()),
               "purchases_unknown_item": int(((item < 0) & ~p_known_user).sum()),

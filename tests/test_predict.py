@@ -265,6 +265,17 @@ def test_hand_made_new_users_and_ties(shop, tmp_path):
     np.testing.assert_allclose(res.frame[["gender_proba_f", "gender_proba_m"]].sum(axis=1), 1.0, atol=1e-6)
 
 
+def test_ids_of_rejected_ties_are_not_new_users(shop, tmp_path):
+    """Validation hashes every tie's ids, rejected rows' too; predict reuses that hashing, and must take as new
+    users only ids of ties it keeps."""
+    (tmp_path / "p.csv").write_text("user_id,item_id\nNEW1,SKU-001\n")
+    (tmp_path / "f.csv").write_text("user_id,friend_id,weight\nNEW2,NEW1,1\nNEW4,NEW5,-1\nNEW1,NEW2,1\n")
+    res = predict(shop["work"], purchases=tmp_path / "p.csv", friendships=tmp_path / "f.csv",
+                  out=tmp_path / "out.parquet")
+    assert res.frame["user_id"].tolist() == ["NEW1", "NEW2"]
+    assert res.counts["new_users"] == 2 and res.counts["ties_used"] == 1 and res.counts["rejected_rows"] == 2
+
+
 def test_only_known_users_gives_an_empty_frame(shop, tmp_path):
     known = load_graph(shop["work"]).user_ids
     (tmp_path / "p.csv").write_text(f"user_id,item_id\n{known[0]},SKU-001\n{known[1]},SKU-002\n")
