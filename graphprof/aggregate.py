@@ -30,6 +30,7 @@ def aggregate_pairs(u, i, n_items: int, columns: dict[str, np.ndarray], reducers
     """
     key = u * np.int64(n_items) + i
     n = len(key)
+    packed = None
     if n and int(key.max()) < np.iinfo(np.int64).max // n:
         # (pair, row) packed into one int64 and sorted by value: the stable order, ~2x faster than argsort
         packed = key * np.int64(n) + np.arange(n, dtype=np.int64)
@@ -63,6 +64,7 @@ def aggregate_pairs(u, i, n_items: int, columns: dict[str, np.ndarray], reducers
     plan = _plan(columns, reducers)
     with ThreadPoolExecutor(max_workers=len(spans)) as pool:
         parts = list(pool.map(lambda span: _runs(*sorted_part(*span), columns), spans))
+        packed = key = None  # the parts hold what is needed from here (at 1M users 80 MB less)
         pairs = sum(len(starts) for _, _, starts, _ in parts)
         values = np.empty((pairs, len(reducers)), dtype=np.float64)
         pair = np.empty(pairs, dtype=np.int64)

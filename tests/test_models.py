@@ -181,3 +181,22 @@ def test_unfitted_model_raises_attribute_error(shop, name, tmp_path):
     with pytest.raises(AttributeError, match="not fitted yet; call fit"):
         model.save(tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_lr_in_row_blocks_gives_the_whole_matrix_numbers(monkeypatch):
+    """lr applies its pipeline in blocks of rows: the numbers are those of one pass (to BLAS's summation order)."""
+    from graphprof.models import baseline
+
+    rng = np.random.default_rng(11)
+    model = baseline.LogisticBaseline()
+    d, k = 9, 5
+    model.arrays_ = {"scale_mean": rng.normal(size=d), "scale_scale": rng.random(d) + 0.5,
+                     "pca_mean": rng.normal(size=d), "pca_components": rng.normal(size=(k, d)),
+                     "coef": rng.normal(size=(3, k)), "intercept": rng.normal(size=3)}
+    model.classes_ = ["a", "b", "c"]
+    x = rng.normal(size=(1000, d))
+    whole_p, whole_e = model._proba_x(x), model._embed_x(x)
+    monkeypatch.setattr(baseline, "BLOCK_ROWS", 7)
+    np.testing.assert_allclose(model._proba_x(x), whole_p, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(model._embed_x(x), whole_e, rtol=1e-12, atol=1e-12)
+    assert model._proba_x(x[:0]).shape == (0, 3)
