@@ -27,6 +27,14 @@ class ModelInput:
     features: UserFeatures
 
 
+def macro_f1(y_true, y_pred) -> float:
+    """scikit-learn's macro-F1, imported on first use (~0.6 s): loading a model to predict or embed never
+    needs it."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, average="macro"))
+
+
 def feature_rows(features: UserFeatures, rows: np.ndarray | None = None) -> np.ndarray:
     """``features.matrix[rows]`` (every row where ``rows`` is None), reading only those rows where the features
     can (:class:`graphprof.extend_features.ExtendedFeatures`: the new users' rows without the saved ones)."""

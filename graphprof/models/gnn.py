@@ -31,7 +31,6 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import NodeLoader
@@ -39,7 +38,7 @@ from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 from torch_geometric.nn.conv.hetero_conv import group
 
 from graphprof.errors import ConfigError
-from graphprof.models.base import Model, ModelInput
+from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.sampler import CSRGraph, CSRNeighborSampler
 
 log = logging.getLogger(__name__)
@@ -292,7 +291,7 @@ class HeteroSAGE(Model):
         best_f1, best_state, bad, history = -1.0, None, 0, []
         for epoch, (train_loss, val_logits) in enumerate(epochs):
             val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
-            val_f1 = float(f1_score(y[val_idx], val_logits.argmax(1).numpy(), average="macro"))
+            val_f1 = macro_f1(y[val_idx], val_logits.argmax(1).numpy())
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_macro_f1": val_f1})
             if val_f1 > best_f1:
                 best_f1, bad = val_f1, 0

@@ -72,13 +72,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
-from graphprof.models.base import Model, ModelInput, feature_rows
+from graphprof.models.base import Model, ModelInput, feature_rows, macro_f1
 from graphprof.models.sparse_hops import row_scale, sparse_hop
 
 log = logging.getLogger("graphprof")
@@ -379,7 +378,7 @@ class SIGN(Model):
                 total += share
             total = parallel.all_reduce_sum(total) if world > 1 else total
             logits, _ = self._run(net, dense, bags, val_idx)
-            val_f1 = float(f1_score(y[val_idx], logits.argmax(1).numpy(), average="macro"))
+            val_f1 = macro_f1(y[val_idx], logits.argmax(1).numpy())
             if world > 1:
                 val_f1 = parallel.broadcast_float(val_f1)
             history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_macro_f1": val_f1})
