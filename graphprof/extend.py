@@ -207,23 +207,6 @@ class ExtendedGraph(ProfileGraph):
         return data
 
 
-class IdIndex:
-    """Positions of ids in a unique id array by hash lookup (-1 where absent): a pandas ``PyObjectHashTable`` over
-    the ids as Python ``str`` objects. ``pd.Index.get_indexer`` does the same but, with pandas 3's string dtypes,
-    converts its values and the query on each call (at 1M users: ~10x slower per call)."""
-
-    def __init__(self, ids: np.ndarray):
-        from pandas._libs.hashtable import PyObjectHashTable
-
-        self.ids = np.asarray(ids, dtype=object)
-        self._table = PyObjectHashTable(max(len(self.ids), 1))
-        self._table.map_locations(self.ids)
-
-    def get_indexer(self, query) -> np.ndarray:
-        query = query.to_numpy(dtype=object) if hasattr(query, "to_numpy") else np.asarray(query, dtype=object)
-        return self._table.lookup(query).astype(np.int64) if len(query) else np.zeros(0, np.int64)
-
-
 @dataclass
 class NewRows:
     """The usable rows of the new users' tables, by :func:`join`.
@@ -245,51 +228,55 @@ class NewRows:
     counts: dict
 
 
-def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | None = None,
-         friend_codes: tuple | None = None) -> NewRows:
+def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], friend_codes: tuple | None = None) -> NewRows:
     """Select the usable rows of validated new tables: purchases by users not in ``graph`` of items in it, ties
     with at least one end not in ``graph``; the new users are those and the users table's unknown ids.
 
     Every id column is factorized once (one hash pass over its rows) and only its distinct ids are looked up in
-    the graph's users (``known``: ``IdIndex(graph.user_ids)`` where already built) and items. ``friend_codes``:
-    validation's factorization of the ties (:attr:`~graphprof.schema.ValidatedTables.friend_codes`), reused
-    rather than hashing both id columns again.
+    the graph's users and items, all in Arrow (no Python string per id: at 1M new users the object conversions
+    and lookups were ~2 s). ``friend_codes``: validation's factorization of the ties
+    (:attr:`~graphprof.schema.ValidatedTables.friend_codes`), reused rather than hashing both id columns again.
     """
-    known = IdIndex(graph.user_ids) if known is None else known
     n_old = graph.num_users
     p = tables["purchases"]
-    # the item ids are hashed beside the user ids (Arrow's dictionary encoding releases the GIL)
+    # the item ids are hashed and looked up beside the user ids (Arrow's kernels release the GIL)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        item_job = pool.submit(pd.factorize, p["item_id"])
+        item_job = pool.submit(lambda: _factorize_lookup(p["item_id"], _arrow(graph.item_ids)))
+        saved = _arrow(graph.user_ids)
         pc, pu = pd.factorize(p["user_id"])
-        pu = _strings(pu)
-        p_known_user = (known.get_indexer(pu) >= 0)[pc]
-        ic, iu = item_job.result()
-    item_of_unique = IdIndex(graph.item_ids).get_indexer(iu)
+        pu = _arrow(pu)
+        f = tables.get("friendships")
+        if f is not None:
+            if friend_codes is not None and len(friend_codes[1]) == len(f):
+                fu, fa, fb = friend_codes
+            else:
+                fc, fu = pd.factorize(pd.concat([f["user_id"], f["friend_id"]], ignore_index=True))
+                fa, fb = fc[:len(f)], fc[len(f):]
+            fu = _arrow(fu)
+        users = _arrow(tables["users"]["user_id"]) if "users" in tables else None
+        # one lookup of every distinct id in the saved users: its index, or -1
+        queries = [q for q in (pu, fu if f is not None else None, users) if q is not None]
+        found = _index_in(_concat(queries), saved)
+        bounds = np.cumsum([0] + [len(q) for q in queries])
+        where_p, where = found[:bounds[1]], (found[bounds[1]:bounds[2]] if f is not None else None)
+        where_users = found[bounds[-2]:] if users is not None else None
+        ic, item_of_unique = item_job.result()
+    p_known_user = (where_p >= 0)[pc]
     item = item_of_unique[ic]
     use_p = ~p_known_user & (item >= 0)
     used_u = np.zeros(len(pu), dtype=bool)
     used_u[pc[use_p]] = True
-    named = [pu[used_u]]
-    f = tables.get("friendships")
+    named = [_take(pu, used_u)]
     use_f = np.zeros(0, bool)
     if f is not None:
-        if friend_codes is not None and len(friend_codes[1]) == len(f):
-            fu, fa, fb = friend_codes
-        else:
-            fc, fu = pd.factorize(pd.concat([f["user_id"], f["friend_id"]], ignore_index=True))
-            fa, fb = fc[:len(f)], fc[len(f):]
-        fu = _strings(fu)
-        where = known.get_indexer(fu)  # per distinct id: its saved index, or -1
         use_f = ~((where[fa] >= 0) & (where[fb] >= 0))
         in_tie = np.zeros(len(fu), dtype=bool)  # validation's ids include those of rejected rows: not users
         in_tie[fa] = True
         in_tie[fb] = True
         new_f = (where < 0) & in_tie
-        named.append(fu[new_f])  # each in a used tie
-    if "users" in tables:
-        ids = _strings(tables["users"]["user_id"])
-        named.append(ids[known.get_indexer(ids) < 0])
+        named.append(_take(fu, new_f))  # each in a used tie
+    if users is not None:
+        named.append(_take(users, where_users < 0))
     # one sorted factorization of the new ids named anywhere: the new ids, and each one's position among them
     codes, new_ids = _sorted_factorize(named)
     position = np.full(len(pu), -1, dtype=np.int64)
@@ -309,27 +296,59 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], known: IdIndex | 
                    counts=counts)
 
 
-def _strings(values) -> np.ndarray:
-    """Ids (a Series, an Index or an array of str) as an object array of str."""
-    if isinstance(values, (pd.Series, pd.Index)):
-        return values.astype(str).to_numpy(dtype=object)
-    return np.asarray(values, dtype=object)
-
-
-def _sorted_factorize(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """``pd.factorize(np.concatenate(parts), sort=True)``, sorting only the distinct ids, with Arrow (its binary
-    order of UTF-8 is Python's order of str): at 1M new ids ~0.4 s, where pandas sorts Python objects in ~1.5 s."""
+def _arrow(values):
+    """Ids (a Series, an Index or an array of str) as one Arrow ``large_string`` array (no copy where they are
+    Arrow strings already)."""
     import pyarrow as pa
+
+    if isinstance(values, (pd.Series, pd.Index)):
+        values = values.array if isinstance(values.dtype, pd.StringDtype) else values.astype(str).to_numpy(object)
+    arr = pa.array(values, type=pa.large_string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _concat(arrays: list):
+    import pyarrow as pa
+
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.large_string())
+
+
+def _index_in(values, value_set) -> np.ndarray:
+    """Each value's position in ``value_set`` (unique; Arrow arrays), -1 where absent."""
     import pyarrow.compute as pac
 
-    values = np.concatenate(parts)
+    if not len(values):
+        return np.zeros(0, np.int64)
+    found = pac.index_in(values, value_set=value_set)
+    return pac.fill_null(found, -1).to_numpy().astype(np.int64)
+
+
+def _factorize_lookup(ids: pd.Series, known) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(ids)``'s codes, and each distinct id's position in ``known`` (-1 where absent)."""
+    codes, uniques = pd.factorize(ids)
+    return codes, _index_in(_arrow(uniques), known)
+
+
+def _take(values, mask: np.ndarray):
+    import pyarrow as pa
+
+    return values.filter(pa.array(mask))
+
+
+def _sorted_factorize(parts: list) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize(concatenated parts, sort=True)`` in Arrow (Arrow strings; its binary order of UTF-8 is
+    Python's order of str): codes, and the distinct values sorted, as an object array of str."""
+    import pyarrow.compute as pac
+
+    values = _concat(parts)
     if not len(values):
         return np.zeros(0, np.int64), np.zeros(0, dtype=object)
-    codes, uniques = pd.factorize(values)
-    order = np.asarray(pac.array_sort_indices(pa.array(uniques, pa.large_string())), dtype=np.int64)
+    encoded = pac.dictionary_encode(values)
+    order = np.asarray(pac.array_sort_indices(encoded.dictionary), dtype=np.int64)
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank[codes], np.asarray(uniques, dtype=object)[order]
+    uniques = encoded.dictionary.take(order).to_numpy(zero_copy_only=False)
+    return rank[encoded.indices.to_numpy().astype(np.int64)], np.asarray(uniques, dtype=object)
 
 
 def extend_graph(root: str | Path, graph: ProfileGraph, rows: NewRows) -> ExtendedGraph:

@@ -163,10 +163,9 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         if len(items) != len(graph.item_ids) or (items != graph.item_ids).any():
             raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
                                 "items; re-run 'graphprof build-graph' and 'graphprof train'")
-        known = extend.IdIndex(graph.user_ids)
         timings["load"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        rows_new = extend.join(graph, new.tables, known, friend_codes=new.friend_codes)
+        rows_new = extend.join(graph, new.tables, friend_codes=new.friend_codes)
         counts = {**rows_new.counts, "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
         new_ids = rows_new.ids
         ext = extend.extend_graph(root, graph, rows_new)

@@ -455,15 +455,15 @@ def test_join_with_validation_codes_is_the_join_without(sample_ext):
 
 
 def test_sorted_factorize_is_pandas_sorted_factorize():
-    from graphprof.extend import _sorted_factorize
+    from graphprof.extend import _arrow, _sorted_factorize
 
     rng = np.random.default_rng(3)
     pool = np.array(["b", "a", "é", "Z", "z", "10", "9", "ß", "日本", "a b", "\U0001f600", "aa"], dtype=object)
     parts = [pool[rng.integers(0, len(pool), n)] for n in (40, 0, 17)]
-    codes, uniques = _sorted_factorize(parts)
+    codes, uniques = _sorted_factorize([_arrow(p) for p in parts])
     want_codes, want_uniques = pd.factorize(np.concatenate(parts), sort=True)
     assert list(uniques) == list(want_uniques) and (codes == want_codes).all()
-    empty_codes, empty = _sorted_factorize([np.zeros(0, dtype=object)])
+    empty_codes, empty = _sorted_factorize([_arrow(np.zeros(0, dtype=object))])
     assert len(empty_codes) == len(empty) == 0
 
 
