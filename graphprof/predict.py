@@ -125,6 +125,11 @@ def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.nda
     return np.where(v.sum(axis=1) > 0, v.argmax(axis=1), -1)
 
 
+def _rows_of(keys: pd.Series, ids: pd.Series) -> np.ndarray:
+    """Each of ``ids``' row in ``keys`` (validated: unique), -1 where absent: a left join's rows, hashed once."""
+    return extend._index_in(extend._arrow(ids), extend._arrow(keys))
+
+
 def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
             purchases=None, friendships=None, users=None, out: str | Path | None = None,
             pagerank: str = "local") -> PredictResult:
@@ -179,13 +184,13 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         rows = np.arange(ext.n_old, ext.num_users, dtype=np.int64)
         frame = pd.DataFrame({"user_id": pd.Series(new_ids, dtype="string")})
         info, accuracy = {}, {}
-        given = new.tables.get("users")
+        given, given_row = new.tables.get("users"), None
         for target in targets:
             t1 = time.perf_counter()
             name = picked_model(root, target)
             config = workdir.read_json(workdir.model_dir(root, target, name) / "config.json", missing="")
             model = get_model(name).load(workdir.run_dir(root, target, name, config["predictions_from_seed"]))
-            proba = model.predict_proba(inputs, rows=rows).to_numpy() if len(rows) else \
+            proba = model.proba(inputs, rows=rows) if len(rows) else \
                 np.zeros((0, len(model.classes_)))
             classes = np.array(model.classes_, dtype=object)
             frame[target] = pd.Series(classes[proba.argmax(axis=1)] if len(rows) else [], dtype="string")
@@ -194,8 +199,10 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
                 frame[f"{target}_proba_{c}"] = proba[:, j]
             info[target] = {"model": name, "predicted": frame[target].value_counts().sort_index().to_dict()}
             if given is not None and target in given:
-                truth = frame[["user_id"]].merge(given[["user_id", target]].astype({"user_id": "string"}),
-                                                 on="user_id", how="left")[target]
+                if given_row is None:  # each new user's row in the users table (-1: none), once for every target
+                    given_row = _rows_of(given["user_id"], frame["user_id"])
+                truth = given[target].take(np.maximum(given_row, 0)).where(given_row >= 0)
+                truth = truth.reset_index(drop=True)
                 ok = truth.notna().to_numpy() & truth.isin(model.classes_).to_numpy()
                 if ok.any():
                     accuracy[target] = {"accuracy": float((frame[target].to_numpy()[ok] == truth.to_numpy()[ok]).mean()),

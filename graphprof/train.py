@@ -294,7 +294,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
         return None, None
     if done is not None:
         model = cls.load(run)
-        proba = model.predict_proba(inputs).to_numpy()
+        proba = model.proba(inputs)
         log.info("%s / %s / seed %d: resumed from checkpoint", target.name, name, s)
         return done, proba
     kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
@@ -302,7 +302,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
     if not main:
         return None, None
-    proba = model.predict_proba(inputs).to_numpy()
+    proba = model.proba(inputs)
     result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
               "val": scores(target.y[parts["val"]], proba[parts["val"]]),
               "fit_seconds": time.perf_counter() - t0,

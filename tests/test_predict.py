@@ -483,6 +483,53 @@ def test_new_user_features_in_blocks_are_those_in_one(sample_ext, monkeypatch, p
         assert blocks.shape == whole.shape and (blocks == whole).all()
 
 
+def test_local_pagerank_products_in_row_blocks_are_one_product(sample_ext, monkeypatch):
+    """The local PageRank's product in row blocks over threads is one product, bit for bit: on a random matrix
+    for 1-3 blocks, and in new_user_features with the threshold lowered so the sample takes the threaded path."""
+    import scipy.sparse as sp
+
+    from graphprof import extend_features
+    from graphprof.extend import ExtendedGraph
+
+    rng = np.random.default_rng(5)
+    m = sp.random(500, 500, density=0.02, format="csr", random_state=rng)
+    x = rng.random(500)
+    monkeypatch.setattr(extend_features, "PARALLEL_MIN_NNZ", 0)
+    for workers in (1, 2, 3):
+        with extend_features._RowBlocks(m, workers=workers) as product:
+            assert len(product.blocks) == workers
+            np.testing.assert_array_equal(product(x), m @ x)
+    ext, state, columns, work = sample_ext["ext"], sample_ext["state"], sample_ext["columns"], sample_ext["work"]
+    fresh = lambda: ExtendedGraph(ext.base, ext.user_ids[ext.n_old:], ext.buys, ext.ties)  # noqa: E731
+    threaded = extend_features.new_user_features(fresh(), state, columns, work, workers=1)
+    monkeypatch.setattr(extend_features, "PARALLEL_MIN_NNZ", 1 << 40)
+    single = extend_features.new_user_features(fresh(), state, columns, work, workers=1)
+    np.testing.assert_array_equal(threaded, single)
+
+
+def test_new_edges_are_in_source_destination_order(sample_ext):
+    """The new ties in both directions, ordered by (source, destination) with their weights, as an argsort of
+    the packed keys orders them; a repeated tie (which validation rejects) keeps both entries."""
+    from graphprof.extend import ExtendedGraph
+
+    ext = sample_ext["ext"]
+    a, b, w = ext.ties
+    assert len(a)
+
+    def expected(a, b, w, n):
+        src, dst, ww = np.r_[a, b], np.r_[b, a], np.r_[w, w]
+        order = np.argsort(src * np.int64(n) + dst, kind="stable")
+        return src[order], dst[order], ww[order]
+
+    for ties in ((a, b, w), (np.r_[a, a[:1]], np.r_[b, b[:1]], np.r_[w, w[:1]])):
+        g = ExtendedGraph(ext.base, ext.user_ids[ext.n_old:], ext.buys, ties)
+        got, want = g._new_edges(), expected(*ties, g.num_users)
+        for x, y in zip(got, want):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+        starts = g._run_starts(1, got[0])
+        assert np.array_equal(starts, np.r_[0, np.cumsum(np.bincount(got[0], minlength=g.num_users))])
+
+
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     """Every feature of a new user equals what build_features on the whole rebuilt graph gives it (saved state);
     PageRank too with pagerank="exact"; the default local estimate is close."""
@@ -545,6 +592,7 @@ def test_row_scores_equal_the_whole_graph_scores(sample_models, name):
     new = np.arange(ext.n_old, ext.num_users)
     whole = model.predict_proba(inputs)
     part = model.predict_proba(inputs, rows=new)
+    np.testing.assert_array_equal(model.proba(inputs, rows=new), part.to_numpy())  # the same numbers, no frame
     assert list(part.index) == list(ext.user_ids[new]) and list(part.columns) == list(whole.columns)
     np.testing.assert_allclose(part.to_numpy(), whole.to_numpy()[new], rtol=0, atol=1e-6)
     mix = np.r_[new[::-3], np.arange(0, ext.n_old, 37)]

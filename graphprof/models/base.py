@@ -78,13 +78,17 @@ class Model(ABC):
         same numbers as the whole-graph call's rows. Models that can compute fewer rows do (``lr``: those rows'
         features; ``sign``: its blocks on the rows' neighbourhoods); the others score every user and keep the rows.
         """
+        proba = self.proba(inputs, rows)
+        ids = inputs.graph.user_ids if rows is None else inputs.graph.user_ids[np.asarray(rows, dtype=np.int64)]
+        return pd.DataFrame(proba, index=pd.Index(ids, name="user_id"), columns=self.classes_)
+
+    def proba(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`predict_proba`'s numbers as an array ``[n, n_classes]`` (columns in ``classes_``' order), without
+        the frame: its index of user ids cost ~0.7 s per target at 1M users, for callers that have the ids."""
         self._check_fitted()
         if rows is None:
-            proba, ids = self._proba(inputs), inputs.graph.user_ids
-        else:
-            rows = np.asarray(rows, dtype=np.int64)
-            proba, ids = self._proba_rows(inputs, rows), inputs.graph.user_ids[rows]
-        return pd.DataFrame(proba, index=pd.Index(ids, name="user_id"), columns=self.classes_)
+            return self._proba(inputs)
+        return self._proba_rows(inputs, np.asarray(rows, dtype=np.int64))
 
     def embed(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
         """User embeddings ``[num_users, dim]`` (the representation the classifier head reads); ``rows``: only
