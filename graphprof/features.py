@@ -102,7 +102,7 @@ def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components: np.ndar
         return pd.DataFrame(index=range(m.shape[0])), None
     coords = np.asarray(x @ (components.T if projection is None else projection))
     cols = [f"{prefix}_{j}" for j in range(len(components))]
-    return pd.DataFrame(coords, columns=cols), components
+    return pd.DataFrame(coords, columns=cols, copy=False), components  # coords: a new array, ours
 
 
 def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
@@ -272,7 +272,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         shares = sp.diags(np.divide(1.0, quantity, out=np.zeros_like(quantity), where=quantity > 0)) @ user_cat
         shares = shares.toarray()[:, top] if n_cat <= 4 * MAX_CATEGORY_SHARES else shares[:, top].toarray()
         cols = [f"cat_share_{graph.category_ids[c]}" for c in top]
-        f = pd.concat([f, pd.DataFrame(shares, columns=cols)], axis=1)
+        f = pd.concat([f, pd.DataFrame(shares, columns=cols, copy=False)], axis=1)
         groups["category_mix"] = cols
         given = None if state is None else state.get("cat_svd_components")
         if (state is None and n_cat > MAX_CATEGORY_SHARES) or given is not None:
