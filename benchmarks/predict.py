@@ -18,7 +18,7 @@ the whole-rebuild route ``predict`` took before it (the saved tables plus the ne
 and ``build_features(state=saved)``, every user scored, the new rows kept), on the first N new users: share of
 the same predicted class and the largest probability difference, per model.
 
-Run: ``python benchmarks/predict.py --workdir W [--new-users 100000] [--cache DIR] [--repeat 2] [--models lr,sign]``; figures are
+Run: ``python benchmarks/predict.py --workdir W [--new-users 100000] [--cache DIR] [--repeat 2] [--models lr,sign] [--no-floor]``; figures are
 printed and appended to ``benchmarks/RESULTS.md`` with the command and the machine.
 """
 
@@ -40,6 +40,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from _results import publish  # noqa: E402
+from build_graph import measure  # noqa: E402
+
+#: the floor of predict's input, as build_graph.py's floor is build-graph's: read the new users' Parquet tables
+#: with pyarrow and factorize their user ids and item ids, in a process of its own (start and imports included)
+FLOOR = r"""
+import os, sys, pyarrow.parquet as pq, pandas as pd
+d = sys.argv[1]
+t = {n: pq.read_table(f"{d}/{n}.parquet") for n in ("purchases", "friendships", "users")
+     if os.path.exists(f"{d}/{n}.parquet")}
+users = [t["purchases"].column("user_id").to_pandas()]
+if "friendships" in t:
+    users += [t["friendships"].column("user_id").to_pandas(), t["friendships"].column("friend_id").to_pandas()]
+if "users" in t:
+    users.append(t["users"].column("user_id").to_pandas())
+pd.factorize(pd.concat(users, ignore_index=True), sort=True)
+pd.factorize(t["purchases"].column("item_id").to_pandas(), sort=True)
+"""
 
 PY = sys.executable
 MACHINE = "2-core AMD EPYC, 24 GiB, no GPU, shared with other jobs"
@@ -181,6 +198,8 @@ def main() -> None:
     ap.add_argument("--agreement", type=int, default=10_000, help="new users in the agreement check; 0: skip")
     ap.add_argument("--models", default="", help="comma-separated trained models to run (default: every one)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the floor (pyarrow read + id factorization of the new users' tables) after each run")
     args = ap.parse_args()
     wanted = [m for m in args.models.split(",") if m]
     work, cache = args.workdir.resolve(), args.cache.resolve()
@@ -194,10 +213,14 @@ def main() -> None:
         runs = []
         for r in range(args.repeat):
             doc = run_predict(view, data, cache / f"out_{name}.parquet")
+            if not args.no_floor:  # right after, in the same conditions
+                doc["floor"] = measure([PY, "-c", FLOOR, str(data)])[0]
             n = doc["counts"]["new_users"]
             print(f"{name} run {r + 1}: {n} new users, wall {doc['wall']:.1f} s ({n / doc['wall']:,.0f} users/s), "
                   f"predict {doc['seconds']:.1f} s ({n / doc['seconds']:,.0f} users/s), peak {doc['rss_gib']:.2f} "
-                  f"GiB; stages " + ", ".join(f"{k} {v:.2f}" for k, v in doc["timings"].items()), flush=True)
+                  f"GiB; stages " + ", ".join(f"{k} {v:.2f}" for k, v in doc["timings"].items())
+                  + (f"; floor {doc['floor']:.1f} s ({n / doc['floor']:,.0f} users/s)" if "floor" in doc else ""),
+                  flush=True)
             runs.append(doc)
         results[name] = runs
 
@@ -232,16 +255,22 @@ def main() -> None:
              f"ids unseen, items mapped onto the graph's, {args.known_tie_share:.0%} of their ties rewritten to known "
              "users. Each run is `cli.py predict --json` in its own process, the only model of its target in a "
              "hard-linked copy of the work directory; wall includes interpreter start and imports, `predict s` is "
-             "the command's own (read + validate to written Parquet); RSS is that process's peak.", "",
+             "the command's own (read + validate to written Parquet); RSS is that process's peak. The floor, run "
+             "right after each predict run in its own process: the new users' Parquet tables read with pyarrow "
+             "and their user and item ids factorized (what any route must at least do with this input), start "
+             "and imports included as in `wall s`.", "",
              "| model | run | new users | ties used | wall s | users/s (wall) | predict s | users/s (predict) | "
-             "peak GiB | stages s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "peak GiB | floor s | floor users/s | wall / floor | stages s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, runs in results.items():
         for r, doc in enumerate(runs):
             n = doc["counts"]["new_users"]
             stages = ", ".join(f"{k} {v:.1f}" for k, v in doc["timings"].items())
+            floor = (f"{doc['floor']:.1f} | {n / doc['floor']:,.0f} | {doc['wall'] / doc['floor']:.1f}x"
+                     if "floor" in doc else "- | - | -")
             lines.append(f"| {name} | {r + 1} | {n:,} | {doc['counts']['ties_used']:,} | {doc['wall']:.1f} | "
                          f"{n / doc['wall']:,.0f} | {doc['seconds']:.1f} | {n / doc['seconds']:,.0f} | "
-                         f"{doc['rss_gib']:.2f} | {stages} |")
+                         f"{doc['rss_gib']:.2f} | {floor} | {stages} |")
     if agreement:
         lines += ["", f"Agreement with the whole-rebuild route on the first {args.agreement:,} new users "
                   "(saved tables + new rows through `build_graph` and `build_features(state=saved)`, every user "
