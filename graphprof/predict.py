@@ -201,8 +201,9 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
             if given is not None and target in given:
                 if given_row is None:  # each new user's row in the users table (-1: none), once for every target
                     given_row = _rows_of(given["user_id"], frame["user_id"])
-                truth = given[target].take(np.maximum(given_row, 0)).where(given_row >= 0)
-                truth = truth.reset_index(drop=True)
+                # by label on a 0..n-1 index: -1 (not in the users table) gives a missing value, also when the
+                # table has no rows
+                truth = given[target].reset_index(drop=True).reindex(given_row).reset_index(drop=True)
                 ok = truth.notna().to_numpy() & truth.isin(model.classes_).to_numpy()
                 if ok.any():
                     accuracy[target] = {"accuracy": float((frame[target].to_numpy()[ok] == truth.to_numpy()[ok]).mean()),

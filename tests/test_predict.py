@@ -251,6 +251,31 @@ def test_purchases_only(shop, tmp_path):
     assert "accuracy" not in res.summary_lines()[2]
 
 
+@pytest.mark.parametrize("case", ["no_rows", "some_users_shuffled"])
+def test_accuracy_with_a_partial_or_empty_users_table(shop, tmp_path, case):
+    """The given labels are matched to the new users by id, whatever the users table's order or size: a table
+    with no rows gives no accuracy (and no error); one naming a shuffled part of the new users, plus ids that are
+    not new users, is scored on the named new users only."""
+    users = pd.read_csv(shop["new"] / "users.csv", dtype=str, keep_default_na=False)
+    if case == "no_rows":
+        users = users.iloc[:0]
+    else:
+        users = users.iloc[::2].sample(frac=1.0, random_state=1)
+        users = pd.concat([users, pd.DataFrame([{**users.iloc[0], "user_id": "NOT-A-BUYER-1", "gender": "m"}])])
+    shutil.copytree(shop["new"], tmp_path / "new")
+    users.to_csv(tmp_path / "new" / "users.csv", index=False)
+    res = predict(shop["work"], tmp_path / "new", out=tmp_path / "out.parquet")
+    if case == "no_rows":
+        assert res.accuracy == {} and res.frame["user_id"].tolist() == shop["held"]
+        return
+    labels = users.set_index("user_id")["gender"].replace("", np.nan)
+    truth = labels.reindex(res.frame["user_id"]).to_numpy()
+    has = pd.notna(truth)
+    assert 0 < has.sum() < len(res.frame) and res.accuracy["gender"]["n"] == int(has.sum())
+    expected = float((res.frame["gender"].to_numpy()[has] == truth[has]).mean())
+    assert res.accuracy["gender"]["accuracy"] == pytest.approx(expected, abs=1e-12)
+
+
 def test_hand_made_new_users_and_ties(shop, tmp_path):
     """NEW1 buys a known and an unknown item; NEW2 is only tied to NEW1; NEW3 only to a known user."""
     known = load_graph(shop["work"]).user_ids
