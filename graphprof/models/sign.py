@@ -69,27 +69,22 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
-from graphprof.models.base import Model, ModelInput, feature_rows, macro_f1
-from graphprof.models.sparse_hops import row_scale, sparse_hop
+from graphprof.models.base import Model, ModelInput, macro_f1
+from graphprof.models.sign_blocks import SIGNBlocks, standardize, stats
+from graphprof.models.sign_net import SIGNNet
 
 log = logging.getLogger("graphprof")
 
 EVAL_BATCH = 8192
 MIN_STEPS = 8  # optimiser steps per epoch, at least (smaller batches on small training sets)
 MIN_BATCH = 32
-CLIP = 6.0
 BLOCK_SETS = ("all", "own")
-
-
-# ------------------------------------------------------------------------------------------ sparse helpers
 #: From this many training users on, ``sign`` takes its large-graph route: only the first point of each grid
 #: (``block_sets[0]``, ``hidden_grid[0]``, ``dropout_grid[0]``) and 4x the batch. With 100k+ labelled users one
 #: grid point is well determined on validation, and at 1M users (240k training users) each epoch of the
@@ -97,72 +92,8 @@ BLOCK_SETS = ("all", "own")
 LARGE_TRAIN_USERS = 100_000
 
 
-def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    std = x.std(axis=0)
-    return x.mean(axis=0), np.where(std > 1e-12, std, 1.0)
-
-
-def _standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    out = x - mean  # in place from here: one array allocated (at 1M users each one is ~0.5 GB)
-    out /= std
-    return np.clip(out, -CLIP, CLIP, out=out)
-
-
-# ------------------------------------------------------------------------------------------------ network
-class SIGNNet(nn.Module):
-    """One linear layer per block (dense part: ``nn.Linear``; sparse bag of items: ``nn.EmbeddingBag``, which is a
-    linear layer on the sparse bag), ReLU and dropout, the blocks' outputs concatenated, then a two-layer head;
-    with ``wide``, each bag also has a linear term straight to the logits (wide & deep).
-
-    Args:
-        dense_dims: input width of each block's dense part. sparse: whether each block has a bag of items.
-        n_items: columns of the bags. hidden: width of every block and of the head. out: classes.
-        dropout: on the block outputs and in the head. item_dropout: share of a bag's entries dropped in training.
-
-    Shapes: ``dense[b]`` ``[batch, dense_dims[b]]``; ``bags[b]`` ``(indices [nnz], offsets [batch], weights
-    [nnz])`` or ``None``; returns logits ``[batch, out]`` and block outputs ``[batch, hidden * n_blocks]``.
-    """
-
-    def __init__(self, dense_dims: list[int], sparse: list[bool], n_items: int, hidden: int, out: int,
-                 dropout: float, item_dropout: float = 0.0, wide: bool = True):
-        super().__init__()
-        self.dropout = dropout
-        self.item_dropout = item_dropout
-        self.dense = nn.ModuleList([nn.Linear(d, hidden) for d in dense_dims])
-        has_bag = [str(b) for b, has in enumerate(sparse) if has]
-        self.bags = nn.ModuleDict({b: nn.EmbeddingBag(n_items, hidden, mode="sum") for b in has_bag})
-        for bag in self.bags.values():  # a bag's row has unit L2 norm: its term has variance 1/3, order one
-            nn.init.normal_(bag.weight, std=1.0 / np.sqrt(3.0))
-        wide_bags = has_bag if wide else []
-        self.wide = nn.ModuleDict({b: nn.EmbeddingBag(n_items, out, mode="sum") for b in wide_bags})
-        for bag in self.wide.values():  # starts as no item preference at all
-            nn.init.zeros_(bag.weight)
-        self.head = nn.Sequential(nn.Linear(hidden * len(dense_dims), hidden), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden, out))
-
-    def blocks(self, dense: list[torch.Tensor], bags: list[tuple | None]) -> torch.Tensor:
-        """The concatenated block outputs ``[batch, hidden * n_blocks]``."""
-        outs = []
-        for b, (lin, x) in enumerate(zip(self.dense, dense)):
-            h = lin(x)
-            if bags[b] is not None:
-                idx, offsets, weights = bags[b]
-                weights = F.dropout(weights, self.item_dropout, self.training)
-                h = h + self.bags[str(b)](idx, offsets, per_sample_weights=weights)
-            outs.append(F.dropout(F.relu(h), self.dropout, self.training))
-        return torch.cat(outs, dim=1)
-
-    def forward(self, dense: list[torch.Tensor], bags: list[tuple | None]) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.blocks(dense, bags)
-        logits = self.head(emb)
-        for b, lin in self.wide.items():
-            idx, offsets, weights = bags[int(b)]
-            logits = logits + lin(idx, offsets, per_sample_weights=weights)
-        return logits, emb
-
-
 # -------------------------------------------------------------------------------------------------- model
-class SIGN(Model):
+class SIGN(SIGNBlocks, Model):
     """SIGN-style classifier over precomputed per-relation, per-hop aggregates (see the module docstring).
 
     Args:
@@ -193,51 +124,13 @@ class SIGN(Model):
                          item_dropout=item_dropout, wide=wide)
 
     # -------------------------------------------------------------------------------------------- blocks
-    def _bag(self, inputs: ModelInput) -> sp.csr_matrix:
-        """``T``: ``log(1 + count) * idf``, rows L2-normalised ``[num_users, num_items]``."""
-        counts = inputs.graph.purchase_matrix("count").tocsr()
-        if counts.shape[1] != self.n_items_:
-            # an invariant: graphprof predict keeps the saved graph's items
-            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
-                             f"Got {counts.shape[1]} instead")
-        return row_scale(counts.log1p() @ sp.diags(self.idf_), "l2")
-
-    def _raw_blocks(self, inputs: ModelInput) -> tuple[list[str], list[np.ndarray], list]:
-        """Block names, dense parts (unstandardised aggregates of the standardised ``F``) and sparse parts."""
-        p = self.params
-        g = inputs.graph
-        f = _standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
-        t = self._bag(inputs)
-        names, dense, bags = ["own"], [f], [t]
-        if self.social_:
-            adj = row_scale(g.social_adjacency(), "l1")
-            hf, ht = f, t
-            for k in range(1, p["hops"] + 1):
-                hf = adj @ hf
-                ht = row_scale(sparse_hop(adj, ht, p["top_k"]), "l2")
-                names.append(f"social_{k}")
-                dense.append(hf)
-                bags.append(ht)
-        if self.copurchase_:
-            w = g.purchase_matrix("count").tocsr().log1p()
-            pn, ptn = row_scale(w, "l1"), row_scale(w.T.tocsr(), "l1")
-            # the u -> i -> u paths (a user reaching itself) out: the neighbours' profile only
-            self_w = np.asarray(pn.multiply(ptn.T).sum(axis=1)).ravel()
-            rest = 1.0 - self_w
-            agg = pn @ (ptn @ f) - self_w[:, None] * f
-            agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
-            names.append("copurchase")
-            dense.append(agg)
-            bags.append(None)
-        return names, dense, bags
-
     def _blocks(self, inputs: ModelInput, raw: tuple | None = None) -> tuple[list[torch.Tensor], list]:
         """The standardised dense parts as float32 tensors, and the sparse parts (``raw``: ``_raw_blocks``'s
         output where already computed)."""
         names, dense, bags = raw if raw is not None else self._raw_blocks(inputs)
         if names != self.block_names_:
             raise ValueError(f"sign: blocks must be {self.block_names_}. Got {names} instead")  # an invariant
-        dense = [d if b == 0 else _standardize(d, *self.block_stats_[b - 1]) for b, d in enumerate(dense)]
+        dense = [d if b == 0 else standardize(d, *self.block_stats_[b - 1]) for b, d in enumerate(dense)]
         return [torch.from_numpy(d.astype(np.float32)) for d in dense], bags
 
     @staticmethod
@@ -278,7 +171,7 @@ class SIGN(Model):
                               f"dropout_grid={p['dropout_grid']} instead")
         g = inputs.graph
         x = inputs.features.matrix
-        self.f_mean_, self.f_std_ = _stats(x[train_idx])
+        self.f_mean_, self.f_std_ = stats(x[train_idx])
         counts = g.purchase_matrix("count").tocsr()
         self.n_items_ = int(counts.shape[1])
         df = np.diff(counts.tocsc().indptr).astype(np.float64)  # label-free: over all users
@@ -288,7 +181,7 @@ class SIGN(Model):
         self.copurchase_ = bool(self.params["copurchase"] and counts.nnz > 0)
         raw = self._raw_blocks(inputs)
         self.block_names_ = raw[0]
-        self.block_stats_ = [_stats(d[train_idx]) for d in raw[1][1:]]
+        self.block_stats_ = [stats(d[train_idx]) for d in raw[1][1:]]
         dense, bags = self._blocks(inputs, raw)
         self.dense_dims_ = [int(d.shape[1]) for d in dense]
         self.sparse_ = [b is not None for b in bags]
@@ -401,71 +294,6 @@ class SIGN(Model):
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
-
-    # ------------------------------------------------------------------------------- given rows only (predict)
-    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray) -> sp.csr_matrix:
-        """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
-        counts = inputs.graph.purchase_matrix("count").tocsr()
-        if counts.shape[1] != self.n_items_:  # an invariant, as in _bag
-            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
-                             f"Got {counts.shape[1]} instead")
-        return row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
-
-    def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
-        """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by
-        row: hop ``k`` of the rows needs hop ``k - 1`` on their 1-hop ball ``B_1`` (rows and friends), ..., ``F``
-        and ``T`` on their ``hops``-hop ball; each hop is ``A[B_j] @ X[B_j+1]`` (row slices of the row-normalised
-        adjacency, columns renumbered within the next ball). The co-purchase block is ``P_n[rows] @ (P_nᵀ F)``
-        minus the rows' own paths: ``P_nᵀ F`` is item-level, one product over every purchase (it reads every
-        buyer's ``F``)."""
-        p, g = self.params, inputs.graph
-        hops = p["hops"] if self.social_ else 0
-        # the adjacency rows of a set of users; from their own ties where the graph can (graphprof.extend)
-        adj_rows = getattr(g, "adjacency_rows", None)
-        if adj_rows is None and hops:
-            adj_rows = g.social_adjacency().__getitem__
-        balls = [rows]
-        for _ in range(hops):
-            balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
-        far = balls[-1]
-        f_all = None
-        if self.copurchase_:
-            f_all = _standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
-            f_far = f_all[far]
-        else:
-            f_far = _standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
-        t_far = self._bag_rows(inputs, far)
-        at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
-        names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
-        hf, ht = f_far, t_far
-        for k in range(1, hops + 1):
-            level, nxt = balls[hops - k], balls[hops - k + 1]
-            m = row_scale(adj_rows(level), "l1")
-            m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
-            hf = m @ hf
-            ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
-            at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
-            names.append(f"social_{k}")
-            dense.append(hf[at])
-            bags.append(ht[at])
-        if self.copurchase_:
-            w = g.purchase_matrix("count").tocsr().log1p()
-            wt = w.T.tocsr()
-            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
-            s = np.asarray(abs(wt).sum(axis=1)).ravel()
-            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-            wr = w[rows]
-            pn = row_scale(wr, "l1")
-            ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
-            self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()
-            f_rows = f_all[rows]
-            agg = pn @ item_f - self_w[:, None] * f_rows
-            rest = 1.0 - self_w
-            agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
-            names.append("copurchase")
-            dense.append(agg)
-            bags.append(None)
-        return names, dense, bags
 
     def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         dense, bags = self._blocks(inputs, self._raw_blocks_rows(inputs, rows))

@@ -1,0 +1,132 @@
+"""``sign``'s precomputed aggregates (what each block is: :mod:`graphprof.models.sign`): the standardisation of
+the dense parts, the users' bags of items, and the blocks of every user (:meth:`SIGNBlocks._raw_blocks`) or of
+given rows only, on their neighbourhood (:meth:`SIGNBlocks._raw_blocks_rows`, what ``graphprof predict`` reads),
+with the same arithmetic row by row."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from graphprof.models.base import ModelInput, feature_rows
+from graphprof.models.sparse_hops import row_scale, sparse_hop
+
+CLIP = 6.0
+
+
+def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    std = x.std(axis=0)
+    return x.mean(axis=0), np.where(std > 1e-12, std, 1.0)
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    out = x - mean  # in place from here: one array allocated (at 1M users each one is ~0.5 GB)
+    out /= std
+    return np.clip(out, -CLIP, CLIP, out=out)
+
+
+class SIGNBlocks:
+    """The block computations of :class:`graphprof.models.sign.SIGN`, which fits what they read: ``params``
+    (``hops``, ``top_k``), ``social_``, ``copurchase_``, ``f_mean_`` / ``f_std_``, ``idf_`` and ``n_items_``."""
+
+    def _bag(self, inputs: ModelInput) -> sp.csr_matrix:
+        """``T``: ``log(1 + count) * idf``, rows L2-normalised ``[num_users, num_items]``."""
+        counts = inputs.graph.purchase_matrix("count").tocsr()
+        if counts.shape[1] != self.n_items_:
+            # an invariant: graphprof predict keeps the saved graph's items
+            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
+                             f"Got {counts.shape[1]} instead")
+        return row_scale(counts.log1p() @ sp.diags(self.idf_), "l2")
+
+    def _raw_blocks(self, inputs: ModelInput) -> tuple[list[str], list[np.ndarray], list]:
+        """Block names, dense parts (unstandardised aggregates of the standardised ``F``) and sparse parts."""
+        p = self.params
+        g = inputs.graph
+        f = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+        t = self._bag(inputs)
+        names, dense, bags = ["own"], [f], [t]
+        if self.social_:
+            adj = row_scale(g.social_adjacency(), "l1")
+            hf, ht = f, t
+            for k in range(1, p["hops"] + 1):
+                hf = adj @ hf
+                ht = row_scale(sparse_hop(adj, ht, p["top_k"]), "l2")
+                names.append(f"social_{k}")
+                dense.append(hf)
+                bags.append(ht)
+        if self.copurchase_:
+            w = g.purchase_matrix("count").tocsr().log1p()
+            pn, ptn = row_scale(w, "l1"), row_scale(w.T.tocsr(), "l1")
+            # the u -> i -> u paths (a user reaching itself) out: the neighbours' profile only
+            self_w = np.asarray(pn.multiply(ptn.T).sum(axis=1)).ravel()
+            rest = 1.0 - self_w
+            agg = pn @ (ptn @ f) - self_w[:, None] * f
+            agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
+            names.append("copurchase")
+            dense.append(agg)
+            bags.append(None)
+        return names, dense, bags
+
+    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray) -> sp.csr_matrix:
+        """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
+        counts = inputs.graph.purchase_matrix("count").tocsr()
+        if counts.shape[1] != self.n_items_:  # an invariant, as in _bag
+            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
+                             f"Got {counts.shape[1]} instead")
+        return row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
+
+    def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
+        """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by
+        row: hop ``k`` of the rows needs hop ``k - 1`` on their 1-hop ball ``B_1`` (rows and friends), ..., ``F``
+        and ``T`` on their ``hops``-hop ball; each hop is ``A[B_j] @ X[B_j+1]`` (row slices of the row-normalised
+        adjacency, columns renumbered within the next ball). The co-purchase block is ``P_n[rows] @ (P_nᵀ F)``
+        minus the rows' own paths: ``P_nᵀ F`` is item-level, one product over every purchase (it reads every
+        buyer's ``F``)."""
+        p, g = self.params, inputs.graph
+        hops = p["hops"] if self.social_ else 0
+        # the adjacency rows of a set of users; from their own ties where the graph can (graphprof.extend)
+        adj_rows = getattr(g, "adjacency_rows", None)
+        if adj_rows is None and hops:
+            adj_rows = g.social_adjacency().__getitem__
+        balls = [rows]
+        for _ in range(hops):
+            balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
+        far = balls[-1]
+        f_all = None
+        if self.copurchase_:
+            f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+            f_far = f_all[far]
+        else:
+            f_far = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
+        t_far = self._bag_rows(inputs, far)
+        at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
+        names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
+        hf, ht = f_far, t_far
+        for k in range(1, hops + 1):
+            level, nxt = balls[hops - k], balls[hops - k + 1]
+            m = row_scale(adj_rows(level), "l1")
+            m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
+            hf = m @ hf
+            ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
+            at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
+            names.append(f"social_{k}")
+            dense.append(hf[at])
+            bags.append(ht[at])
+        if self.copurchase_:
+            w = g.purchase_matrix("count").tocsr().log1p()
+            wt = w.T.tocsr()
+            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
+            s = np.asarray(abs(wt).sum(axis=1)).ravel()
+            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+            wr = w[rows]
+            pn = row_scale(wr, "l1")
+            ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
+            self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()
+            f_rows = f_all[rows]
+            agg = pn @ item_f - self_w[:, None] * f_rows
+            rest = 1.0 - self_w
+            agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
+            names.append("copurchase")
+            dense.append(agg)
+            bags.append(None)
+        return names, dense, bags
