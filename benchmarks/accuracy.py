@@ -27,10 +27,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from graphprof.build import build  # noqa: E402
-from graphprof.communities import run_communities  # noqa: E402
+from graphprof.communities.detect import detect_communities  # noqa: E402
+from graphprof.graph.build import build  # noqa: E402
 from graphprof.models import MODELS  # noqa: E402
-from graphprof.train import train  # noqa: E402
+from graphprof.training.train import train  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 
@@ -70,7 +70,7 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
         t0 = time.perf_counter()
         build(work, data=spec["data"], format=spec["format"])
         if "community" in spec["targets"]:
-            run_communities(work, method="leiden")
+            detect_communities(work, method="leiden")
         print(f"{name}: built in {time.perf_counter() - t0:.1f}s")
         for protocol in protocols:
             t0 = time.perf_counter()
@@ -108,9 +108,9 @@ def bag_lr_reference(name: str, spec: dict, seeds: int, lines: list[str]) -> Non
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    from graphprof.build import load_tables
-    from graphprof.evaluate import make_target, scores, split, summarize
     from graphprof.graph import load_graph
+    from graphprof.graph.build import load_tables
+    from graphprof.training.evaluate import make_target, scores, split, summarize
 
     if not Path(spec["data"]).is_dir():
         print(f"skipping {name}: {spec['data']} not found")

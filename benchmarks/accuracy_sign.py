@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from graphprof import workdir  # noqa: E402
-from graphprof.build import build  # noqa: E402
-from graphprof.train import train  # noqa: E402
+from graphprof.graph.build import build  # noqa: E402
+from graphprof.training.train import train  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "sample"
 DEEZER = ROOT.parent / "shared" / "datasets" / "deezer_europe"

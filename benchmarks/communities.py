@@ -8,7 +8,7 @@ Cases:
 * Deezer Europe (28k users, 93k mutual-follower ties), edges read directly from
   ``../shared/datasets/deezer_europe/deezer_europe_edges.csv``; skipped with a message where absent.
 
-Seconds: median of ``--repeats`` timed calls of ``detect_communities`` (user graph, partition, modularity;
+Seconds: median of ``--repeats`` timed calls of ``find_communities`` (user graph, partition, modularity;
 a call over 20 s is not repeated), libraries imported beforehand; modularity and NMI of the seed-0 run.
 
 Run: ``python benchmarks/communities.py [--repeats 3] [--workdir DIR [--only-workdir]] [--no-append]``
@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import graphprof  # noqa: E402
-from graphprof.build import SAMPLE_DIR, build  # noqa: E402
-from graphprof.communities import detect_communities  # noqa: E402
-from graphprof.generate import generate, write_tables  # noqa: E402
+from graphprof.communities.detect import find_communities  # noqa: E402
 from graphprof.graph import FRIEND, ProfileGraph, build_graph, load_graph  # noqa: E402
-from graphprof.io import find_tables, read_tables  # noqa: E402
-from graphprof.schema import validate_tables  # noqa: E402
+from graphprof.graph.build import SAMPLE_DIR, build  # noqa: E402
+from graphprof.ingest.generate import generate, write_tables  # noqa: E402
+from graphprof.ingest.io import find_tables, read_tables  # noqa: E402
+from graphprof.ingest.schema import validate_tables  # noqa: E402
 
 DEEZER = ROOT.parent / "shared" / "datasets" / "deezer_europe" / "deezer_europe_edges.csv"
 #: (label, method, keyword arguments): igraph's Leiden (the default), leidenalg's, networkx Louvain
@@ -93,16 +93,16 @@ def warm_up() -> None:
     """Import the libraries (igraph, leidenalg, networkx) outside the timed calls."""
     graph = social_graph(pd.DataFrame({"a": ["1", "2"], "b": ["2", "3"]}))
     for _, method, kwargs in ALGORITHMS:
-        detect_communities(graph, method, **kwargs)
+        find_communities(graph, method, **kwargs)
 
 
 def measure(name: str, graph: ProfileGraph, on: str, repeats: int, truth: dict | None) -> list[dict]:
     rows = []
     planted = None if truth is None else np.array([truth[u] for u in graph.user_ids])
     for label, method, kwargs in ALGORITHMS:
-        runs = [detect_communities(graph, method, on=on, seed=0, **kwargs)]
+        runs = [find_communities(graph, method, on=on, seed=0, **kwargs)]
         while len(runs) < repeats and runs[0].seconds < SLOW:
-            runs.append(detect_communities(graph, method, on=on, seed=0, **kwargs))
+            runs.append(find_communities(graph, method, on=on, seed=0, **kwargs))
         c = runs[0]
         row = {"dataset": name, "users": graph.num_users, "graph": on, "ties": c.n_edges, "method": label,
                "runs": len(runs), "seconds": statistics.median(r.seconds for r in runs), "modularity": c.modularity,
@@ -150,9 +150,9 @@ def workdir_case(path: Path, repeats: int) -> list[dict]:
     graph = load_graph(path)
     rows = []
     for on in ("social",):
-        runs = [detect_communities(graph, "leiden", on=on, seed=0)]
+        runs = [find_communities(graph, "leiden", on=on, seed=0)]
         while len(runs) < repeats and runs[0].seconds < SLOW:
-            runs.append(detect_communities(graph, "leiden", on=on, seed=0))
+            runs.append(find_communities(graph, "leiden", on=on, seed=0))
         c = runs[0]
         rows.append({"dataset": f"work dir {path.name}", "users": graph.num_users, "graph": on, "ties": c.n_edges,
                      "method": "leiden", "runs": len(runs), "seconds": statistics.median(r.seconds for r in runs),
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     text = (f"## Community detection (`benchmarks/communities.py`)\n\n"
             f"Command: `{command}` ({time.perf_counter() - t0:.0f} s in all), {time.strftime('%Y-%m-%d')}.  \n"
             f"Machine: {machine()}; {load}.  \nVersions: {versions()}.\n\n"
-            f"Seconds: median of {args.repeats} calls of `detect_communities` (user graph incl. co-purchase ties, "
+            f"Seconds: median of {args.repeats} calls of `find_communities` (user graph incl. co-purchase ties, "
             f"partition, modularity; a call over {SLOW:.0f} s is not repeated), libraries imported beforehand; "
             f"seed 0. `leiden` is igraph's C Leiden (graphprof's default), `leiden/leidenalg` the same objective "
             f"through leidenalg's `RBConfigurationVertexPartition`, both with `n_iterations=-1`; `louvain` is "

@@ -26,9 +26,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphprof.build import build  # noqa: E402
-from graphprof.predict import predict  # noqa: E402
-from graphprof.train import train  # noqa: E402
+from graphprof.graph.build import build  # noqa: E402
+from graphprof.prediction.predict import predict  # noqa: E402
+from graphprof.training.train import train  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "sample"
 TARGETS = ["gender", "age_band", "spend_level"]

@@ -152,12 +152,12 @@ def rebuild_predict(work: Path, data: Path) -> dict[str, pd.DataFrame]:
     """The whole-rebuild route (``predict`` before issue #5): per target and trained model, the new users'
     probabilities (index: user id)."""
     from graphprof import workdir
-    from graphprof.build import load_tables, read_inputs
-    from graphprof.extend import join
     from graphprof.features import build_features, load_features
     from graphprof.graph import build_graph, load_graph
+    from graphprof.graph.build import load_tables, read_inputs
+    from graphprof.ingest.schema import ValidatedTables, validate_tables
     from graphprof.models import ModelInput, get_model
-    from graphprof.schema import ValidatedTables, validate_tables
+    from graphprof.prediction.extend import join
 
     graph, saved = load_graph(work), load_features(work)
     new = validate_tables(read_inputs(data).tables)

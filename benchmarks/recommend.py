@@ -29,10 +29,10 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graphprof.build import build, read_inputs  # noqa: E402
 from graphprof.graph import BUYS, load_graph  # noqa: E402
-from graphprof.lightgcn import LightGCNConfig, fit_lightgcn  # noqa: E402
-from graphprof.schema import validate_tables  # noqa: E402
+from graphprof.graph.build import build, read_inputs  # noqa: E402
+from graphprof.ingest.schema import validate_tables  # noqa: E402
+from graphprof.models.lightgcn import LightGCNConfig, fit_lightgcn  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 K = 10

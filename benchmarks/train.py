@@ -44,11 +44,11 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> 
     import numpy as np
     import torch
 
-    from graphprof.build import load_tables
-    from graphprof.evaluate import make_target, scores, split
     from graphprof.features import load_features
     from graphprof.graph import load_graph
+    from graphprof.graph.build import load_tables
     from graphprof.models import ModelInput, get_model
+    from graphprof.training.evaluate import make_target, scores, split
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()

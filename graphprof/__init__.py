@@ -3,31 +3,52 @@
 Purchases, friendships, users and items -> a heterogeneous user-item-friend graph -> user features ->
 GNN and logistic-regression profiles compared side by side on the same splits.
 
-The stage functions live in modules named after their stage (``graphprof.build.build``,
-``graphprof.predict.predict``); ``train`` is re-exported here as well.
+The public API is this package's names. Every stage is one function over a work directory, returning a
+result with ``summary_lines()`` and ``to_json()`` (what the command line prints):
+
+=========================  ==========================================================================
+``build``                  ``graphprof build-graph``: read, validate, build the graph and the features
+``train``                  ``graphprof train``: models per target x seed, metrics, profiles
+``detect_communities``     ``graphprof communities``: communities and their profiles
+``export_embeddings``      ``graphprof export-embeddings``: user (and item) embeddings
+``recommend``, ``similar`` ``graphprof recommend`` / ``similar``: items for a user, nearest users
+``predict``                ``graphprof predict``: profiles of users the models never saw
+``forget``                 ``graphprof forget``: erase users from every artifact
+``write_report``           ``graphprof report``: one self-contained HTML file
+``generate``               ``graphprof generate``: a synthetic shop
+=========================  ==========================================================================
+
+Loaders (``load_graph``, ``load_features``, ``load_embeddings``) and the in-memory pieces (``read_tables``,
+``validate_tables``, ``build_graph``, ``build_features``, ``find_communities``, ``profile_communities``,
+``to_networkx``) serve notebooks. The implementation lives in one sub-package per stage (``ingest``,
+``graph``, ``features``, ``models``, ``training``, ``communities``, ``embeddings``, ``prediction``,
+``privacy``, ``reporting``, ``runtime``); their module paths are not part of the API.
+
+Names are imported on first use (PEP 562): ``import graphprof``, and so every command and its ``--help``,
+pays for torch, PyG and scikit-learn only when a stage needs them.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-
 __version__ = "0.1.0"
 
-# The public names are imported on first use (PEP 562), not here: ``import graphprof`` (and so every command,
-# ``--help`` included) no longer pays for torch, PyG and scikit-learn before it needs them, and build-graph can
-# import them in a thread while it reads its input.
 _EXPORTS = {
-    "graphprof.build": ("BuildResult",),
-    "graphprof.communities": ("detect_communities", "profile_communities", "run_communities"),
-    "graphprof.embeddings": ("Embeddings", "export_embeddings", "load_embeddings", "recommend", "similar"),
     "graphprof.errors": ("ArtifactError", "ConfigError", "GraphprofError", "InputError", "LockError"),
-    "graphprof.features": ("UserFeatures", "build_features", "load_features"),
-    "graphprof.graph": ("ProfileGraph", "build_graph", "load_graph", "to_networkx"),
-    "graphprof.io": ("read_tables",),
-    "graphprof.predict": ("PredictResult",),
-    "graphprof.schema": ("ValidatedTables", "validate_tables"),
-    "graphprof.train": ("TrainResult", "train"),
+    "graphprof.ingest.io": ("read_tables",),
+    "graphprof.ingest.schema": ("ValidatedTables", "validate_tables"),
+    "graphprof.ingest.generate": ("generate", "write_tables"),
+    "graphprof.graph.build": ("BuildResult", "build", "load_tables"),
+    "graphprof.graph.core": ("ProfileGraph", "build_graph", "load_graph", "to_networkx"),
+    "graphprof.features.users": ("UserFeatures", "build_features", "load_features"),
+    "graphprof.training.train": ("TrainResult", "train"),
+    "graphprof.communities.detect": ("Communities", "CommunitiesResult", "detect_communities",
+                                     "find_communities", "load_assignments"),
+    "graphprof.communities.profiles": ("profile_communities",),
+    "graphprof.embeddings.export": ("Embeddings", "ExportResult", "export_embeddings", "load_embeddings",
+                                    "recommend", "similar"),
+    "graphprof.prediction.predict": ("PredictResult", "predict"),
+    "graphprof.privacy.forget": ("ForgetResult", "forget"),
+    "graphprof.reporting.report": ("ReportResult", "write_report"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -44,49 +65,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_MODULE_OF))
+    return sorted(set(globals()) | set(_MODULE_OF))
 
 
-class _Package(types.ModuleType):
-    """``graphprof.train`` is the function, as when it was imported eagerly: importing the submodule of the
-    same name must not replace it with the module (the import system sets the parent's attribute after)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _MODULE_OF and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-__all__ = [
-    "__version__",
-    "ArtifactError",
-    "BuildResult",
-    "Embeddings",
-    "ConfigError",
-    "GraphprofError",
-    "InputError",
-    "LockError",
-    "ProfileGraph",
-    "TrainResult",
-    "UserFeatures",
-    "ValidatedTables",
-    "build_features",
-    "detect_communities",
-    "export_embeddings",
-    "build_graph",
-    "load_features",
-    "load_embeddings",
-    "load_graph",
-    "PredictResult",
-    "profile_communities",
-    "read_tables",
-    "recommend",
-    "run_communities",
-    "similar",
-    "to_networkx",
-    "train",
-    "validate_tables",
-]
+__all__ = ["__version__", *sorted(_MODULE_OF)]

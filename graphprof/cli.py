@@ -14,9 +14,9 @@ import sys
 import traceback
 
 from graphprof import __version__
-from graphprof.adapters import FORMATS
 from graphprof.errors import GraphprofError
-from graphprof.threads import set_torch_threads
+from graphprof.ingest.adapters import FORMATS
+from graphprof.runtime.threads import set_torch_threads
 
 EXAMPLES = """examples:
   graphprof build-graph && graphprof train          # the bundled sample, end to end
@@ -213,7 +213,7 @@ def _emit(args, text: str, doc: dict) -> None:
 
 
 def _cmd_build_graph(args) -> None:
-    from graphprof.build import build
+    from graphprof.graph.build import build
 
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                    users=args.users, items=args.items, seed=args.seed, format=args.format,
@@ -222,8 +222,8 @@ def _cmd_build_graph(args) -> None:
 
 
 def _cmd_train(args) -> int | None:
-    from graphprof import distributed
-    from graphprof.train import preflight, train
+    from graphprof.runtime import distributed
+    from graphprof.training.train import preflight, train
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.nproc is not None and args.nproc < 1:
@@ -243,7 +243,7 @@ def _cmd_train(args) -> int | None:
 
 
 def _cmd_generate(args) -> None:
-    from graphprof.generate import generate, write_tables
+    from graphprof.ingest.generate import generate, write_tables
 
     if args.users < 10:
         from graphprof.errors import ConfigError
@@ -258,15 +258,15 @@ def _cmd_generate(args) -> None:
 
 
 def _cmd_communities(args) -> None:
-    from graphprof.communities import run_communities
+    from graphprof.communities.detect import detect_communities
 
-    result = run_communities(args.workdir, method=args.method, resolution=args.resolution, on=args.graph,
+    result = detect_communities(args.workdir, method=args.method, resolution=args.resolution, on=args.graph,
                              copurchase_weight=args.copurchase_weight, seed=args.seed)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
 def _cmd_predict(args) -> None:
-    from graphprof.predict import predict
+    from graphprof.prediction.predict import predict
 
     result = predict(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                      users=args.users, out=args.out)
@@ -274,21 +274,21 @@ def _cmd_predict(args) -> None:
 
 
 def _cmd_forget(args) -> None:
-    from graphprof.forget import forget
+    from graphprof.privacy.forget import forget
 
     result = forget(args.workdir, args.user_ids or None, forget_file=args.forget_file, key_file=args.key_file)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
 def _cmd_report(args) -> None:
-    from graphprof.report import write_report
+    from graphprof.reporting.report import write_report
 
     result = write_report(args.workdir, out=args.out)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
 def _cmd_export_embeddings(args) -> None:
-    from graphprof.embeddings import export_embeddings
+    from graphprof.embeddings.export import export_embeddings
 
     result = export_embeddings(args.workdir, model=args.model, target=args.target, out=args.out,
                                pseudonymize=args.pseudonymize, key_file=args.key_file, seed=args.seed)
@@ -300,14 +300,14 @@ def _frame_out(args, frame, title: str) -> None:
 
 
 def _cmd_recommend(args) -> None:
-    from graphprof.embeddings import recommend
+    from graphprof.embeddings.export import recommend
 
     frame = recommend(args.workdir, args.user_id, k=args.k, key_file=args.key_file)
     _frame_out(args, frame, f"top {len(frame)} items for user {args.user_id} (not yet bought):")
 
 
 def _cmd_similar(args) -> None:
-    from graphprof.embeddings import similar
+    from graphprof.embeddings.export import similar
 
     frame = similar(args.workdir, args.user_id, k=args.k, key_file=args.key_file)
     _frame_out(args, frame, f"the {len(frame)} users most similar to {args.user_id}:")
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 on usage errors
     if argv is None:  # a command-line process (cli.py, the graphprof script, a torchrun worker), not a caller's
-        from graphprof.memory import keep_freed_memory
+        from graphprof.runtime.memory import keep_freed_memory
 
         keep_freed_memory()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc runs it again in each worker
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         parser.error(f"--threads must be >= 1. Got {args.threads} instead")
     set_torch_threads(args.threads)  # when torch is imported: build-graph and lr's predict never import it
-    from graphprof import distributed
+    from graphprof.runtime import distributed
 
     # a failed data-parallel worker exits inside the handler (distributed.exit_worker): freeing the traceback
     # would tear down its process group, which can block while a peer still waits in a collective

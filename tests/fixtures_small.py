@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from graphprof import build, generate
 from graphprof.features import load_features
-from graphprof.graph import load_graph
+from graphprof.graph import build, load_graph
+from graphprof.ingest import generate
 from graphprof.models import ModelInput
 
 N_USERS = 300

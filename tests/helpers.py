@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from graphprof import io, schema
 from graphprof.graph import ProfileGraph, build_graph
+from graphprof.ingest import io, schema
 
 # A shop small enough to check by hand (used by test_graph and test_features):
 #   users 1, 2 buy; 3 and 4 only appear in friendships; 1-2-3 is a triangle and 4 hangs off 3.

@@ -18,11 +18,11 @@ import pytest
 from helpers import rejects_as_tuples, write_text
 
 from graphprof import workdir
-from graphprof.adapters import FORMATS, age_band, read_format
-from graphprof.build import build
 from graphprof.errors import ConfigError, InputError
-from graphprof.io import ROW
-from graphprof.schema import validate_tables
+from graphprof.graph.build import build
+from graphprof.ingest.adapters import FORMATS, age_band, read_format
+from graphprof.ingest.io import ROW
+from graphprof.ingest.schema import validate_tables
 
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

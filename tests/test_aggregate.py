@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graphprof.aggregate import aggregate_pairs
 from graphprof.graph import BUY_REDUCERS
+from graphprof.graph.aggregate import aggregate_pairs
 
 N_ITEMS = 13
 

@@ -27,9 +27,10 @@ from helpers import write_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphprof import cli, io, schema, workdir
+from graphprof import cli, workdir
 from graphprof.errors import InputError
 from graphprof.graph import build_graph
+from graphprof.ingest import io, schema
 
 DATA = Path(__file__).resolve().parent / "data"
 MKDIR = "<a directory>"  # a file name mapped to this becomes an (empty) directory

@@ -17,20 +17,20 @@ from sklearn.metrics import normalized_mutual_info_score
 
 import graphprof
 from graphprof import workdir
-from graphprof.build import build
-from graphprof.communities import (
+from graphprof.communities.detect import (
     Communities,
     community_adjacency,
     copurchase_adjacency,
     detect_communities,
+    find_communities,
     load_assignments,
     profile_communities,
-    run_communities,
 )
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.evaluate import ranked_target
-from graphprof.generate import generate, write_tables
 from graphprof.graph import build_graph
+from graphprof.graph.build import build
+from graphprof.ingest.generate import generate, write_tables
+from graphprof.training.evaluate import ranked_target
 
 # Two triangles a1-a2-a3 and b1-b2-b3 joined by the tie a3-b1; z has no friend.
 # The a's and z buy item x (books, list price 10), the b's buy item y (toys, 4):
@@ -58,7 +58,7 @@ ALGORITHMS = [("leiden", {}), ("leiden", {"leiden_backend": "leidenalg"}), ("lou
 
 @pytest.mark.parametrize("method, kwargs", ALGORITHMS)
 def test_two_triangles_are_found_and_the_friendless_user_is_a_singleton(triangles, method, kwargs):
-    c = detect_communities(triangles, method=method, **kwargs)
+    c = find_communities(triangles, method=method, **kwargs)
     assert list(triangles.user_ids) == USER_ORDER
     # equal sizes: the community holding the lower user index comes first; z is its own community
     assert c.labels.tolist() == [0, 0, 0, 1, 1, 1, 2]
@@ -71,7 +71,7 @@ def test_two_triangles_are_found_and_the_friendless_user_is_a_singleton(triangle
 
 
 def test_modularity_agrees_with_networkx(triangles):
-    c = detect_communities(triangles, method="leiden")
+    c = find_communities(triangles, method="leiden")
     g = graphprof.to_networkx(triangles, "social")
     parts = [set(triangles.user_ids[c.labels == k]) for k in range(c.n_communities)]
     assert c.modularity == pytest.approx(nx.community.modularity(g, parts, weight="weight"))
@@ -80,7 +80,7 @@ def test_modularity_agrees_with_networkx(triangles):
 @pytest.mark.parametrize("method", ["leiden", "louvain"])
 def test_a_graph_without_ties_gives_singletons_and_no_modularity(tmp_path, method):
     g = tiny_graph(tmp_path, purchases=PURCHASES, friendships=None, items=ITEMS)
-    c = detect_communities(g, method=method)
+    c = find_communities(g, method=method)
     assert c.labels.tolist() == list(range(7))
     assert math.isnan(c.modularity)
     assert c.n_singletons == 7
@@ -97,8 +97,8 @@ def shop_graph(tmp_path_factory):
 @pytest.mark.parametrize("on", ["social", "combined"])
 def test_same_seed_same_labels(shop_graph, method, kwargs, on):
     state = random.getstate()
-    a = detect_communities(shop_graph, method=method, on=on, seed=3, **kwargs)
-    b = detect_communities(shop_graph, method=method, on=on, seed=3, **kwargs)
+    a = find_communities(shop_graph, method=method, on=on, seed=3, **kwargs)
+    b = find_communities(shop_graph, method=method, on=on, seed=3, **kwargs)
     assert random.getstate() == state  # igraph's generator is seeded privately, not through `random`
     np.testing.assert_array_equal(a.labels, b.labels)
     assert a.modularity == b.modularity
@@ -107,8 +107,8 @@ def test_same_seed_same_labels(shop_graph, method, kwargs, on):
 
 
 def test_resolution_controls_the_number_of_communities(shop_graph):
-    few = detect_communities(shop_graph, resolution=0.2).n_communities
-    many = detect_communities(shop_graph, resolution=5.0).n_communities
+    few = find_communities(shop_graph, resolution=0.2).n_communities
+    many = find_communities(shop_graph, resolution=5.0).n_communities
     assert few < many
 
 
@@ -122,7 +122,7 @@ def test_resolution_controls_the_number_of_communities(shop_graph):
 ])
 def test_bad_arguments_are_config_errors(triangles, kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        detect_communities(triangles, **kwargs)
+        find_communities(triangles, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ co-purchase ties
@@ -137,7 +137,7 @@ def test_combined_graph_adds_copurchase_ties(triangles):
     assert combined[a1, b1] == 0 and combined[b1, b3] == pytest.approx(1.5)
     np.testing.assert_allclose(combined, combined.T)
     assert np.all(np.diag(combined) == 0)
-    c = detect_communities(triangles, on="combined")
+    c = find_communities(triangles, on="combined")
     assert c.labels.tolist() == [0, 0, 0, 1, 1, 1, 0]        # z joins the x buyers
     assert c.n_singletons == 0 and c.params["copurchase_weight"] == 0.5
 
@@ -154,7 +154,7 @@ def test_copurchase_strength_downweights_popular_items(tmp_path):
     assert s[u1, u3] > s[u1, u2]                              # sharing the rarer item ties closer
     assert s[u2, u4] == pytest.approx(1.0) and s[u2, u3] == 0
     # no items table: no categories to profile, items still are
-    p = profile_communities(g, None, detect_communities(g, on="combined"), min_size=1)
+    p = profile_communities(g, None, find_communities(g, on="combined"), min_size=1)
     assert set(p["top_categories"]) == {""} and p["top_items"].str.len().min() > 0
 
 
@@ -169,7 +169,7 @@ def test_copurchase_keeps_top_k_neighbours(shop_graph):
 
 # ---------------------------------------------------------------------------------------------- profiles
 def test_profiles_exact_sizes_shares_and_lift(triangles):
-    c = detect_communities(triangles, method="leiden")
+    c = find_communities(triangles, method="leiden")
     p = profile_communities(triangles, None, c, users=_users_frame(), min_size=2)
     assert p["community"].tolist() == [0, 1, -1]             # z's singleton pooled as -1
     assert p["n_communities"].tolist() == [1, 1, 1]
@@ -194,7 +194,7 @@ def test_profiles_exact_sizes_shares_and_lift(triangles):
 
 
 def test_profiles_without_pooling_and_with_features(tmp_path, triangles):
-    c = detect_communities(triangles, method="leiden")
+    c = find_communities(triangles, method="leiden")
     p = profile_communities(triangles, None, c, min_size=1)
     assert p["community"].tolist() == [0, 1, 2] and "labelled_gender" not in p
     tables = {"purchases.csv": PURCHASES, "friendships.csv": TRIANGLES, "items.csv": ITEMS}
@@ -208,7 +208,7 @@ def test_profiles_without_pooling_and_with_features(tmp_path, triangles):
 
 
 def test_profiles_need_one_label_per_user(triangles):
-    c = detect_communities(triangles)
+    c = find_communities(triangles)
     partial = Communities(user_ids=c.user_ids[:3], labels=c.labels[:3], modularity=c.modularity,
                           method=c.method, params=c.params, seconds=0.0)
     with pytest.raises(ConfigError, match=r"communities must label every user of the graph once \(7 users\)"):
@@ -233,7 +233,7 @@ def work(built_shop, tmp_path):
 
 
 def test_run_communities_writes_three_files_that_load(work):
-    result = run_communities(work, method="louvain", on="combined", seed=1)
+    result = detect_communities(work, method="louvain", on="combined", seed=1)
     out = workdir.communities_dir(work, "louvain")
     assignments = pd.read_parquet(out / workdir.COMMUNITY_ASSIGNMENTS)
     profiles = pd.read_parquet(out / workdir.COMMUNITY_PROFILES)
@@ -260,12 +260,12 @@ def test_run_communities_writes_three_files_that_load(work):
 
 def test_run_communities_needs_a_graph(tmp_path):
     with pytest.raises(ArtifactError, match=r"no graph found; run 'graphprof build-graph' first"):
-        run_communities(tmp_path / "empty")
+        detect_communities(tmp_path / "empty")
 
 
 def test_train_target_community(work):
-    run_communities(work, method="louvain")
-    run_communities(work, method="leiden")                 # leiden wins when both are present
+    detect_communities(work, method="louvain")
+    detect_communities(work, method="leiden")                 # leiden wins when both are present
     result = graphprof.train(work, targets=["community"], models=["lr"], seeds=2)
     doc = result.to_json()
     assert set(doc) == {"targets", "target_info", "seeds"}
@@ -287,7 +287,7 @@ def test_train_target_community_without_communities(work):
 
 
 def test_train_target_community_from_an_earlier_graph(work):
-    run_communities(work)
+    detect_communities(work)
     path = workdir.communities_dir(work, "leiden") / workdir.COMMUNITY_SUMMARY
     summary = json.loads(path.read_text())
     path.write_text(json.dumps({**summary, "graph_id": "0" * 64}))
@@ -325,5 +325,5 @@ def test_leiden_recovers_planted_communities(tmp_path):
     g = build_graph(validate_dir(tmp_path))
     planted = np.array([truth[u] for u in g.user_ids])
     for on in ("social", "combined"):
-        c = detect_communities(g, method="leiden", on=on)
+        c = find_communities(g, method="leiden", on=on)
         assert normalized_mutual_info_score(planted, c.labels) > 0.8, on

@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from graphprof import generate
-from graphprof.build import build
+from graphprof.graph.build import build
+from graphprof.ingest import generate
 from graphprof.models import get_model
-from graphprof.train import train
+from graphprof.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--target", "gender", "--models", "lr,sage", "--seeds", "3", "--epochs", "15", "-q", "--json"]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from graphprof import generate
-from graphprof.build import build
-from graphprof.communities import run_communities
-from graphprof.train import train
+from graphprof.communities.detect import detect_communities
+from graphprof.graph.build import build
+from graphprof.ingest import generate
+from graphprof.training.train import train
 
 DETERMINISTIC = [
     "graph/tensors.safetensors", "graph/meta.json", "tables/ids/user.parquet", "features/users.parquet",
@@ -24,7 +24,7 @@ DETERMINISTIC = [
 def _run(data: Path, work: Path) -> None:
     build(work, data=data, seed=0)
     train(work, targets=["gender"], models=["lr", "sage"], seeds=2, epochs=8, seed=0)
-    run_communities(work, seed=0)
+    detect_communities(work, seed=0)
 
 
 @pytest.mark.slow

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphprof import distributed
-from graphprof.build import build
 from graphprof.cli import main
 from graphprof.features import load_features
 from graphprof.graph import load_graph
+from graphprof.graph.build import build
 from graphprof.models import ModelInput
-from graphprof.models.sign import SIGN
-from graphprof.train import train
+from graphprof.models.sign.model import SIGN
+from graphprof.runtime import distributed
+from graphprof.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = "20"  # sign stops early (patience 6) well before on the sample; the cap bounds the test's time

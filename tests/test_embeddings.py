@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from fixtures_small import build_shop
 
-from graphprof import build, workdir
-from graphprof.embeddings import (
+from graphprof import workdir
+from graphprof.embeddings.export import (
     KEY_ENV,
     Embeddings,
     export_embeddings,
@@ -35,9 +35,9 @@ from graphprof.embeddings import (
     similar,
 )
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.graph import load_graph
-from graphprof.lightgcn import LightGCN, LightGCNConfig
-from graphprof.train import train
+from graphprof.graph import build, load_graph
+from graphprof.models.lightgcn import LightGCN, LightGCNConfig
+from graphprof.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 N_USERS = 300
@@ -65,7 +65,7 @@ class FitCounter:
 
 @pytest.fixture(scope="module", autouse=True)
 def fit_counter():
-    import graphprof.lightgcn as lightgcn
+    import graphprof.models.lightgcn as lightgcn
 
     counter = FitCounter(lightgcn.fit_lightgcn)
     with pytest.MonkeyPatch.context() as mp:
@@ -588,7 +588,7 @@ def test_sage_export_has_items_in_the_user_space(trained):
 
 # ---------------------------------------------------------------------------------------- stale exports
 def test_recommend_after_rebuild_never_returns_a_bought_item(tmp_path):
-    from graphprof import generate
+    from graphprof.ingest import generate
 
     tables = generate.generate(n_users=N_USERS, seed=0)
     generate.write_tables(tables, tmp_path / "data")

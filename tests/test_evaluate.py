@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphprof import evaluate
 from graphprof.errors import ConfigError, GraphprofError
-from graphprof.evaluate import MAX_CLASSES, MIN_CLASS_SIZE, MIN_LABELS, Target
+from graphprof.training import evaluate
+from graphprof.training.evaluate import MAX_CLASSES, MIN_CLASS_SIZE, MIN_LABELS, Target
 
 # ------------------------------------------------------------------------------------ candidate_targets
 
@@ -263,6 +263,6 @@ def test_summarize_all_nan_gives_none():
     ({"lr": {"mean": 0.6, "std": 0.01}, "gat": {"mean": 0.66, "std": 0.08}}, "lr"),
 ])
 def test_pick_model_keeps_the_baseline_unless_validation_beats_it_beyond_the_spread(val, expected):
-    from graphprof.evaluate import pick_model
+    from graphprof.training.evaluate import pick_model
 
     assert pick_model(val) == expected

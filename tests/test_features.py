@@ -203,7 +203,7 @@ def test_clustering_matches_networkx(seed):
 
 @pytest.mark.parametrize("block", [1, 7, 50])
 def test_clustering_in_row_blocks_matches_networkx(monkeypatch, block):
-    from graphprof import features
+    from graphprof.features import users as features
 
     monkeypatch.setattr(features, "CLUSTERING_BLOCK", block)
     g = nx.gnp_random_graph(60, 0.15, seed=3)
@@ -261,15 +261,15 @@ def test_load_features_from_an_empty_folder(tmp_path):
 def test_svd_fitted_on_a_row_sample_beyond_the_cap_still_projects_every_user(monkeypatch):
     """Past SVD_FIT_MAX_ROWS the components come from a seeded sample of users; every user is projected, the
     result is deterministic, and it spans nearly the same subspace as the SVD of every row."""
-    from graphprof import features
+    from graphprof.features import users as features
 
     rng = np.random.default_rng(0)
     low = rng.random((400, 5)) @ rng.random((5, 60))  # rank-5 structure plus sparsity
     m = sp.csr_matrix(np.where(rng.random((400, 60)) < 0.3, low, 0.0))
-    full, comps_full = features._svd(m, 4, 0, "s")
+    full, comps_full = features.truncated_svd(m, 4, 0, "s")
     monkeypatch.setattr(features, "SVD_FIT_MAX_ROWS", 150)
-    sampled, comps = features._svd(m, 4, 0, "s")
-    again, comps_again = features._svd(m, 4, 0, "s")
+    sampled, comps = features.truncated_svd(m, 4, 0, "s")
+    again, comps_again = features.truncated_svd(m, 4, 0, "s")
     assert sampled.shape == full.shape == (400, 4)
     np.testing.assert_array_equal(comps, comps_again)
     np.testing.assert_array_equal(sampled.to_numpy(), again.to_numpy())

@@ -18,10 +18,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from graphprof import build, generate, workdir
-from graphprof.build import load_tables
-from graphprof.communities import load_assignments, run_communities
-from graphprof.embeddings import (
+from graphprof import workdir
+from graphprof.communities.detect import detect_communities, load_assignments
+from graphprof.embeddings.export import (
     KEY_ENV,
     export_embeddings,
     load_embeddings,
@@ -29,15 +28,17 @@ from graphprof.embeddings import (
     recommend,
     similar,
 )
-from graphprof.erasure import _reject_hits
 from graphprof.errors import ConfigError, InputError
 from graphprof.features import load_features
-from graphprof.forget import forget, read_forget_file
-from graphprof.graph import load_graph
-from graphprof.lightgcn import LightGCN, LightGCNConfig
-from graphprof.predict import predict
-from graphprof.report import write_report
-from graphprof.train import train
+from graphprof.graph import build, load_graph
+from graphprof.graph.build import load_tables
+from graphprof.ingest import generate
+from graphprof.models.lightgcn import LightGCN, LightGCNConfig
+from graphprof.prediction.predict import predict
+from graphprof.privacy.erasure import _reject_hits
+from graphprof.privacy.forget import forget, read_forget_file
+from graphprof.reporting.report import write_report
+from graphprof.training.train import train
 
 N_USERS = 300  # ids C0000 .. C0299: all five characters, so no id is a substring of another
 SMALL = LightGCNConfig(dim=8, layers=2, epochs=4, eval_every=2, batch_size=512)
@@ -48,7 +49,7 @@ UNKNOWN = "C9999"
 @pytest.fixture(scope="module", autouse=True)
 def small_lightgcn():
     """``export_embeddings`` looks ``fit_lightgcn`` up at call time: train the small config."""
-    import graphprof.lightgcn as lightgcn
+    import graphprof.models.lightgcn as lightgcn
 
     real = lightgcn.fit_lightgcn
     with pytest.MonkeyPatch.context() as mp:
@@ -120,7 +121,7 @@ def shop(tmp_path_factory):
     work = base / "work"
     build.build(work, data=base / "data")
     train(work, targets=["gender"], models=["lr", "sage"], seeds=1, epochs=3)
-    run_communities(work)
+    detect_communities(work)
     export_embeddings(work)
     write_report(work)
     predict(work, _new_users(tables, base / "new", ["NEW-1", "NEW-2"], a))
@@ -376,7 +377,7 @@ def test_an_interrupted_forget_finishes_when_repeated(tmp_path, monkeypatch):
     generate.write_tables(tables, tmp_path / "data")
     work = tmp_path / "work"
     build.build(work, data=tmp_path / "data")
-    run_communities(work)
+    detect_communities(work)
     real = workdir.write_parquet
 
     def cut_off(path, df):

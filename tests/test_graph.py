@@ -25,7 +25,7 @@ from helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphprof import build, workdir
+from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import (
     BUY_ATTRS,
@@ -35,6 +35,7 @@ from graphprof.graph import (
     REV_BUYS,
     REV_IN,
     ProfileGraph,
+    build,
     build_graph,
     describe,
     load_graph,
@@ -326,7 +327,7 @@ def test_a_graph_whose_edges_have_another_shape_is_an_artifact_error(tiny, tmp_p
 
 
 def test_build_graph_checks_node_index_ranges():
-    from graphprof.graph import _check
+    from graphprof.graph.core import _check
 
     _check({"user": 2, "item": 3}, {BUYS: {"edge_index": np.array([[0, 1], [2, 0]])}})
     with pytest.raises(ValueError, match="out of range"):

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import validate_one, write_frame, write_text
 
-from graphprof import io, schema
 from graphprof.errors import GraphprofError, InputError
+from graphprof.ingest import io, schema
 
 # ------------------------------------------------------------------------------------------- find_tables
 

@@ -17,7 +17,7 @@ from torch_geometric.data import HeteroData
 
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import BUYS, FRIEND, ProfileGraph, load_graph
-from graphprof.lightgcn import (
+from graphprof.models.lightgcn import (
     LightGCN,
     LightGCNConfig,
     _holdout,

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from fixtures_small import build_shop, load_inputs, small_kwargs
 
-from graphprof import evaluate
 from graphprof.errors import ArtifactError, ConfigError, GraphprofError
 from graphprof.models import MODELS, Model, get_model
+from graphprof.training import evaluate
 
 MODEL_NAMES = sorted(MODELS)
 # gender is binary (scikit-learn keeps one coefficient row), age_band has four classes

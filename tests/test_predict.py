@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graphprof import build, generate, workdir
+from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.graph import load_graph
-from graphprof.predict import picked_model, predict, trained_targets
-from graphprof.train import train
+from graphprof.graph import build, load_graph
+from graphprof.ingest import generate
+from graphprof.prediction.predict import picked_model, predict, trained_targets
+from graphprof.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 N_USERS = 360
@@ -381,12 +382,12 @@ def sample_ext(tmp_path_factory):
     """The bundled sample with every 10th user held out of the build; their rows (a few prices and times blanked,
     some ties weighted) joined to the saved graph by :func:`graphprof.extend.extend_graph`, and the same rows
     joined by a whole rebuild (``build_graph`` over the saved tables and the used rows), as predict did before."""
-    from graphprof.build import load_tables, read_inputs
-    from graphprof.extend import extend_graph, join
-    from graphprof.extend_features import load_state
     from graphprof.features import load_features
     from graphprof.graph import build_graph
-    from graphprof.schema import ValidatedTables, validate_tables
+    from graphprof.graph.build import load_tables, read_inputs
+    from graphprof.ingest.schema import ValidatedTables, validate_tables
+    from graphprof.prediction.extend import extend_graph, join
+    from graphprof.prediction.extend_features import load_state
 
     base = tmp_path_factory.mktemp("predict_incremental")
     tables = {n: pd.read_csv(SAMPLE / f"{n}.csv", dtype=str, keep_default_na=False)
@@ -466,9 +467,9 @@ def test_extended_graph_is_the_rebuilt_graph_up_to_user_order(sample_ext):
 
 def test_join_with_validation_codes_is_the_join_without(sample_ext):
     """join reuses validation's factorization of the ties; the rows, ends and counts are those of hashing again."""
-    from graphprof.build import read_inputs
-    from graphprof.extend import join
-    from graphprof.schema import validate_tables
+    from graphprof.graph.build import read_inputs
+    from graphprof.ingest.schema import validate_tables
+    from graphprof.prediction.extend import join
 
     new = validate_tables(read_inputs(sample_ext["work"].parent / "new").tables)
     assert new.friend_codes is not None
@@ -480,7 +481,7 @@ def test_join_with_validation_codes_is_the_join_without(sample_ext):
 
 
 def test_sorted_factorize_is_pandas_sorted_factorize():
-    from graphprof.extend import _arrow, _sorted_factorize
+    from graphprof.prediction.extend import _arrow, _sorted_factorize
 
     rng = np.random.default_rng(3)
     pool = np.array(["b", "a", "é", "Z", "z", "10", "9", "ß", "日本", "a b", "\U0001f600", "aa"], dtype=object)
@@ -495,8 +496,8 @@ def test_sorted_factorize_is_pandas_sorted_factorize():
 @pytest.mark.parametrize("pagerank_mode", ["local", "exact"])
 def test_new_user_features_in_blocks_are_those_in_one(sample_ext, monkeypatch, pagerank_mode):
     """Blocks of new users, one thread or several, give every feature bit for bit as one block does."""
-    from graphprof import extend_features
-    from graphprof.extend import ExtendedGraph
+    from graphprof.prediction import extend_features
+    from graphprof.prediction.extend import ExtendedGraph
 
     ext, state, columns, work = sample_ext["ext"], sample_ext["state"], sample_ext["columns"], sample_ext["work"]
     fresh = lambda: ExtendedGraph(ext.base, ext.user_ids[ext.n_old:], ext.buys, ext.ties)  # noqa: E731
@@ -513,8 +514,8 @@ def test_local_pagerank_products_in_row_blocks_are_one_product(sample_ext, monke
     for 1-3 blocks, and in new_user_features with the threshold lowered so the sample takes the threaded path."""
     import scipy.sparse as sp
 
-    from graphprof import extend_features
-    from graphprof.extend import ExtendedGraph
+    from graphprof.prediction import extend_features
+    from graphprof.prediction.extend import ExtendedGraph
 
     rng = np.random.default_rng(5)
     m = sp.random(500, 500, density=0.02, format="csr", random_state=rng)
@@ -535,7 +536,7 @@ def test_local_pagerank_products_in_row_blocks_are_one_product(sample_ext, monke
 def test_new_edges_are_in_source_destination_order(sample_ext):
     """The new ties in both directions, ordered by (source, destination) with their weights, as an argsort of
     the packed keys orders them; a repeated tie (which validation rejects) keeps both entries."""
-    from graphprof.extend import ExtendedGraph
+    from graphprof.prediction.extend import ExtendedGraph
 
     ext = sample_ext["ext"]
     a, b, w = ext.ties
@@ -558,8 +559,8 @@ def test_new_edges_are_in_source_destination_order(sample_ext):
 def test_new_user_features_are_those_of_a_rebuild(sample_ext):
     """Every feature of a new user equals what build_features on the whole rebuilt graph gives it (saved state);
     PageRank too with pagerank="exact"; the default local estimate is close."""
-    from graphprof.extend_features import new_user_features
     from graphprof.features import build_features
+    from graphprof.prediction.extend_features import new_user_features
 
     ext, work, state, columns = sample_ext["ext"], sample_ext["work"], sample_ext["state"], sample_ext["columns"]
     assert columns == list(sample_ext["saved"].frame.columns)
@@ -584,10 +585,10 @@ def test_new_user_features_are_those_of_a_rebuild(sample_ext):
 def sample_models(sample_ext):
     """lr and sign (every block: own, two social hops, co-purchase) fitted on the saved graph of the sample, and
     the extended inputs (saved feature rows + the new users' rows) they score."""
-    from graphprof.extend_features import ExtendedFeatures, new_user_features
     from graphprof.models import ModelInput
     from graphprof.models.baseline import LogisticBaseline
-    from graphprof.models.sign import SIGN
+    from graphprof.models.sign.model import SIGN
+    from graphprof.prediction.extend_features import ExtendedFeatures, new_user_features
 
     work, graph, saved, ext = sample_ext["work"], sample_ext["graph"], sample_ext["saved"], sample_ext["ext"]
     labels = pd.read_parquet(work / "tables" / "users.parquet").set_index("user_id")["gender"]

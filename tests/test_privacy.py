@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from graphprof.build import build
-from graphprof.evaluate import candidate_targets
 from graphprof.features import load_features
+from graphprof.graph.build import build
+from graphprof.training.evaluate import candidate_targets
 
 USERS = "user_id,email,phone_number,gender\n" + "".join(
     f"{i},u{i}@example.com,+41 79 000 {i:04d},{'f' if i % 2 else 'm'}\n" for i in range(40))

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from graphprof import generate
-from graphprof.build import build
 from graphprof.errors import ConfigError
 from graphprof.features import load_features
 from graphprof.graph import BUYS, FRIEND, REV_BUYS, drop_user_edges, load_graph
+from graphprof.graph.build import build
+from graphprof.ingest import generate
 from graphprof.models import ModelInput
-from graphprof.train import _inductive_inputs, train
+from graphprof.training.train import _inductive_inputs, train
 
 
 @pytest.fixture(scope="module")

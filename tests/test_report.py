@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from graphprof import workdir
-from graphprof.build import build
-from graphprof.communities import run_communities
-from graphprof.embeddings import export_embeddings
+from graphprof.communities.detect import detect_communities
+from graphprof.embeddings.export import export_embeddings
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.generate import generate, write_tables
-from graphprof.lightgcn import LightGCNConfig
-from graphprof.report import write_report
-from graphprof.train import train
+from graphprof.graph.build import build
+from graphprof.ingest.generate import generate, write_tables
+from graphprof.models.lightgcn import LightGCNConfig
+from graphprof.reporting.report import write_report
+from graphprof.training.train import train
 
 HTML_CLASS = "<b>x</b>"   # replaces gender 'f': must appear escaped, never as markup
 MATH_CLASS = "$5^_$"      # replaces spend_level 'high': invalid mathtext if it reached matplotlib unescaped
@@ -94,13 +94,13 @@ def _edit_users(users):
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
-    import graphprof.lightgcn as lightgcn
+    import graphprof.models.lightgcn as lightgcn
 
     real = lightgcn.fit_lightgcn
     work = build_shop(tmp_path_factory.mktemp("full"), edit_users=_edit_users)
     train(work, targets=TARGETS, models=["lr", "sage"], seeds=2, epochs=5)
     for method in METHODS:
-        run_communities(work, method=method)
+        detect_communities(work, method=method)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lightgcn, "fit_lightgcn", lambda graph, config=None, seed=0: real(graph, SMALL, seed=seed))
         export_embeddings(work)
@@ -212,7 +212,7 @@ def test_a_graph_only_work_dir_says_what_to_run(tmp_path):
 
 def test_communities_of_an_earlier_graph_are_left_out(tmp_path):
     work = build_shop(tmp_path)
-    run_communities(work)
+    detect_communities(work)
     summary_path = workdir.communities_dir(work, "leiden") / workdir.COMMUNITY_SUMMARY
     summary = json.loads(summary_path.read_text())
     summary["graph_id"] = "0" * 64

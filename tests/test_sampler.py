@@ -12,13 +12,13 @@ from sklearn.metrics import f1_score
 from torch_geometric.loader import NodeLoader
 from torch_geometric.sampler import NodeSamplerInput
 
-from graphprof import build, evaluate
 from graphprof.errors import ConfigError
 from graphprof.features import load_features
-from graphprof.graph import load_graph
+from graphprof.graph import build, load_graph
 from graphprof.models import ModelInput
 from graphprof.models.gnn import HeteroGAT, HeteroSAGE, HeteroSAGENet, _hetero_data
-from graphprof.sampler import CSRGraph, CSRNeighborSampler
+from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
+from graphprof.training import evaluate
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 

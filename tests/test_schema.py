@@ -14,9 +14,9 @@ from helpers import JAN_1_2024, rejects_as_tuples, validate_one, validate_texts,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphprof import io, schema
 from graphprof.errors import GraphprofError, InputError
-from graphprof.io import ROW
+from graphprof.ingest import io, schema
+from graphprof.ingest.io import ROW
 
 PURCHASES_HEADER = "user_id,item_id,timestamp,quantity,price\n"
 GOOD_PURCHASE = "1,a,1704067200,1,2.5\n"  # always line 2 in the one-bad-row tests below

@@ -15,15 +15,16 @@ import scipy.sparse as sp
 import torch
 from fixtures_small import build_shop, load_inputs
 
-from graphprof import build, evaluate, generate
 from graphprof.errors import ConfigError
 from graphprof.features import UserFeatures
-from graphprof.graph import BUYS, FRIEND, REV_BUYS, ProfileGraph
+from graphprof.graph import BUYS, FRIEND, REV_BUYS, ProfileGraph, build
+from graphprof.ingest import generate
 from graphprof.models import MODELS, ModelInput
-from graphprof.models.sign import SIGN
-from graphprof.models.sparse_hops import top_k_per_row
-from graphprof.predict import predict
-from graphprof.train import train
+from graphprof.models.sign.model import SIGN
+from graphprof.models.sign.sparse_hops import top_k_per_row
+from graphprof.prediction.predict import predict
+from graphprof.training import evaluate
+from graphprof.training.train import train
 
 FAST = {"epochs": 5, "hidden_grid": [16], "dropout_grid": [0.3]}
 ALL_BLOCKS = ["own", "social_1", "social_2", "copurchase"]
@@ -111,7 +112,7 @@ def test_grid_is_searched_on_validation_and_recorded(shop, tmp_path):
 
 
 def test_large_graph_route_fits_one_grid_point_with_a_bigger_batch(shop, tmp_path, monkeypatch):
-    from graphprof.models import sign
+    from graphprof.models.sign import model as sign
 
     assert _fit(shop).route_ == "grid"
     monkeypatch.setattr(sign, "LARGE_TRAIN_USERS", 10)
@@ -256,7 +257,7 @@ def test_top_k_per_row_keeps_the_largest_with_ties_to_the_lower_column():
 @pytest.mark.parametrize("block_nnz", [1, 50, 10**9])
 @pytest.mark.parametrize("workers", [1, 3])
 def test_sparse_hop_in_row_blocks_equals_the_whole_product(block_nnz, workers):
-    from graphprof.models.sparse_hops import sparse_hop
+    from graphprof.models.sign.sparse_hops import sparse_hop
 
     rng = np.random.default_rng(5)
     adj = sp.random(120, 120, density=0.05, random_state=1, format="csr")

@@ -19,7 +19,7 @@ import inspect
 import torch
 assert torch.get_num_threads() == 3, torch.get_num_threads()
 assert "def is_tensor" in inspect.getsource(torch)  # the wrapped loader still serves sources
-from graphprof.threads import set_torch_threads
+from graphprof.runtime.threads import set_torch_threads
 set_torch_threads(1)  # torch imported: at once
 assert torch.get_num_threads() == 1
 print("ok")

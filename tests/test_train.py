@@ -11,9 +11,9 @@ from fixtures_small import build_shop, load_inputs
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.evaluate import METRICS
 from graphprof.models import MODELS
-from graphprof.train import TrainResult, resolve_targets, train
+from graphprof.training.evaluate import METRICS
+from graphprof.training.train import TrainResult, resolve_targets, train
 
 MODELS_RUN = ["lr", "sage"]
 SEEDS = 2

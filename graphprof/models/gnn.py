@@ -39,7 +39,7 @@ from torch_geometric.nn.conv.hetero_conv import group
 
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
-from graphprof.sampler import CSRGraph, CSRNeighborSampler
+from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
 
 log = logging.getLogger(__name__)
 

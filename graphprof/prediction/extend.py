@@ -23,7 +23,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graphprof import workdir
-from graphprof.aggregate import aggregate_pairs
 from graphprof.graph import (
     BUY_ATTRS,
     BUY_REDUCERS,
@@ -31,9 +30,10 @@ from graphprof.graph import (
     FRIEND,
     REV_BUYS,
     ProfileGraph,
-    _index_arrays,
     buy_columns,
+    index_arrays,
 )
+from graphprof.graph.aggregate import aggregate_pairs
 
 
 class ExtendedGraph(ProfileGraph):
@@ -89,7 +89,7 @@ class ExtendedGraph(ProfileGraph):
             n_new = self.num_users - self.n_old
             indptr = np.zeros(n_new + 1, dtype=np.int64)
             np.cumsum(np.bincount(u - self.n_old, minlength=n_new), out=indptr[1:])
-            self._cache["new_buys_structure"] = _index_arrays(i, indptr, max(n_new, len(self.item_ids)))
+            self._cache["new_buys_structure"] = index_arrays(i, indptr, max(n_new, len(self.item_ids)))
         indices, indptr = self._cache["new_buys_structure"]
         if copy_structure:
             indices, indptr = indices.copy(), indptr.copy()

@@ -48,8 +48,8 @@ from pathlib import Path
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.erasure import ErasurePlan
 from graphprof.errors import ConfigError, InputError
+from graphprof.privacy.erasure import ErasurePlan
 
 log = logging.getLogger("graphprof")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from graphprof.errors import InputError
-from graphprof.io import ROW, RawTable
+from graphprof.ingest.io import ROW, RawTable
 
 REQUIRED = {
     "purchases": ("user_id", "item_id"),

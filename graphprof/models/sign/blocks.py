@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graphprof.models.base import ModelInput, feature_rows
-from graphprof.models.sparse_hops import row_scale, sparse_hop
+from graphprof.models.sign.sparse_hops import row_scale, sparse_hop
 
 CLIP = 6.0
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
-from graphprof.predict import picked_model
+from graphprof.prediction.predict import picked_model
 
 METRICS_FILE, CONFIG_FILE, PREDICTIONS_FILE, RUN_FILE = (
     "metrics.json", "config.json", "predictions.parquet", "model.json")  # as graphprof.train writes them
@@ -330,7 +330,7 @@ def _pca2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _user_map(root: Path, graph_id: str | None, methods: list[str], notes: list) -> _Section:
-    from graphprof.embeddings import load_embeddings
+    from graphprof.embeddings.export import load_embeddings
     from graphprof.features import load_features
 
     emb = None

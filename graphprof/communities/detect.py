@@ -2,9 +2,9 @@
 (networkx, the reference), on the friendship graph or on friendships plus co-purchase ties; modularity;
 per-community profiles with lift.
 
-``detect_communities`` partitions the users of a :class:`~graphprof.graph.ProfileGraph`,
+``find_communities`` partitions the users of a :class:`~graphprof.graph.ProfileGraph`,
 ``profile_communities`` (in :mod:`graphprof.community_profiles`, re-exported here) says what sets each community
-apart, and ``run_communities`` is the
+apart, and ``detect_communities`` is the
 ``graphprof communities`` stage that writes ``communities/<method>/`` in the work directory. Vectorised with
 numpy / scipy.sparse: the only Python loops run over chunks of users or over communities, never over edges.
 """
@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from graphprof import workdir
-from graphprof.community_profiles import DEFAULT_MIN_SIZE, _top_per_row, profile_communities
+from graphprof.communities.profiles import DEFAULT_MIN_SIZE, _top_per_row, profile_communities
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import ProfileGraph
 
@@ -219,7 +219,7 @@ def modularity(adj: sp.spmatrix, labels: np.ndarray) -> float:
     return float(g.modularity(np.asarray(labels).tolist(), weights=upper.data.tolist()))
 
 
-def detect_communities(graph: ProfileGraph, method: str = "leiden", resolution: float = 1.0, on: str = "social",
+def find_communities(graph: ProfileGraph, method: str = "leiden", resolution: float = 1.0, on: str = "social",
                        copurchase_weight: float = DEFAULT_COPURCHASE_WEIGHT, seed: int = 0, *,
                        copurchase_neighbors: int = DEFAULT_COPURCHASE_NEIGHBORS,
                        leiden_backend: str = "igraph") -> Communities:
@@ -332,7 +332,7 @@ class CommunitiesResult:
         return lines
 
 
-def run_communities(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, method: str = "leiden",
+def detect_communities(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, method: str = "leiden",
                     resolution: float = 1.0, on: str = "social",
                     copurchase_weight: float = DEFAULT_COPURCHASE_WEIGHT, seed: int = 0) -> CommunitiesResult:
     """The ``communities`` stage: detect communities on the built graph, profile them, and write
@@ -342,11 +342,11 @@ def run_communities(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, method: 
 
     Raises:
         ArtifactError: no graph in the work directory (run ``build-graph`` first).
-        ConfigError: bad arguments (see :func:`detect_communities`).
+        ConfigError: bad arguments (see :func:`find_communities`).
     """
-    from graphprof.build import load_tables
     from graphprof.features import load_features
     from graphprof.graph import load_graph
+    from graphprof.graph.build import load_tables
 
     root = Path(workdir_path)
     _check_args(method, resolution, on, copurchase_weight, DEFAULT_COPURCHASE_NEIGHBORS)
@@ -357,7 +357,7 @@ def run_communities(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, method: 
         features = load_features(root)
         users = load_tables(root, "users")
         load_seconds = time.perf_counter() - t0
-        comms = detect_communities(graph, method, resolution, on, copurchase_weight, seed)
+        comms = find_communities(graph, method, resolution, on, copurchase_weight, seed)
         t1 = time.perf_counter()
         profiles = profile_communities(graph, features, comms, users)
         sizes = comms.sizes

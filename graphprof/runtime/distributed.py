@@ -228,7 +228,7 @@ def launch(argv: list[str], nproc: int) -> int:
 
     The workers' stdout and stderr pass through; torchrun's own failure report (a traceback of the launcher)
     is shown only where no worker explained its exit."""
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")  # else torchrun warns that it sets it

@@ -18,10 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphprof import distributed, workdir
-from graphprof.build import load_tables
+from graphprof import workdir
 from graphprof.errors import ConfigError
-from graphprof.evaluate import (
+from graphprof.features import load_features
+from graphprof.graph import load_graph
+from graphprof.graph.build import load_tables
+from graphprof.models import ModelInput, get_model
+from graphprof.runtime import distributed
+from graphprof.training.evaluate import (
     METRICS,
     candidate_targets,
     make_target,
@@ -31,9 +35,6 @@ from graphprof.evaluate import (
     split,
     summarize,
 )
-from graphprof.features import load_features
-from graphprof.graph import load_graph
-from graphprof.models import ModelInput, get_model
 
 log = logging.getLogger("graphprof")
 DEFAULT_MODELS = ("lr", "sage")
@@ -238,7 +239,7 @@ def _make_target(root, users, user_ids, name, graph_id, sources):
     classes are communities of MIN_CLASS_SIZE+ users, at most MAX_CLASSES of the largest; the rest are
     dropped and reported. ``sources[name]`` records where such labels came from."""
     if name == COMMUNITY_TARGET and (users is None or name not in users.columns):
-        from graphprof.communities import load_assignments
+        from graphprof.communities.detect import load_assignments
 
         assignments, method = load_assignments(root, graph_id)
         labels = pd.Series(assignments["community"].to_numpy(np.int64),

@@ -163,7 +163,7 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
 
 def _lightgcn(root: Path, seed: int, manifest: dict):
     from graphprof.graph import load_graph
-    from graphprof.lightgcn import LightGCN, fit_lightgcn
+    from graphprof.models.lightgcn import LightGCN, fit_lightgcn
 
     graph = load_graph(root)
     path = root / workdir.LIGHTGCN_DIR

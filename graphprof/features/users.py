@@ -71,7 +71,7 @@ def _row_normalize(m: sp.csr_matrix) -> sp.csr_matrix:
     return m
 
 
-def _svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components: np.ndarray | None = None,
+def truncated_svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components: np.ndarray | None = None,
          projection: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Truncated SVD of the row-normalised matrix: user coordinates and the (signed) components
     ``[k, n_columns]``. With ``components`` given (a fitted state), users are projected onto them instead:
@@ -264,7 +264,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         item_cat = to_cat.indices.astype(np.int64)  # one category per item, rows in item order
         user_cat = (attrs["quantity"] @ to_cat).tocsr()
         if state is not None and "top_categories" in state:
-            top = _lookup_sorted(graph.category_ids, state["top_categories"])
+            top = lookup_sorted(graph.category_ids, state["top_categories"])
         else:
             totals = np.asarray(user_cat.sum(axis=0)).ravel()
             top = np.argsort(-totals, kind="stable")[:MAX_CATEGORY_SHARES]
@@ -276,7 +276,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         groups["category_mix"] = cols
         given = None if state is None else state.get("cat_svd_components")
         if (state is None and n_cat > MAX_CATEGORY_SHARES) or given is not None:
-            cat_svd, comps = _svd(user_cat, CATEGORY_SVD_DIM, seed, "cat_svd", given)
+            cat_svd, comps = truncated_svd(user_cat, CATEGORY_SVD_DIM, seed, "cat_svd", given)
             f = pd.concat([f, cat_svd], axis=1)
             groups["category_svd"] = list(cat_svd.columns)
             if comps is not None:
@@ -284,7 +284,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
 
     # which items: truncated SVD of the row-normalised log-count matrix
     given = None if state is None else state.get("item_svd_components")
-    item_svd, comps = _svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd", given)
+    item_svd, comps = truncated_svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd", given)
     loadings = comps.T if comps is not None else None
     if comps is not None:
         fitted["item_svd_components"] = comps
@@ -309,7 +309,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     return f, groups, fitted, items
 
 
-def _lookup_sorted(ids: np.ndarray, query) -> np.ndarray:
+def lookup_sorted(ids: np.ndarray, query) -> np.ndarray:
     pos = np.searchsorted(ids, np.asarray(query, dtype=object).astype(str))
     if (pos >= len(ids)).any() or (ids[np.minimum(pos, len(ids) - 1)] != np.asarray(query, dtype=str)).any():
         raise ValueError("fitted feature state names categories the graph does not have")  # an invariant

@@ -73,11 +73,11 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from graphprof import distributed as parallel
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
-from graphprof.models.sign_blocks import SIGNBlocks, standardize, stats
-from graphprof.models.sign_net import SIGNNet
+from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
+from graphprof.models.sign.net import SIGNNet
+from graphprof.runtime import distributed as parallel
 
 log = logging.getLogger("graphprof")
 

@@ -43,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 
 from graphprof.errors import ConfigError, InputError
-from graphprof.io import ROW, RawTable, find_tables, read_table, read_tables
+from graphprof.ingest.io import ROW, RawTable, find_tables, read_table, read_tables
 
 FORMATS = ("generic", "feather", "hetrec-lastfm", "movielens")
 _TEXT = pd.StringDtype("pyarrow")

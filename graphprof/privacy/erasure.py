@@ -71,9 +71,9 @@ class ErasurePlan:
         return mask
 
     def read(self) -> None:
-        from graphprof.build import load_tables
         from graphprof.graph import load_graph
-        from graphprof.io import TABLES
+        from graphprof.graph.build import load_tables
+        from graphprof.ingest.io import TABLES
 
         root = self.root
         self.old_graph = load_graph(root)
@@ -120,7 +120,7 @@ class ErasurePlan:
         self._read_embeddings()
 
     def _read_embeddings(self) -> None:
-        from graphprof.embeddings import KEY_ENV, load_embeddings, load_key, pseudonymize_ids
+        from graphprof.embeddings.export import KEY_ENV, load_embeddings, load_key, pseudonymize_ids
 
         self.emb = self.emb_items = None
         self.key = None
@@ -213,7 +213,7 @@ class ErasurePlan:
     def _compute_graph(self) -> None:
         from graphprof.features import build_features, load_features, save_features
         from graphprof.graph import build_graph, save_graph
-        from graphprof.schema import UNKNOWN_CATEGORY, ValidatedTables
+        from graphprof.ingest.schema import UNKNOWN_CATEGORY, ValidatedTables
 
         old = self.old_graph
         tables = {t: df for t, df in self.tables.items() if df is not None}
@@ -287,7 +287,7 @@ class ErasurePlan:
             self._write(cpath, "marked", lambda p=cpath, c=config: workdir.write_json(p, c))
 
     def _compute_communities(self) -> None:
-        from graphprof.communities import (
+        from graphprof.communities.detect import (
             DEFAULT_COPURCHASE_NEIGHBORS,
             DEFAULT_COPURCHASE_WEIGHT,
             Communities,
@@ -369,7 +369,7 @@ class ErasurePlan:
         self._write(d, "filtered", write, int((~keep).sum().item()))
 
     def _compute_embeddings(self) -> None:
-        from graphprof.embeddings import Embeddings, pseudonymize_ids
+        from graphprof.embeddings.export import Embeddings, pseudonymize_ids
 
         if self.emb is None:
             return

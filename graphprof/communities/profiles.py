@@ -15,7 +15,7 @@ from graphprof.features import UserFeatures
 from graphprof.graph import IN_CAT, ProfileGraph
 
 if TYPE_CHECKING:
-    from graphprof.communities import Communities
+    from graphprof.communities.detect import Communities
 
 DEFAULT_MIN_SIZE = 10              # = evaluate.MIN_CLASS_SIZE: smaller communities are pooled in profiles
 MAX_PROFILE_VALUES = 20            # users-table columns with more distinct values are not profiled

@@ -46,7 +46,7 @@ def candidate_targets(users: pd.DataFrame | None) -> list[str]:
     in at least two classes of :data:`MIN_CLASS_SIZE`."""
     if users is None:
         return []
-    from graphprof.schema import is_pii_column
+    from graphprof.ingest.schema import is_pii_column
 
     out = []
     for col in users.columns:

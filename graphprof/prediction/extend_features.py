@@ -28,19 +28,19 @@ import scipy.sparse as sp
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError
-from graphprof.extend import ExtendedGraph
 from graphprof.features import (
     CATEGORY_SVD_DIM,
     ITEM_SVD_DIM,
     MAX_CATEGORY_SHARES,
     SECONDS_PER_DAY,
     UserFeatures,
-    _lookup_sorted,
-    _svd,
     item_category_matrix,
+    lookup_sorted,
     pagerank,
+    truncated_svd,
 )
 from graphprof.graph import BUY_ATTRS, FRIEND, IN_CAT
+from graphprof.prediction.extend import ExtendedGraph
 
 ALPHA = inspect.signature(pagerank).parameters["alpha"].default  # the damping build-graph used
 LOCAL_TOL = 1e-10
@@ -100,7 +100,7 @@ def new_user_features(ext: ExtendedGraph, state: dict, columns: list[str], root:
             shared[name] = np.ascontiguousarray(np.asarray(state[name]).T)
     if IN_CAT in ext.base.edge_types and len(ext.category_ids) and "top_categories" in state:
         shared["to_cat"] = item_category_matrix(ext.base, len(ext.item_ids), len(ext.category_ids))
-        shared["top"] = _lookup_sorted(ext.category_ids, state["top_categories"])
+        shared["top"] = lookup_sorted(ext.category_ids, state["top_categories"])
     # the new rows of the adjacency (the saved and new edges sorted once, here, not in the threads)
     rows = ext.adjacency_rows(np.arange(n_old, ext.num_users))
     out = np.empty((n_new, len(columns)))
@@ -166,10 +166,10 @@ def _row_features(ext: ExtendedGraph, state: dict, m: dict, first_buy: int, rows
         shares = shares.toarray()[:, top] if to_cat.shape[1] <= 4 * MAX_CATEGORY_SHARES else shares[:, top].toarray()
         f.update({f"cat_share_{ext.category_ids[c]}": shares[:, j] for j, c in enumerate(top)})
         if state.get("cat_svd_components") is not None:
-            f.update(_svd(user_cat, CATEGORY_SVD_DIM, 0, "cat_svd", state["cat_svd_components"],
+            f.update(truncated_svd(user_cat, CATEGORY_SVD_DIM, 0, "cat_svd", state["cat_svd_components"],
                           shared.get("cat_svd_components"))[0].items())
     if state.get("item_svd_components") is not None:
-        f.update(_svd(m["count"].log1p(), ITEM_SVD_DIM, 0, "item_svd", state["item_svd_components"],
+        f.update(truncated_svd(m["count"].log1p(), ITEM_SVD_DIM, 0, "item_svd", state["item_svd_components"],
                       shared.get("item_svd_components"))[0].items())
     # the block's adjacency rows and their neighbours' rows (of the extended graph): their ties only
     nb, local = np.unique(rows.indices, return_inverse=True)

@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graphprof import extend, extend_features, workdir
+from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import FRIEND, load_graph
-from graphprof.schema import validate_tables
+from graphprof.ingest.schema import validate_tables
+from graphprof.prediction import extend, extend_features
 
 log = logging.getLogger("graphprof")
 
@@ -84,7 +85,7 @@ class PredictResult:
 def picked_model(root: Path, target: str) -> str:
     """The model ``train`` picked for ``target`` (:func:`graphprof.evaluate.pick_model` on the saved validation
     macro-F1: the best, unless it does not beat ``lr`` beyond the seeds' spread)."""
-    from graphprof.evaluate import pick_model
+    from graphprof.training.evaluate import pick_model
 
     scores = {}
     for metrics in sorted((root / workdir.MODELS_DIR / target).glob("*/metrics.json")):
@@ -144,7 +145,7 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         ArtifactError: no graph or no trained model. InputError: unreadable input. ConfigError: no input, or
         another ``pagerank``.
     """
-    from graphprof.build import read_inputs
+    from graphprof.graph.build import read_inputs
     from graphprof.models import ModelInput, get_model
 
     root = Path(workdir_path)

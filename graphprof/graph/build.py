@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.adapters import AdapterResult, check_format, read_format
 from graphprof.errors import ConfigError, InputError
-from graphprof.io import ROW, TABLES, find_tables, read_tables
-from graphprof.schema import ValidatedTables, validate_tables
+from graphprof.ingest.adapters import AdapterResult, check_format, read_format
+from graphprof.ingest.io import ROW, TABLES, find_tables, read_tables
+from graphprof.ingest.schema import ValidatedTables, validate_tables
 
 log = logging.getLogger("graphprof")
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "datasets" / "sample"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 
 
 @dataclass

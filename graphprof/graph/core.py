@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.aggregate import aggregate_pairs
 from graphprof.errors import ArtifactError
-from graphprof.schema import UNKNOWN_CATEGORY, ValidatedTables
+from graphprof.graph.aggregate import aggregate_pairs
+from graphprof.ingest.schema import UNKNOWN_CATEGORY, ValidatedTables
 
 BUYS = ("user", "buys", "item")
 REV_BUYS = ("item", "rev_buys", "user")
@@ -134,7 +134,7 @@ class ProfileGraph:
             if len(ei[0]) and np.all(np.diff(ei[0]) >= 0):  # build_graph's order (sorted by user): CSR directly
                 indptr = np.zeros(shape[0] + 1, dtype=np.int64)
                 np.cumsum(np.bincount(ei[0], minlength=shape[0]), out=indptr[1:])
-                structure = _index_arrays(ei[1], indptr, max(shape))
+                structure = index_arrays(ei[1], indptr, max(shape))
             cached = self.__dict__["_buy_csr"] = (source, structure, ei)
         if cached[1] is not None:
             indices, indptr = cached[1]  # copied unless asked not to: a caller may sort or prune in place
@@ -221,7 +221,7 @@ def buy_columns(purchases: pd.DataFrame, price: np.ndarray) -> dict[str, np.ndar
             "priced_quantity": np.where(np.isnan(price), 0.0, qty)}
 
 
-def _index_arrays(indices: np.ndarray, indptr: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def index_arrays(indices: np.ndarray, indptr: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     """CSR ``indices`` / ``indptr`` in the integer type scipy keeps them in (int32 where every value fits), so
     that a matrix made from them uses these arrays rather than a converted copy."""
     small = max(dim, int(indptr[-1]) if len(indptr) else 0) < np.iinfo(np.int32).max

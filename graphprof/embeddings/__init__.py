@@ -1,0 +1,1 @@
+"""User and item embeddings for recommenders: export, nearest users and recommendations."""

@@ -1,0 +1,1 @@
+"""The ingest stage: finding and reading input files, the row rules and rejects, format adapters, the synthetic shop."""

@@ -1,0 +1,9 @@
+"""``sign``: precomputed neighbourhood aggregates (SIGN/NARS-style) and an MLP over them.
+
+``model.py`` is the model (fit, predict, save, load), ``blocks.py`` its aggregates, ``net.py`` its network and
+``sparse_hops.py`` the sparse products behind the hops.
+"""
+
+from graphprof.models.sign.model import SIGN
+
+__all__ = ["SIGN"]

@@ -1,0 +1,1 @@
+"""Personal data: erasure of users everywhere (``forget``) and pseudonymised ids."""

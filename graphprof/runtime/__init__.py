@@ -1,0 +1,1 @@
+"""How graphprof runs: torch threads, the allocator setting, data-parallel workers."""
