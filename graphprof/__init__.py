@@ -38,7 +38,7 @@ _EXPORTS = {
     "graphprof.ingest.schema": ("ValidatedTables", "validate_tables"),
     "graphprof.ingest.generate": ("generate", "write_tables"),
     "graphprof.graph.build": ("BuildResult", "build", "load_tables"),
-    "graphprof.graph.core": ("ProfileGraph", "build_graph", "load_graph", "to_networkx"),
+    "graphprof.graph": ("ProfileGraph", "build_graph", "load_graph", "to_networkx"),
     "graphprof.features.users": ("UserFeatures", "build_features", "load_features"),
     "graphprof.training.train": ("TrainResult", "train"),
     "graphprof.communities.detect": ("Communities", "CommunitiesResult", "detect_communities",

@@ -327,7 +327,7 @@ def test_a_graph_whose_edges_have_another_shape_is_an_artifact_error(tiny, tmp_p
 
 
 def test_build_graph_checks_node_index_ranges():
-    from graphprof.graph.core import _check
+    from graphprof.graph.hetero import _check
 
     _check({"user": 2, "item": 3}, {BUYS: {"edge_index": np.array([[0, 1], [2, 0]])}})
     with pytest.raises(ValueError, match="out of range"):

@@ -333,7 +333,7 @@ HOLDER = textwrap.dedent("""
 def lock_holder(tmp_path):
     """A second process holding the lock on ``tmp_path/work`` with command 'train'."""
     root = tmp_path / "work"
-    package_dir = str(Path(workdir.__file__).parent)
+    package_dir = str(Path(workdir.__file__).parents[1])
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), package_dir], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,90 +1,27 @@
-"""The work directory: artifact names, atomic writes, the manifest, the lock and safe loads.
-
-No other module builds artifact paths: they come from the constants and helpers here. Every file is written
-to a temporary name in its own folder and then moved into place with ``os.replace``, so a crash never leaves
-a half-written artifact. Loads never unpickle: Parquet, JSON, safetensors and ``np.load(allow_pickle=False)``.
+"""Atomic writes and safe loads: every artifact is written to a temporary file beside it and moved into place
+with ``os.replace`` (a crash never leaves a half-written file); loads never unpickle (Parquet, JSON, safetensors,
+``np.load(allow_pickle=False)``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import math
 import os
 import shutil
-import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from graphprof.errors import ArtifactError, LockError
-
-SCHEMA_VERSION = 1
-DEFAULT_WORKDIR = "work"
-
-MANIFEST = "manifest.json"
-LOCK = ".lock"
-TABLES_DIR = "tables"
-IDS_DIR = "tables/ids"
-REJECTS_DIR = "rejects"
-GRAPH_DIR = "graph"
-GRAPH_TENSORS = "graph/tensors.safetensors"
-GRAPH_META = "graph/meta.json"
-FEATURES_USERS = "features/users.parquet"
-FEATURES_ITEMS = "features/items.parquet"
-FEATURES_META = "features/meta.json"
-FEATURES_STATE = "features/state.safetensors"
-MODELS_DIR = "models"
-PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
-COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
-COMMUNITY_ASSIGNMENTS = "assignments.parquet"
-COMMUNITY_PROFILES = "profiles.parquet"
-COMMUNITY_SUMMARY = "summary.json"          # written last: its presence means the method's run is complete
-LIGHTGCN_DIR = "models/_lightgcn"   # the label-free embedding model (not a target)
-EMBEDDINGS_DIR = "embeddings"
-PREDICTIONS_NEW = "predictions/new_users.parquet"
-REPORT = "report.html"                      # graphprof report: one self-contained HTML file
+from graphprof.errors import ArtifactError
+from graphprof.workdir.paths import MODELS_DIR
 
 
-def table_path(root: Path, table: str) -> Path:
-    return Path(root) / TABLES_DIR / f"{table}.parquet"
-
-
-def ids_path(root: Path, kind: str) -> Path:
-    return Path(root) / IDS_DIR / f"{kind}.parquet"
-
-
-def rejects_path(root: Path, table: str) -> Path:
-    return Path(root) / REJECTS_DIR / f"{table}.csv"
-
-
-def model_dir(root: Path, target: str, model: str) -> Path:
-    return Path(root) / MODELS_DIR / target / model
-
-
-def run_dir(root: Path, target: str, model: str, seed: int) -> Path:
-    return model_dir(root, target, model) / f"seed_{seed}"
-
-
-def communities_dir(root: Path, method: str) -> Path:
-    return Path(root) / COMMUNITIES_DIR / method
-
-
-def community_methods(root: Path) -> list[str]:
-    """Methods with a complete run under ``communities/`` (a ``summary.json``), sorted by name."""
-    base = Path(root) / COMMUNITIES_DIR
-    if not base.is_dir():
-        return []
-    return sorted(d.name for d in base.iterdir() if (d / COMMUNITY_SUMMARY).is_file())
-
-
-# --------------------------------------------------------------------------------------------- atomic writes
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then move it into place atomically."""
     path = Path(path)
@@ -282,117 +219,3 @@ def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{name}: its data offsets do not match its shape and the file")
         out[name] = data[8 + n + start:8 + n + end].view(dtype).reshape(shape)
     return out
-
-
-# ----------------------------------------------------------------------------------------------- manifest
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_manifest(root: Path) -> dict:
-    path = Path(root) / MANIFEST
-    if not path.exists():
-        return {}
-    return read_json(path, missing="run 'graphprof build-graph' to rebuild the work directory")
-
-
-def update_manifest(root: Path, **sections: Any) -> dict:
-    """Merge ``sections`` into ``manifest.json`` (written last by each stage, atomically)."""
-    from graphprof import __version__
-
-    manifest = load_manifest(root)
-    manifest["schema_version"] = SCHEMA_VERSION
-    manifest["graphprof_version"] = __version__
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(manifest.get(key), dict):
-            manifest[key].update(value)
-        else:
-            manifest[key] = value
-    write_json(Path(root) / MANIFEST, manifest)
-    return manifest
-
-
-def require_built(root: Path) -> dict:
-    """Return the manifest of a work directory that has a graph, or say which command to run."""
-    root = Path(root)
-    if not (root / GRAPH_META).exists():
-        raise ArtifactError(f"{root}/: no graph found; run 'graphprof build-graph' first")
-    recover_dirs(root)
-    manifest = load_manifest(root)
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ArtifactError(
-            f"{root}/manifest.json: schema_version must be {SCHEMA_VERSION}. Got {version!r} instead; "
-            "re-run 'graphprof build-graph' with this version of graphprof"
-        )
-    from graphprof import __version__
-
-    built_by = str(manifest.get("graphprof_version", ""))
-    if built_by.split(".")[:2] != __version__.split(".")[:2]:
-        raise ArtifactError(f"{root}/: must be built by graphprof {'.'.join(__version__.split('.')[:2])}.x. Got a work "
-                            f"directory of graphprof {built_by or 'unknown'}; re-run 'graphprof build-graph'")
-    check_inputs(root, manifest)
-    return manifest
-
-
-def check_inputs(root: Path, manifest: dict) -> None:
-    """Refuse a work directory whose input files changed since ``build-graph`` (same path, other content).
-
-    Size and modification time are compared first; the sha256 is computed only when the time moved, so an
-    unchanged multi-GB input costs nothing. A moved or deleted input is fine: the work directory stands alone.
-    """
-    for name, info in (manifest.get("inputs") or {}).items():
-        path = Path(info.get("path", ""))
-        if not info.get("path") or not path.is_file():
-            continue
-        st = path.stat()
-        if st.st_size == info.get("bytes") and st.st_mtime_ns == info.get("mtime_ns"):
-            continue
-        if st.st_size != info.get("bytes") or sha256_file(path) != info.get("sha256"):
-            raise ArtifactError(f"{root}/: must be built from the current inputs. Got {path} ({name}) changed since "
-                                "'graphprof build-graph' (other size or sha256); re-run 'graphprof build-graph'")
-
-
-# ------------------------------------------------------------------------------------------------- lock
-@contextlib.contextmanager
-def locked(root: Path, command: str) -> Iterator[None]:
-    """Hold an exclusive lock on the work directory so two runs cannot interleave their writes."""
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK
-    fh = open(path, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()  # not ours: leave the holder's name in the file
-        raise LockError(
-            f"{root}/: the work directory must not be in use. Got it locked by {holder}; "
-            "wait for that run to finish or use another --workdir"
-        ) from None
-    try:
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} running '{command}'")
-        fh.flush()
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fh.seek(0)
-            fh.truncate()
-        fh.close()
-
-
-# --------------------------------------------------------------------------------- erasure (graphprof forget)
-MODEL_CONFIG = "config.json"                # models/<target>/<model>/config.json, as graphprof.train writes it
-MODEL_PREDICTIONS = "predictions.parquet"   # models/<target>/<model>/predictions.parquet (one row per user)
-MODEL_WEIGHTS = "weights.safetensors"       # a model folder's arrays (models/.../seed_<s>/, models/_lightgcn/)
-MODEL_META = "model.json"                   # a model folder's JSON beside its weights
-EMBEDDINGS_META = "meta.json"               # embeddings/meta.json, written last by export-embeddings
-ERASURES = "erasures"                       # manifest key: one entry per 'graphprof forget' (counts, never ids)
-NEEDS_RETRAINING = "needs_retraining"       # manifest key (list of target/model) and config.json flag

@@ -1,0 +1,100 @@
+"""Where every artifact of the work directory lives: its folders and file names, and the helpers that join them.
+
+No other module spells an artifact's file name; each stage asks here for the path it writes or reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+DEFAULT_WORKDIR = "work"
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+TABLES_DIR = "tables"
+IDS_DIR = "tables/ids"
+REJECTS_DIR = "rejects"
+GRAPH_DIR = "graph"
+GRAPH_TENSORS = "graph/tensors.safetensors"
+GRAPH_META = "graph/meta.json"
+FEATURES_USERS = "features/users.parquet"
+FEATURES_ITEMS = "features/items.parquet"
+FEATURES_META = "features/meta.json"
+FEATURES_STATE = "features/state.safetensors"
+MODELS_DIR = "models"
+PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
+COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
+COMMUNITY_ASSIGNMENTS = "assignments.parquet"
+COMMUNITY_PROFILES = "profiles.parquet"
+COMMUNITY_SUMMARY = "summary.json"          # written last: its presence means the method's run is complete
+LIGHTGCN_DIR = "models/_lightgcn"   # the label-free embedding model (not a target)
+EMBEDDINGS_DIR = "embeddings"
+PREDICTIONS_NEW = "predictions/new_users.parquet"
+REPORT = "report.html"                      # graphprof report: one self-contained HTML file
+
+MODEL_CONFIG = "config.json"                # models/<target>/<model>/config.json, as graphprof.train writes it
+MODEL_PREDICTIONS = "predictions.parquet"   # models/<target>/<model>/predictions.parquet (one row per user)
+MODEL_WEIGHTS = "weights.safetensors"       # a model folder's arrays (models/.../seed_<s>/, models/_lightgcn/)
+MODEL_META = "model.json"                   # a model folder's JSON beside its weights
+EMBEDDINGS_META = "meta.json"               # embeddings/meta.json, written last by export-embeddings
+ERASURES = "erasures"                       # manifest key: one entry per 'graphprof forget' (counts, never ids)
+NEEDS_RETRAINING = "needs_retraining"       # manifest key (list of target/model) and config.json flag
+
+MODEL_METRICS = "metrics.json"              # models/<target>/<model>/metrics.json: per seed, mean and std
+MODEL_TIMINGS = "timings.json"              # models/<target>/<model>/timings.json: fit seconds (apart from metrics)
+RUN_SETTINGS = "run.json"                   # .partial-train/<target>/run.json: the settings a resume must match
+RUN_RESULT = "result.json"                  # a finished (model, seed) checkpoint, written last
+
+
+def model_file(root: Path, target: str, model: str, name: str) -> Path:
+    """``models/<target>/<model>/<name>`` (``name``: :data:`MODEL_CONFIG`, :data:`MODEL_METRICS`, ...)."""
+    return model_dir(root, target, model) / name
+
+
+def embedding_files(folder: Path, kind: str) -> dict[str, Path]:
+    """The files of one export of ``kind`` ("user" or "item") in ``folder`` (``embeddings/`` by default):
+    ``parquet`` (id + vector columns), ``npy`` (the matrix) and ``ids`` (the ids in the matrix's order)."""
+    folder = Path(folder)
+    return {"parquet": folder / f"{kind}s.parquet", "npy": folder / f"{kind}s.npy", "ids": folder / f"{kind}s_ids.csv"}
+
+
+def export_sidecars(out: Path) -> dict[str, Path]:
+    """The files written beside an export to ``--out FILE``: ``items`` (item vectors beside a Parquet file),
+    ``ids`` and ``meta`` (beside a ``.npy`` file)."""
+    out = Path(out)
+    stem = out.with_suffix("")
+    return {"items": Path(f"{stem}_items.parquet"), "ids": Path(f"{stem}_ids.csv"), "meta": Path(f"{stem}_meta.json")}
+
+
+def table_path(root: Path, table: str) -> Path:
+    return Path(root) / TABLES_DIR / f"{table}.parquet"
+
+
+def ids_path(root: Path, kind: str) -> Path:
+    return Path(root) / IDS_DIR / f"{kind}.parquet"
+
+
+def rejects_path(root: Path, table: str) -> Path:
+    return Path(root) / REJECTS_DIR / f"{table}.csv"
+
+
+def model_dir(root: Path, target: str, model: str) -> Path:
+    return Path(root) / MODELS_DIR / target / model
+
+
+def run_dir(root: Path, target: str, model: str, seed: int) -> Path:
+    return model_dir(root, target, model) / f"seed_{seed}"
+
+
+def communities_dir(root: Path, method: str) -> Path:
+    return Path(root) / COMMUNITIES_DIR / method
+
+
+def community_methods(root: Path) -> list[str]:
+    """Methods with a complete run under ``communities/`` (a ``summary.json``), sorted by name."""
+    base = Path(root) / COMMUNITIES_DIR
+    if not base.is_dir():
+        return []
+    return sorted(d.name for d in base.iterdir() if (d / COMMUNITY_SUMMARY).is_file())
+
