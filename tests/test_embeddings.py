@@ -1,7 +1,7 @@
 """graphprof.embeddings: export for recommenders, pseudonymised ids, nearest users and recommendations.
 
 The export tests run the real ``export_embeddings`` on small generated shops; LightGCN is trained with a small
-config (few epochs, 8 dims) by wrapping :func:`graphprof.lightgcn.fit_lightgcn`, which ``export_embeddings``
+config (few epochs, 8 dims) by wrapping :func:`graphprof.models.lightgcn.fit_lightgcn`, which ``export_embeddings``
 looks up at call time.
 """
 
@@ -24,19 +24,12 @@ import pytest
 from fixtures_small import build_shop
 
 from graphprof import workdir
-from graphprof.embeddings.export import (
-    KEY_ENV,
-    Embeddings,
-    export_embeddings,
-    load_embeddings,
-    load_key,
-    pseudonymize_ids,
-    recommend,
-    similar,
-)
+from graphprof.embeddings.export import Embeddings, export_embeddings, load_embeddings
+from graphprof.embeddings.query import recommend, similar
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import build, load_graph
 from graphprof.models.lightgcn import LightGCN, LightGCNConfig
+from graphprof.privacy.pseudonymize import KEY_ENV, load_key, pseudonymize_ids
 from graphprof.training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -632,7 +625,7 @@ def cli(tmp_path_factory, fit_counter):
     }
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
     names, runs = list(commands), {}
-    for start in range(0, len(names), 2):  # two at a time: the tests run on 2 cores
+    for start in range(0, len(names), 2):  # two at a time: a CI machine may have only two cores
         procs = {name: subprocess.Popen(commands[name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         cwd=str(ROOT), env=env)
                  for name in names[start:start + 2]}

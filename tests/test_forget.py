@@ -20,14 +20,8 @@ import pytest
 
 from graphprof import workdir
 from graphprof.communities.detect import detect_communities, load_assignments
-from graphprof.embeddings.export import (
-    KEY_ENV,
-    export_embeddings,
-    load_embeddings,
-    pseudonymize_ids,
-    recommend,
-    similar,
-)
+from graphprof.embeddings.export import export_embeddings, load_embeddings
+from graphprof.embeddings.query import recommend, similar
 from graphprof.errors import ConfigError, InputError
 from graphprof.features import load_features
 from graphprof.graph import build, load_graph
@@ -37,6 +31,7 @@ from graphprof.models.lightgcn import LightGCN, LightGCNConfig
 from graphprof.prediction.predict import predict
 from graphprof.privacy.erasure import _reject_hits
 from graphprof.privacy.forget import forget, read_forget_file
+from graphprof.privacy.pseudonymize import KEY_ENV, pseudonymize_ids
 from graphprof.reporting.report import write_report
 from graphprof.training.train import train
 

@@ -1,9 +1,9 @@
-"""User and item embeddings: export for recommenders, pseudonymised ids, nearest users and recommendations.
+"""User and item embeddings: the export for recommenders, its files, and loading them back.
 
 Ids travel with their vectors (``Embeddings(ids, vectors)``). Sources, by ``model``:
 
 * ``lightgcn`` (default): a social LightGCN trained on purchases + friendships for ranking (see
-  :mod:`graphprof.lightgcn`); label-free, so every user gets a vector; items too.
+  :mod:`graphprof.models.lightgcn`); label-free, so every user gets a vector; items too.
 * ``sage``: the representation the trained ``sage`` classifier of a target reads (users and items).
 * ``lr``: the baseline's standardised, PCA-reduced features (users only).
 
@@ -12,18 +12,13 @@ Files (names in :mod:`graphprof.workdir`): ``embeddings/users.parquet`` (``user_
 ``meta.json`` (model, dim, seed, target, graph_id, pseudonymized). The Parquet files carry the same metadata
 under the schema key ``graphprof``. Everything loads with pandas / numpy alone.
 
-Pseudonymisation replaces user ids by HMAC-SHA256(key, id) (hex). The key comes from the environment variable
-:data:`KEY_ENV` or a key file readable by its owner only, kept outside the work directory; without a key,
-``pseudonymize=True`` is an error, never a silent plain hash. Pseudonymised embeddings remain personal data.
+``pseudonymize=True`` replaces user ids by keyed hashes (:mod:`graphprof.privacy.pseudonymize`); pseudonymised
+embeddings remain personal data. :mod:`graphprof.embeddings.query` answers ``similar`` and ``recommend``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +27,8 @@ import pandas as pd
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
+from graphprof.privacy.pseudonymize import load_key, pseudonymize_ids
 
-KEY_ENV = "GRAPHPROF_PSEUDONYM_KEY"
-MIN_KEY_BYTES = 16
 SOURCES = ("lightgcn", "sage", "gat", "sign", "lr")
 
 
@@ -80,41 +74,6 @@ class Embeddings:
         return pd.DataFrame({"rank": np.arange(1, k + 1), "id": self.ids[top], "similarity": sim[top]})
 
 
-# ------------------------------------------------------------------------------------ pseudonymisation
-def load_key(key_file: str | Path | None = None, root: str | Path | None = None) -> bytes:
-    """The pseudonymisation key: ``key_file`` if given, else the environment variable :data:`KEY_ENV`.
-
-    Raises:
-        ConfigError: no key, a key shorter than 16 bytes, a key file others can read, or one inside the
-            work directory (a key stored beside the data it protects protects nothing).
-    """
-    if key_file is not None:
-        path = Path(key_file)
-        if not path.is_file():
-            raise ConfigError(f"--key-file must be an existing file. Got {str(path)!r} instead")
-        if root is not None and Path(root).resolve() in path.resolve().parents:
-            raise ConfigError(f"--key-file must be kept outside the work directory. Got {path} inside {root}")
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(f"{path}: a key file must be readable by its owner only (chmod 600). "
-                              f"Got mode {oct(mode)} instead")
-        key = path.read_bytes().strip()
-    else:
-        key = os.environ.get(KEY_ENV, "").encode()
-        if not key:
-            raise ConfigError(f"--pseudonymize needs a key: set {KEY_ENV} or pass --key-file FILE (chmod 600). "
-                              "Got neither; ids are never replaced by a plain hash")
-    if len(key) < MIN_KEY_BYTES:
-        raise ConfigError(f"the pseudonymisation key must be at least {MIN_KEY_BYTES} bytes. Got {len(key)}")
-    return key
-
-
-def pseudonymize_ids(ids, key: bytes) -> np.ndarray:
-    """HMAC-SHA256(key, id) as 64 hex characters, for each id."""
-    return np.array([hmac.new(key, str(i).encode("utf-8"), hashlib.sha256).hexdigest() for i in ids],
-                    dtype=object)
-
-
 # ----------------------------------------------------------------------------------------------- export
 @dataclass
 class ExportResult:
@@ -141,8 +100,7 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
     from graphprof.graph import load_graph
     from graphprof.models import ModelInput, get_model
 
-    models_dir = root / workdir.MODELS_DIR
-    trained = sorted(p.parent.parent.name for p in models_dir.glob(f"*/{model}/config.json")) if models_dir.exists() else []
+    trained = [d.parent.name for d in workdir.model_dirs(root) if d.name == model]
     if target is None:
         if not trained:
             raise ArtifactError(f"{root}/: no trained '{model}' model found; run 'graphprof train' first "
@@ -151,7 +109,7 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
     elif target not in trained:
         raise ConfigError(f"--target must be a target with a trained '{model}' model "
                           f"({', '.join(trained) or 'none yet; run graphprof train'}). Got {target!r} instead")
-    config = workdir.read_json(workdir.model_dir(root, target, model) / "config.json", missing="run 'graphprof train'")
+    config = workdir.read_json(workdir.model_file(root, target, model, workdir.MODEL_CONFIG), missing="run 'graphprof train'")
     seed = config["predictions_from_seed"]
     fitted = get_model(model).load(workdir.run_dir(root, target, model, seed))
     features = load_features(root)
@@ -167,7 +125,7 @@ def _lightgcn(root: Path, seed: int, manifest: dict):
 
     graph = load_graph(root)
     path = root / workdir.LIGHTGCN_DIR
-    if (path / "model.json").exists():
+    if (path / workdir.MODEL_META).exists():
         model = LightGCN.load(path)
         if model.seed == seed and model.info.get("graph_id") == manifest.get("graph_id"):
             return graph, model
@@ -219,7 +177,7 @@ def export_embeddings(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, model:
         user_emb = Embeddings(user_ids, np.ascontiguousarray(users, dtype=np.float32), meta)
         item_emb = (Embeddings(graph_items.astype(object), np.ascontiguousarray(items, dtype=np.float32), meta)
                     if items is not None else None)
-        files = _write_dir(root, user_emb, item_emb)
+        files = write_export_dir(root, user_emb, item_emb)
         if out is not None:
             files += _write_out(Path(out), user_emb, item_emb)
         workdir.update_manifest(root, stages={"export-embeddings": {"model": model, "target": meta["target"],
@@ -246,34 +204,36 @@ def _write_npy(path: Path, vectors: np.ndarray) -> Path:
     return workdir.atomic_write(path, _w)
 
 
-def _write_dir(root: Path, users: Embeddings, items: Embeddings | None) -> list[Path]:
-    d = root / workdir.EMBEDDINGS_DIR
+def write_export_dir(root: Path, users: Embeddings, items: Embeddings | None) -> list[Path]:
+    """Write ``embeddings/``: per kind the Parquet file (metadata under the schema key ``graphprof``), the
+    ``.npy`` matrix and its ids; the item files are removed where ``items`` is None; ``meta.json`` last (its
+    presence means a complete export). ``forget`` rewrites a filtered export through this function too."""
+    d = Path(root) / workdir.EMBEDDINGS_DIR
     files = []
     for kind, emb in (("user", users), ("item", items)):
-        stale = [d / f"{kind}s.parquet", d / f"{kind}s.npy", d / f"{kind}s_ids.csv"]
+        paths = workdir.embedding_files(d, kind)
         if emb is None:
-            for f in stale:
+            for f in paths.values():
                 f.unlink(missing_ok=True)
             continue
-        files.append(_write_parquet_with_meta(stale[0], emb.to_frame(f"{kind}_id"), emb.meta))
-        files.append(_write_npy(stale[1], emb.vectors))
-        files.append(workdir.write_csv(stale[2], pd.DataFrame({f"{kind}_id": emb.ids})))
-    files.append(workdir.write_json(d / "meta.json", users.meta))  # last: its presence means a complete export
+        files.append(_write_parquet_with_meta(paths["parquet"], emb.to_frame(f"{kind}_id"), emb.meta))
+        files.append(_write_npy(paths["npy"], emb.vectors))
+        files.append(workdir.write_csv(paths["ids"], pd.DataFrame({f"{kind}_id": emb.ids})))
+    files.append(workdir.write_json(d / workdir.EMBEDDINGS_META, users.meta))
     return files
 
 
 def _write_out(out: Path, users: Embeddings, items: Embeddings | None) -> list[Path]:
-    stem = out.with_suffix("")
+    sidecars = workdir.export_sidecars(out)
     files = []
     if out.suffix == ".parquet":
         files.append(_write_parquet_with_meta(out, users.to_frame("user_id"), users.meta))
         if items is not None:
-            files.append(_write_parquet_with_meta(Path(f"{stem}_items.parquet"), items.to_frame("item_id"),
-                                                  items.meta))
+            files.append(_write_parquet_with_meta(sidecars["items"], items.to_frame("item_id"), items.meta))
     else:
         files.append(_write_npy(out, users.vectors))
-        files.append(workdir.write_csv(Path(f"{stem}_ids.csv"), pd.DataFrame({"user_id": users.ids})))
-        files.append(workdir.write_json(Path(f"{stem}_meta.json"), users.meta))
+        files.append(workdir.write_csv(sidecars["ids"], pd.DataFrame({"user_id": users.ids})))
+        files.append(workdir.write_json(sidecars["meta"], users.meta))
     return files
 
 
@@ -287,85 +247,16 @@ def load_embeddings(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, kind: st
     """
     d = Path(workdir_path) / workdir.EMBEDDINGS_DIR
     hint = "run 'graphprof export-embeddings' first"
-    meta = workdir.read_json(d / "meta.json", missing=hint)
-    path = d / f"{kind}s.npy"
+    meta = workdir.read_json(d / workdir.EMBEDDINGS_META, missing=hint)
+    paths = workdir.embedding_files(d, kind)
+    path = paths["npy"]
     if kind == "item" and not path.exists():
         return None
     if not path.exists():
         raise ArtifactError(f"{path}: not found; {hint}")
     vectors = np.load(path, allow_pickle=False)
-    ids = pd.read_csv(d / f"{kind}s_ids.csv", dtype=str, keep_default_na=False)[f"{kind}_id"].to_numpy(dtype=object)
+    ids = pd.read_csv(paths["ids"], dtype=str, keep_default_na=False)[f"{kind}_id"].to_numpy(dtype=object)
     if len(ids) != len(vectors):
         raise ArtifactError(f"{d}: {kind} ids and vectors must line up. Got {len(ids)} ids, {len(vectors)} rows; "
                             f"{hint}")
     return Embeddings(ids, vectors, meta)
-
-
-def _query_id(user_id: str, meta: dict, key_file, root: Path) -> str:
-    """The id to look up: the user's own id, or its pseudonym when the export was pseudonymised."""
-    if not meta.get("pseudonymized"):
-        return str(user_id)
-    return str(pseudonymize_ids([user_id], load_key(key_file, root))[0])
-
-
-def _check_current(root: Path, meta: dict) -> None:
-    """Refuse an export made from another graph than the one in the work directory."""
-    current = workdir.load_manifest(root).get("graph_id")
-    if current is not None and meta.get("graph_id") != current:
-        raise ArtifactError(f"{root}/embeddings: must come from the current graph. Got an export of an older build; "
-                            "run 'graphprof export-embeddings' again")
-
-
-def similar(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str = "", k: int = 10,
-            key_file: str | Path | None = None) -> pd.DataFrame:
-    """The ``k`` users nearest to ``user_id`` in the exported embeddings (cosine).
-
-    Columns: ``rank``, ``user_id``, ``similarity``.
-    """
-    if k < 1:
-        raise ConfigError(f"-k must be >= 1. Got {k} instead")
-    root = Path(workdir_path)
-    users = load_embeddings(root, "user")
-    _check_current(root, users.meta)
-    out = users.nearest(_query_id(user_id, users.meta, key_file, root), k, shown=str(user_id))
-    return out.rename(columns={"id": "user_id"})
-
-
-def recommend(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, user_id: str = "", k: int = 10,
-              key_file: str | Path | None = None) -> pd.DataFrame:
-    """The ``k`` items the user has not bought with the highest score ``<user, item>``.
-
-    Columns: ``rank``, ``item_id``, ``score``, ``category`` (where items have one), ``popularity``.
-
-    Raises:
-        ArtifactError: nothing exported, or an export without item vectors (``lr``).
-        ConfigError: unknown user id, or ``k`` < 1.
-    """
-    from graphprof.features import load_features
-    from graphprof.graph import BUYS, load_graph
-
-    if k < 1:
-        raise ConfigError(f"-k must be >= 1. Got {k} instead")
-    root = Path(workdir_path)
-    users = load_embeddings(root, "user")
-    items = load_embeddings(root, "item")
-    if items is None:
-        raise ArtifactError(f"{root}/embeddings: the export of model '{users.meta['model']}' has no item vectors; "
-                            "run 'graphprof export-embeddings --model lightgcn' (or sage) first")
-    _check_current(root, users.meta)
-    u = users.index_of(_query_id(user_id, users.meta, key_file, root), shown=str(user_id))
-    graph = load_graph(root)
-    if list(graph.item_ids) != list(items.ids):
-        raise ArtifactError(f"{root}/embeddings: items must match the graph. Got a stale export; "
-                            "run 'graphprof export-embeddings' again")
-    scores = items.vectors @ users.vectors[u]
-    ei = graph.edge(BUYS)
-    scores[ei[1][ei[0] == u]] = -np.inf  # graph users and embedded users share the graph's order
-    k = int(min(k, np.isfinite(scores).sum()))
-    top = np.argsort(-scores, kind="stable")[:k]
-    out = pd.DataFrame({"rank": np.arange(1, k + 1), "item_id": items.ids[top], "score": scores[top]})
-    feats = load_features(root).items
-    if "category" in feats:
-        out["category"] = feats["category"].to_numpy()[top]
-    out["popularity"] = feats["popularity"].to_numpy()[top].astype(np.int64)
-    return out

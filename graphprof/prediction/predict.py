@@ -5,7 +5,7 @@ saved graph: a row is used when it concerns a new user and points at known items
 users). Rows that cannot be used are counted and reported: purchases of unknown items, rows about users already
 in the graph (their profile is in ``models/<target>/<model>/predictions.parquet``).
 
-Incremental (:mod:`graphprof.extend`, :mod:`graphprof.extend_features`): the saved graph is extended, not
+Incremental (:mod:`graphprof.prediction.extend`, :mod:`graphprof.prediction.extend_features`): the saved graph is extended, not
 rebuilt (the new users are appended after the saved ones, their purchases and ties added as ``build_graph`` would
 add them); only the new users' feature rows are computed, in the *same* space as the training graph (the fitted SVD
 components, category columns and recency reference are reused); the saved users keep their saved features. Each
@@ -83,22 +83,22 @@ class PredictResult:
 
 
 def picked_model(root: Path, target: str) -> str:
-    """The model ``train`` picked for ``target`` (:func:`graphprof.evaluate.pick_model` on the saved validation
+    """The model ``train`` picked for ``target`` (:func:`graphprof.training.evaluate.pick_model` on the saved validation
     macro-F1: the best, unless it does not beat ``lr`` beyond the seeds' spread)."""
     from graphprof.training.evaluate import pick_model
 
     scores = {}
-    for metrics in sorted((root / workdir.MODELS_DIR / target).glob("*/metrics.json")):
-        m = workdir.read_json(metrics, missing="run 'graphprof train'")
-        scores[metrics.parent.name] = m["val_macro_f1"]
+    for d in workdir.model_dirs(root, workdir.MODEL_METRICS):
+        if d.parent.name == target:
+            m = workdir.read_json(d / workdir.MODEL_METRICS, missing="run 'graphprof train'")
+            scores[d.name] = m["val_macro_f1"]
     if not scores:
         raise ArtifactError(f"{root / workdir.MODELS_DIR / target}/: no trained model; run 'graphprof train' first")
     return pick_model(scores)
 
 
 def trained_targets(root: Path) -> list[str]:
-    models = root / workdir.MODELS_DIR
-    return sorted({p.parent.parent.name for p in models.glob("*/*/metrics.json")}) if models.exists() else []
+    return sorted({d.parent.name for d in workdir.model_dirs(root, workdir.MODEL_METRICS)})
 
 
 def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.ndarray) -> np.ndarray | None:
@@ -106,7 +106,7 @@ def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.nda
     users' rows of the social adjacency."""
     import scipy.sparse as sp
 
-    paths = sorted((root / workdir.COMMUNITIES_DIR).glob("*/assignments.parquet"))
+    paths = workdir.community_assignment_files(root)
     leiden = [p for p in paths if p.parent.name == "leiden"]
     path = (leiden or paths or [None])[0]
     if path is None or (FRIEND not in graph.base.edge_types and not len(graph.ties[0])):
@@ -189,7 +189,7 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         for target in targets:
             t1 = time.perf_counter()
             name = picked_model(root, target)
-            config = workdir.read_json(workdir.model_dir(root, target, name) / "config.json", missing="")
+            config = workdir.read_json(workdir.model_file(root, target, name, workdir.MODEL_CONFIG), missing="")
             model = get_model(name).load(workdir.run_dir(root, target, name, config["predictions_from_seed"]))
             proba = model.proba(inputs, rows=rows) if len(rows) else \
                 np.zeros((0, len(model.classes_)))

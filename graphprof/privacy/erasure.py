@@ -1,32 +1,25 @@
-"""The erasure plan of :func:`graphprof.forget.forget`: read every artifact of the work directory, compute the
+"""The erasure plan of :func:`graphprof.privacy.forget.forget`: read every artifact of the work directory, compute the
 erased versions in memory, then write them file by file atomically (so a bad key or a damaged file stops the run
-before anything changed). What happens to each artifact is the table in :mod:`graphprof.forget`'s docstring.
+before anything changed). What happens to each artifact is the table in :mod:`graphprof.privacy.forget`'s docstring.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
+from graphprof.privacy.erasure_derived import DerivedErasure, now
 
 log = logging.getLogger("graphprof")
 
 #: Tables whose rows name users, and the columns that do.
 USER_COLUMNS = {"purchases": ("user_id",), "friendships": ("user_id", "friend_id"), "users": ("user_id",)}
-_EMB_FILES = ("{kind}s.parquet", "{kind}s.npy", "{kind}s_ids.csv")  # as graphprof.embeddings writes them
-_REASON = ("fitted with users erased since by 'graphprof forget'; the predictions of the remaining users are "
-           "kept, but run 'graphprof train' to retrain without the erased users")
-_LIGHTGCN_REASON = ("fitted with users erased since by 'graphprof forget' (their rows are gone); the next "
-                    "'graphprof export-embeddings' fits it again on the current graph")
 
 
 def _reject_hits(values: pd.Series, ids: set[str]) -> np.ndarray:
@@ -44,7 +37,7 @@ def _reject_hits(values: pd.Series, ids: set[str]) -> np.ndarray:
     return hit
 
 
-class ErasurePlan:
+class ErasurePlan(DerivedErasure):
     """Reads every artifact, computes the erased versions in memory, then writes them (so a bad key or a
     damaged file stops the run before anything changed)."""
 
@@ -105,7 +98,7 @@ class ErasurePlan:
         if p.exists():
             df = workdir.read_parquet(p, missing="run 'graphprof predict' again")
             self.new_users = (p, df, self._hit(df["user_id"]))
-        self.model_dirs = _model_dirs(root)
+        self.model_dirs = workdir.model_dirs(root)
         self.predictions = {}
         for d in self.model_dirs:
             p = d / workdir.MODEL_PREDICTIONS
@@ -118,30 +111,6 @@ class ErasurePlan:
             df = workdir.read_parquet(p, missing=f"run 'graphprof communities --method {method}' again")
             self.assignments[method] = (df, self._hit(df["user_id"]))
         self._read_embeddings()
-
-    def _read_embeddings(self) -> None:
-        from graphprof.embeddings.export import KEY_ENV, load_embeddings, load_key, pseudonymize_ids
-
-        self.emb = self.emb_items = None
-        self.key = None
-        d = self.root / workdir.EMBEDDINGS_DIR
-        if not (d / workdir.EMBEDDINGS_META).exists():
-            return
-        self.emb = load_embeddings(self.root, "user")
-        self.emb_items = load_embeddings(self.root, "item")
-        if not self.emb.meta.get("pseudonymized"):
-            self._hit(pd.Series(self.emb.ids))
-            return
-        if self.key_file is None and not os.environ.get(KEY_ENV):
-            return  # cannot be matched: deleted in compute()
-        self.key = load_key(self.key_file, self.root)
-        ours = set(pseudonymize_ids(self.old_graph.user_ids, self.key))
-        if len(self.emb.ids) and not ours & set(self.emb.ids):
-            raise ConfigError(f"{self.root / workdir.EMBEDDINGS_DIR}: the pseudonymisation key must be the one the "
-                              "export used. Got a key that matches none of its ids; pass the right --key-file (or "
-                              "none, to delete the pseudonymised export)")
-        asked = sorted(self.ids)
-        self.known.update(u for u, h in zip(asked, pseudonymize_ids(asked, self.key)) if h in set(self.emb.ids))
 
     # -------------------------------------------------------------------------------------- compute
     def compute(self) -> None:
@@ -267,149 +236,6 @@ class ErasurePlan:
         self._write(self.root / workdir.FEATURES_USERS, "recomputed", lambda: save_features(feats, self.root, seed))
         self.artifacts[workdir.FEATURES_ITEMS] = "recomputed"
 
-    def _gone(self, ids: pd.Series) -> np.ndarray:
-        """Rows of users no longer in the graph (erased, or known only through a tie to an erased user)."""
-        s = ids.astype(str)
-        return (s.isin(self.ids) | ~s.isin(self.keep_users)).to_numpy()
-
-    def _compute_models(self) -> None:
-        stamp = _now()
-        for path, (df, _) in self.predictions.items():
-            gone = self._gone(df["user_id"])
-            kept = df[~gone].reset_index(drop=True)
-            self._write(path, "filtered", lambda p=path, k=kept: workdir.write_parquet(p, k), int(gone.sum()))
-        for d in self.model_dirs:
-            cpath = d / workdir.MODEL_CONFIG
-            config = workdir.read_json(cpath, missing="run 'graphprof train' again")
-            config.update({workdir.NEEDS_RETRAINING: True, "needs_retraining_reason": _REASON,
-                           "erased_since_training": int(config.get("erased_since_training", 0)) + self.erased_in_graph,
-                           "last_erasure": stamp})
-            self._write(cpath, "marked", lambda p=cpath, c=config: workdir.write_json(p, c))
-
-    def _compute_communities(self) -> None:
-        from graphprof.communities.detect import (
-            DEFAULT_COPURCHASE_NEIGHBORS,
-            DEFAULT_COPURCHASE_WEIGHT,
-            Communities,
-            community_adjacency,
-            modularity,
-            profile_communities,
-        )
-
-        graph = self.new_graph
-        for method, (df, _) in self.assignments.items():
-            out = workdir.communities_dir(self.root, method)
-            summary = workdir.read_json(out / workdir.COMMUNITY_SUMMARY, missing="run 'graphprof communities'")
-            gone = self._gone(df["user_id"])
-            kept = df[~gone].reset_index(drop=True)
-            ids = kept["user_id"].astype(str).to_numpy(dtype=object)
-            current = summary.get("graph_id") in (None, self.manifest.get("graph_id"))
-            if not current or list(ids) != list(graph.user_ids):
-                self._delete(out, "communities of an earlier graph (cannot be matched to the new one); run "
-                                  f"'graphprof communities --method {method}' again")
-                continue
-            labels = kept["community"].to_numpy(np.int64)  # not renumbered: models trained on them still apply
-            params = summary.get("params", {})
-            adj = community_adjacency(graph, params.get("on", "social"),
-                                      params.get("copurchase_weight", DEFAULT_COPURCHASE_WEIGHT),
-                                      params.get("copurchase_neighbors", DEFAULT_COPURCHASE_NEIGHBORS))
-            q = modularity(adj, labels)
-            comms = Communities(user_ids=ids, labels=labels, modularity=q, method=method, params=params,
-                                seconds=0.0)
-            if self.features is None:
-                from graphprof.features import load_features
-
-                self.features = load_features(self.root)
-            profiles = profile_communities(graph, self.features, comms, self.tables.get("users"))
-            sizes = np.bincount(labels) if len(labels) else np.zeros(0, np.int64)
-            summary.update({"modularity": None if not np.isfinite(q) else float(q),
-                            "n_communities": int((sizes > 0).sum()), "n_singletons": int((sizes == 1).sum()),
-                            "sizes": [int(x) for x in sizes[sizes > 1]], "n_users": int(len(ids)),
-                            "n_edges": int(sp.triu(adj, k=1).nnz), "graph_id": None,  # set when the graph is written
-                            "needs_rerun": True,
-                            "needs_rerun_reason": "detected with users erased since by 'graphprof forget' (their "
-                                                  "rows are gone; labels are not renumbered); run 'graphprof "
-                                                  f"communities --method {method}' to detect them again"})
-            apath, ppath, spath = (out / workdir.COMMUNITY_ASSIGNMENTS, out / workdir.COMMUNITY_PROFILES,
-                                   out / workdir.COMMUNITY_SUMMARY)
-            self._write(apath, "filtered", lambda p=apath, k=kept: workdir.write_parquet(p, k), int(gone.sum()))
-            self._write(ppath, "recomputed", lambda p=ppath, f=profiles: workdir.write_parquet(p, f))
-            self._write(spath, "recomputed",
-                        lambda p=spath, s=summary: workdir.write_json(p, {**s, "graph_id": self.new_graph_id}))
-            self.notes.append(f"{self._rel(out)}: the erased users' rows are gone and the profiles recomputed, but "
-                              "the partition was found with them (labels kept, so community models still apply); "
-                              f"run 'graphprof communities --method {method}' to detect it again")
-
-    def _compute_lightgcn(self) -> None:
-        import torch
-
-        d = self.root / workdir.LIGHTGCN_DIR
-        if not (d / workdir.MODEL_META).exists():
-            return
-        meta = workdir.read_json(d / workdir.MODEL_META, missing="run 'graphprof export-embeddings'")
-        arrays = workdir.read_safetensors(d / workdir.MODEL_WEIGHTS, missing="run 'graphprof export-embeddings'")
-        info = meta.setdefault("info", {})
-        rows_of = info.get("rows_graph_id", info.get("graph_id"))
-        users = arrays["users"]
-        if rows_of != self.manifest.get("graph_id") or users.shape[0] != len(self.old_graph.user_ids):
-            self._delete(d, "a LightGCN of an earlier graph (its rows cannot be matched); the next "
-                            "'graphprof export-embeddings' fits a new one")
-            return
-        keep = torch.from_numpy(np.isin(self.old_graph.user_ids.astype(str), list(self.keep_users)))
-        arrays["users"] = users[keep].contiguous()
-        # graph_id stays the graph it was fitted on, so export-embeddings refits rather than reuses it
-        info.update({"rows_graph_id": None, workdir.NEEDS_RETRAINING: True, "needs_retraining_reason": _LIGHTGCN_REASON,
-                     "erased_since_training": int(info.get("erased_since_training", 0)) + self.erased_in_graph})
-
-        def write():
-            info["rows_graph_id"] = self.new_graph_id
-            workdir.write_safetensors(d / workdir.MODEL_WEIGHTS, arrays)
-            workdir.write_json(d / workdir.MODEL_META, meta)
-
-        self._write(d, "filtered", write, int((~keep).sum().item()))
-
-    def _compute_embeddings(self) -> None:
-        from graphprof.embeddings.export import Embeddings, pseudonymize_ids
-
-        if self.emb is None:
-            return
-        d = self.root / workdir.EMBEDDINGS_DIR
-        pseudo = bool(self.emb.meta.get("pseudonymized"))
-        if pseudo and self.key is None:
-            self._delete(d, "a pseudonymised export cannot be matched to user ids without its key (pass --key-file "
-                            "or set GRAPHPROF_PSEUDONYM_KEY to filter it instead); run 'graphprof export-embeddings "
-                            "--pseudonymize' again")
-            return
-        keep_ids = self.keep_users
-        ids = pd.Series(self.emb.ids, dtype=object).astype(str)
-        if pseudo:
-            gone_ids = sorted(self.known | (set(self.old_graph.user_ids) - keep_ids))
-            gone = ids.isin(set(pseudonymize_ids(gone_ids, self.key))).to_numpy()
-            expected = pseudonymize_ids(self.new_graph.user_ids, self.key)
-        else:
-            gone = (ids.isin(self.ids) | (ids.isin(set(self.old_graph.user_ids)) & ~ids.isin(keep_ids))).to_numpy()
-            expected = self.new_graph.user_ids
-        if not gone.any():
-            return
-        meta = dict(self.emb.meta)
-        current = meta.get("graph_id") == self.manifest.get("graph_id")
-        kept_ids = self.emb.ids[~gone]
-        aligned = current and list(kept_ids) == list(expected)
-        meta.update({"num_users": int(len(kept_ids)), workdir.NEEDS_RETRAINING: True,
-                     "needs_retraining_reason": "computed with users erased since by 'graphprof forget' (their rows "
-                                                "are gone); run 'graphprof export-embeddings' again"})
-        users = Embeddings(kept_ids, np.ascontiguousarray(self.emb.vectors[~gone]), meta)
-        items = self.emb_items
-
-        def write():
-            if aligned:  # rows still in graph order: the export matches the new graph
-                meta["graph_id"] = self.new_graph_id
-            _write_embeddings(d, users, items)
-
-        self._write(d / "users.parquet", "filtered", write, int(gone.sum()))
-        for name in ("users.npy", "users_ids.csv", workdir.EMBEDDINGS_META):
-            self.artifacts[f"{workdir.EMBEDDINGS_DIR}/{name}"] = "filtered"
-
     # ---------------------------------------------------------------------------------------- write
     def write(self) -> None:
         """The report first, then the graph and features (whose new ``graph_id`` the others record), then the
@@ -433,7 +259,7 @@ class ErasurePlan:
     def _mark_manifest(self) -> None:
         root = self.root
         marked = []
-        for d in _model_dirs(root):
+        for d in workdir.model_dirs(root):
             c = workdir.load_json_if_any(d / workdir.MODEL_CONFIG)
             if c and c.get(workdir.NEEDS_RETRAINING):
                 marked.append(f"{d.parent.name}/{d.name}")
@@ -451,7 +277,7 @@ class ErasurePlan:
                 acc["kept"] = int(acc.get("kept", 0)) - kept
                 acc["rejected"] = int(acc.get("rejected", 0)) - rejected
                 acc["erased"] = int(acc.get("erased", 0)) + kept + rejected
-        entry = {"time": _now(), "count": len(self.known), "unknown": len(self.ids - self.known),
+        entry = {"time": now(), "count": len(self.known), "unknown": len(self.ids - self.known),
                  "users_removed_from_graph": self.users_removed, "orphaned": self.orphaned,
                  "rows_removed": dict(self.rows_removed), "artifacts": dict(self.artifacts),
                  "graph_id_before": self.manifest.get("graph_id"), "graph_id_after": self.new_graph_id,
@@ -463,45 +289,3 @@ class ErasurePlan:
             sections["rows"] = rows
         workdir.update_manifest(root, **sections)
 
-
-def _write_embeddings(d: Path, users, items) -> None:
-    """users.parquet (with the metadata under the schema key ``graphprof``), users.npy, users_ids.csv, the items'
-    Parquet again (its metadata is the same meta), then meta.json last, as ``export-embeddings`` writes them."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    def parquet(path: Path, frame: pd.DataFrame, meta: dict) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               b"graphprof": json.dumps(meta).encode()})
-        workdir.atomic_write(path, lambda p: pq.write_table(table, p))
-
-    def npy(path: Path, vectors: np.ndarray) -> None:
-        def _w(p: Path) -> None:
-            with open(p, "wb") as fh:
-                np.save(fh, vectors, allow_pickle=False)
-
-        workdir.atomic_write(path, _w)
-
-    for kind, emb in (("user", users), ("item", items)):
-        if emb is None:
-            continue
-        emb.meta = users.meta
-        names = [d / f.format(kind=kind) for f in _EMB_FILES]
-        parquet(names[0], emb.to_frame(f"{kind}_id"), users.meta)
-        if kind == "user":
-            npy(names[1], emb.vectors)
-            workdir.write_csv(names[2], pd.DataFrame({"user_id": emb.ids}))
-    workdir.write_json(d / workdir.EMBEDDINGS_META, users.meta)
-
-
-def _model_dirs(root: Path) -> list[Path]:
-    """``models/<target>/<model>/`` folders of trained classifiers (not ``_lightgcn``, not ``.old-*`` leftovers)."""
-    return sorted(c.parent for c in (Path(root) / workdir.MODELS_DIR).glob(f"*/*/{workdir.MODEL_CONFIG}")
-                  if not c.parent.parent.name.startswith((".", "_")) and not c.parent.name.startswith("."))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

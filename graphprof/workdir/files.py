@@ -95,7 +95,7 @@ def write_json(path: Path, obj: Any) -> Path:
 
 def write_parquet(path: Path, df: pd.DataFrame) -> Path:
     # dictionary encoding only where values repeat (ids, categories): on float columns it is tried and given up
-    # page by page, which made writing 1M users' features ~1.7x slower for a file no smaller
+    # page by page, which slows the write for a file no smaller
     encode = [str(c) for c in df.columns if not pd.api.types.is_float_dtype(df[c])]
     return atomic_write(path, lambda p: df.to_parquet(p, index=False, use_dictionary=encode or False))
 
@@ -195,7 +195,7 @@ _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "
 def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a safetensors file (8-byte header length, JSON header, data), mapped copy-on-write: as
     ``safetensors.torch`` does, nothing is read until used and nothing is copied (``safetensors.numpy`` copies
-    every array: at 1M users 1-2 s more for ``predict``, which reads a few rows of the graph). The header is
+    every array, where ``predict`` reads only a few rows of the graph). The header is
     checked: known dtypes only, each array's bytes matching its shape and inside the file."""
     size = path.stat().st_size
     with open(path, "rb") as fh:

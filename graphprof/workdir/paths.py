@@ -98,3 +98,15 @@ def community_methods(root: Path) -> list[str]:
         return []
     return sorted(d.name for d in base.iterdir() if (d / COMMUNITY_SUMMARY).is_file())
 
+
+
+def model_dirs(root: Path, marker: str = MODEL_CONFIG) -> list[Path]:
+    """``models/<target>/<model>/`` folders of trained classifiers that hold ``marker``, sorted (not
+    ``_lightgcn``, not the ``.old-*`` folders a cut-off replacement leaves)."""
+    return sorted(c.parent for c in (Path(root) / MODELS_DIR).glob(f"*/*/{marker}")
+                  if not c.parent.parent.name.startswith((".", "_")) and not c.parent.name.startswith("."))
+
+
+def community_assignment_files(root: Path) -> list[Path]:
+    """Every ``communities/<method>/assignments.parquet`` present, sorted by method."""
+    return sorted((Path(root) / COMMUNITIES_DIR).glob(f"*/{COMMUNITY_ASSIGNMENTS}"))
