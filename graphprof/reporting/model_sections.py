@@ -1,0 +1,138 @@
+"""The report's sections on trained models: metrics per target, confusion matrices and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphprof import workdir
+from graphprof.prediction.predict import picked_model
+from graphprof.reporting.html import esc, figure, html_table, mean_std, plot_text, png_img
+
+SPLITS = ("train", "val", "test")
+MAX_CM_ANNOTATED = 12     # confusion matrices with more classes are shown without per-cell numbers
+
+
+def target_summaries(root: Path, manifest: dict) -> list[dict]:
+    """Per trained target: its models' metrics.json and config.json, the picked model, its predictions."""
+    base = root / workdir.MODELS_DIR
+    if not base.is_dir():
+        return []
+    train = manifest.get("stages", {}).get("train", {})
+    t_order, m_order = train.get("targets", []), ["lr", *[m for m in train.get("models", []) if m != "lr"]]
+    names = sorted((d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("_")),
+                   key=lambda t: (t_order.index(t) if t in t_order else len(t_order), t))
+    found = []
+    for name in names:
+        hint = f"run 'graphprof train --target {name}' again"
+        models = {}
+        dirs = sorted((d for d in (base / name).iterdir() if (d / workdir.MODEL_METRICS).is_file()),
+                      key=lambda d: (m_order.index(d.name) if d.name in m_order else len(m_order), d.name))
+        for d in dirs:
+            model_dir = workdir.model_dir(root, name, d.name)
+            models[d.name] = {"metrics": workdir.read_json(model_dir / workdir.MODEL_METRICS, missing=hint),
+                              "config": workdir.read_json(model_dir / workdir.MODEL_CONFIG, missing=hint)}
+        if not models:
+            continue
+        picked = picked_model(root, name)  # the same choice predict makes
+        pred = workdir.read_parquet(workdir.model_dir(root, name, picked) / workdir.MODEL_PREDICTIONS, missing=hint)
+        found.append({"name": name, "models": models, "picked": picked, "pred": pred})
+    return found
+
+
+def _dropped(dropped: dict) -> str:
+    if len(dropped) > 5:  # e.g. the many small communities of --target community
+        return f"; dropped {len(dropped)} small classes ({sum(dropped.values()):,} users)"
+    return f"; dropped small classes: {esc(', '.join(f'{k} ({v})' for k, v in dropped.items()))}" if dropped else ""
+
+
+def metrics_html(t: dict, graph_id: str | None) -> str:
+    models, pred = t["models"], t["pred"]
+    rows = []
+    for m, a in models.items():
+        test = a["metrics"].get("test", {})
+        rows.append([m, mean_std(test.get("accuracy")), mean_std(test.get("macro_f1")), mean_std(test.get("auc")),
+                     mean_std(a["metrics"].get("val_macro_f1")), ", ".join(map(str, a["metrics"].get("seeds", []))),
+                     "picked" if m == t["picked"] else ""])
+    labelled = pred[pred["split"].isin(SPLITS)]
+    counts = labelled["label"].value_counts()
+    sizes = labelled["split"].value_counts()
+    config = models[t["picked"]]["config"]
+    body = html_table(["model", "accuracy", "macro-F1", "AUC", "val macro-F1", "seeds", ""], rows)
+    majority = counts.max() / counts.sum() if len(counts) else float("nan")
+    body += (f"<p>Majority-class rate {majority:.3f}; {len(labelled):,} labelled users, "
+             f"{'/'.join(str(int(sizes.get(s, 0))) for s in SPLITS)} train/val/test (split of seed "
+             f"{esc(config.get('predictions_from_seed'))}); classes: {esc(', '.join(map(str, config.get('classes', []))))}"
+             + _dropped(config.get("dropped_classes") or {})
+             + ". The picked model has the best validation macro-F1; metrics are on test users, mean ± std over "
+               "seeds.</p>")
+    base = models.get("lr", {}).get("metrics")
+    for m, a in models.items():
+        other = a["metrics"]
+        if m == "lr" or base is None or other.get("seeds") != base.get("seeds"):
+            continue
+        diff = np.mean([x["macro_f1"] - y["macro_f1"] for x, y in zip(other["per_seed_test"], base["per_seed_test"])])
+        spread = max((other["test"]["macro_f1"].get("std") or 0.0), (base["test"]["macro_f1"].get("std") or 0.0))
+        verdict = "better than" if diff > spread else "worse than" if diff < -spread else "within"
+        body += f"<p>{esc(m)} vs lr: macro-F1 {diff:+.3f}, {verdict} the seeds' spread ({spread:.3f}).</p>"
+    if any(a["config"].get("graph_id") not in (None, graph_id) for a in models.values()):
+        body += "<p class=warn>Trained on an earlier graph: run <code>graphprof train</code> again.</p>"
+    return body
+
+
+def confusion_html(t: dict) -> str:
+    classes = [str(c) for c in t["models"][t["picked"]]["config"].get("classes", [])]
+    test = t["pred"][t["pred"]["split"] == "test"]
+    index = {c: j for j, c in enumerate(classes)}
+    true = test["label"].astype(str).map(index)
+    guess = test["predicted"].astype(str).map(index)
+    ok = true.notna() & guess.notna()
+    k = len(classes)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (true[ok].astype(int).to_numpy(), guess[ok].astype(int).to_numpy()), 1)
+    side = min(3.0 + 0.45 * k, 14.0)
+    fig, ax = figure(side + 1.0, side)
+    rate = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    im = ax.imshow(rate, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, label="share of the true class")
+    labels = [plot_text(c, 16) for c in classes]
+    ax.set_xticks(range(k), labels, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true label")
+    ax.set_title(f"{plot_text(t['name'])}: {plot_text(t['picked'])} on {int(ok.sum())} test users")
+    if k <= MAX_CM_ANNOTATED:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{cm[i, j]}\n{rate[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                        color="white" if rate[i, j] > 0.6 else "black")
+    return png_img(fig, f"confusion matrix of {t['picked']} for {t['name']}")
+
+
+def curves_html(root: Path, t: dict) -> str:
+    out = ""
+    for m, a in t["models"].items():
+        runs = []
+        for s in a["metrics"].get("seeds", []):
+            path = workdir.run_dir(root, t["name"], m, s) / workdir.MODEL_META
+            cfg = workdir.read_json(path, missing="run 'graphprof train' again").get("config") if path.exists() else None
+            if isinstance(cfg, dict) and cfg.get("history"):
+                runs.append((s, pd.DataFrame(cfg["history"]), cfg.get("best_epoch")))
+        if not runs:
+            continue
+        fig, (f1, loss) = figure(10, 3.6, ncols=2)
+        for j, (s, h, best) in enumerate(runs):
+            colour = f"C{j % 10}"
+            f1.plot(h["epoch"], h["val_macro_f1"], color=colour, label=f"seed {s}")
+            if best is not None and best in set(h["epoch"]):
+                f1.plot([best], h.loc[h["epoch"] == best, "val_macro_f1"], "o", color=colour)
+            loss.plot(h["epoch"], h["train_loss"], "--", color=colour, label=f"train, seed {s}")
+            loss.plot(h["epoch"], h["val_loss"], color=colour, label=f"val, seed {s}")
+        f1.set(xlabel="epoch", ylabel="validation macro-F1", title=f"{plot_text(t['name'])} / {plot_text(m)} (o = kept epoch)")
+        loss.set(xlabel="epoch", ylabel="loss", title="training (dashed) and validation loss")
+        f1.legend(fontsize=8)
+        loss.legend(fontsize=7, ncol=2)
+        out += png_img(fig, f"training curves of {m} for {t['name']}")
+    return out
