@@ -146,7 +146,6 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         another ``pagerank``.
     """
     from graphprof.graph.build import read_inputs
-    from graphprof.models import ModelInput, get_model
 
     root = Path(workdir_path)
     workdir.require_built(root)
@@ -162,56 +161,22 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
     timings = {"read_validate": time.perf_counter() - t0}
     out = Path(out) if out is not None else root / workdir.PREDICTIONS_NEW
     with workdir.locked(root, "predict"):
-        t1 = time.perf_counter()
-        graph = load_graph(root)
-        meta, state, columns = extend_features.load_state(root)
-        items = extend_features.saved_item_ids(root)
-        if len(items) != len(graph.item_ids) or (items != graph.item_ids).any():
-            raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
-                                "items; re-run 'graphprof build-graph' and 'graphprof train'")
-        timings["load"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        rows_new = extend.join(graph, new.tables, friend_codes=new.friend_codes)
-        counts = {**rows_new.counts, "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
-        new_ids = rows_new.ids
-        ext = extend.extend_graph(root, graph, rows_new)
-        timings["extend_graph"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        feats = extend_features.ExtendedFeatures(root, ext.user_ids, columns,
-                                        extend_features.new_user_features(ext, state, columns, root, pagerank_mode=pagerank),
-                                        meta["groups"], graph.item_ids, state)  # items: the saved ones, exactly
-        timings["features"] = time.perf_counter() - t1
-        inputs = ModelInput(graph=ext, features=feats)
-        rows = np.arange(ext.n_old, ext.num_users, dtype=np.int64)
+        inputs, rows, new_ids, counts = _extended_inputs(root, new, pagerank, timings)
         frame = pd.DataFrame({"user_id": pd.Series(new_ids, dtype="string")})
         info, accuracy = {}, {}
         given, given_row = new.tables.get("users"), None
         for target in targets:
             t1 = time.perf_counter()
-            name = picked_model(root, target)
-            config = workdir.read_json(workdir.model_file(root, target, name, workdir.MODEL_CONFIG), missing="")
-            model = get_model(name).load(workdir.run_dir(root, target, name, config["predictions_from_seed"]))
-            proba = model.proba(inputs, rows=rows) if len(rows) else \
-                np.zeros((0, len(model.classes_)))
-            classes = np.array(model.classes_, dtype=object)
-            frame[target] = pd.Series(classes[proba.argmax(axis=1)] if len(rows) else [], dtype="string")
-            frame[f"{target}_model"] = name
-            for j, c in enumerate(model.classes_):
-                frame[f"{target}_proba_{c}"] = proba[:, j]
-            info[target] = {"model": name, "predicted": frame[target].value_counts().sort_index().to_dict()}
+            info[target], classes = _score(root, target, inputs, rows, frame)
             if given is not None and target in given:
                 if given_row is None:  # each new user's row in the users table (-1: none), once for every target
                     given_row = _rows_of(given["user_id"], frame["user_id"])
-                # by label on a 0..n-1 index: -1 (not in the users table) gives a missing value, also when the
-                # table has no rows
-                truth = given[target].reset_index(drop=True).reindex(given_row).reset_index(drop=True)
-                ok = truth.notna().to_numpy() & truth.isin(model.classes_).to_numpy()
-                if ok.any():
-                    accuracy[target] = {"accuracy": float((frame[target].to_numpy()[ok] == truth.to_numpy()[ok]).mean()),
-                                        "n": int(ok.sum())}
+                hit = _accuracy(given[target], given_row, frame[target], classes)
+                if hit is not None:
+                    accuracy[target] = hit
             timings[f"model_{target}"] = time.perf_counter() - t1
         if "community" not in targets:
-            comm = _friend_community(root, ext, rows)
+            comm = _friend_community(root, inputs.graph, rows)
             if comm is not None:
                 frame["community"] = comm
         t1 = time.perf_counter()
@@ -219,3 +184,64 @@ def predict(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path
         timings["write"] = time.perf_counter() - t1
     return PredictResult(frame=frame, counts=counts, out=out, targets=info, accuracy=accuracy,
                          seconds=time.perf_counter() - t0, timings=timings)
+
+
+def _extended_inputs(root: Path, new, pagerank: str, timings: dict):
+    """The saved graph extended with the new rows, and the new users' features in the saved feature space.
+
+    Returns:
+        the models' input, the new users' rows in it, their ids, and the row counts of the join.
+    """
+    from graphprof.models import ModelInput
+
+    t1 = time.perf_counter()
+    graph = load_graph(root)
+    meta, state, columns = extend_features.load_state(root)
+    items = extend_features.saved_item_ids(root)
+    if len(items) != len(graph.item_ids) or (items != graph.item_ids).any():
+        raise ArtifactError(f"{root}/features: the saved feature state must match the graph. Got other "
+                            "items; re-run 'graphprof build-graph' and 'graphprof train'")
+    timings["load"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    rows_new = extend.join(graph, new.tables, friend_codes=new.friend_codes)
+    counts = {**rows_new.counts, "rejected_rows": int(sum(a["rejected"] for a in new.accounting.values()))}
+    ext = extend.extend_graph(root, graph, rows_new)
+    timings["extend_graph"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    feats = extend_features.ExtendedFeatures(root, ext.user_ids, columns,
+                                             extend_features.new_user_features(ext, state, columns, root,
+                                                                               pagerank_mode=pagerank),
+                                             meta["groups"], graph.item_ids, state)  # items: the saved ones, exactly
+    timings["features"] = time.perf_counter() - t1
+    rows = np.arange(ext.n_old, ext.num_users, dtype=np.int64)
+    return ModelInput(graph=ext, features=feats), rows, rows_new.ids, counts
+
+
+def _score(root: Path, target: str, inputs, rows: np.ndarray, frame: pd.DataFrame) -> tuple[dict, list]:
+    """Score ``rows`` with ``target``'s picked model into ``frame`` (the class, the model, one probability
+    column per class); return the target's summary and the model's classes."""
+    from graphprof.models import get_model
+
+    name = picked_model(root, target)
+    config = workdir.read_json(workdir.model_file(root, target, name, workdir.MODEL_CONFIG), missing="")
+    model = get_model(name).load(workdir.run_dir(root, target, name, config["predictions_from_seed"]))
+    proba = model.proba(inputs, rows=rows) if len(rows) else \
+        np.zeros((0, len(model.classes_)))
+    classes = np.array(model.classes_, dtype=object)
+    frame[target] = pd.Series(classes[proba.argmax(axis=1)] if len(rows) else [], dtype="string")
+    frame[f"{target}_model"] = name
+    for j, c in enumerate(model.classes_):
+        frame[f"{target}_proba_{c}"] = proba[:, j]
+    return {"model": name, "predicted": frame[target].value_counts().sort_index().to_dict()}, list(model.classes_)
+
+
+def _accuracy(given: pd.Series, given_row: np.ndarray, predicted: pd.Series, classes: list) -> dict | None:
+    """Accuracy of ``predicted`` against the users table's column ``given`` (``given_row``: each new user's row
+    in it, -1 for none), over the users whose given label is one of the model's classes; None where none is."""
+    # by label on a 0..n-1 index: -1 (not in the users table) gives a missing value, also when the table has no
+    # rows
+    truth = given.reset_index(drop=True).reindex(given_row).reset_index(drop=True)
+    ok = truth.notna().to_numpy() & truth.isin(classes).to_numpy()
+    if not ok.any():
+        return None
+    return {"accuracy": float((predicted.to_numpy()[ok] == truth.to_numpy()[ok]).mean()), "n": int(ok.sum())}
