@@ -28,8 +28,8 @@ class ModelInput:
 
 
 def macro_f1(y_true, y_pred) -> float:
-    """scikit-learn's macro-F1, imported on first use (~0.6 s): loading a model to predict or embed never
-    needs it."""
+    """scikit-learn's macro-F1, imported on first use (the import is slow): loading a model to predict or
+    embed never needs it."""
     from sklearn.metrics import f1_score
 
     return float(f1_score(y_true, y_pred, average="macro"))
@@ -37,7 +37,7 @@ def macro_f1(y_true, y_pred) -> float:
 
 def feature_rows(features: UserFeatures, rows: np.ndarray | None = None) -> np.ndarray:
     """``features.matrix[rows]`` (every row where ``rows`` is None), reading only those rows where the features
-    can (:class:`graphprof.extend_features.ExtendedFeatures`: the new users' rows without the saved ones)."""
+    can (:class:`graphprof.prediction.extend_features.ExtendedFeatures`: the new users' rows without the saved ones)."""
     take = getattr(features, "take_rows", None)
     if rows is not None and take is not None:
         return take(rows)
@@ -51,7 +51,7 @@ class Model(ABC):
 
     name: str = ""
     #: False where the model reads only ``inputs.features``: callers may then pass ``graph=None`` and skip
-    #: loading the graph (export-embeddings of ``lr`` at 1M users: ~1.5 s less)
+    #: loading the graph (``export-embeddings`` of ``lr`` reads no graph)
     uses_graph: bool = True
     numpy_arrays: bool = False  #: weights load as numpy arrays (no torch import), else as torch tensors
 
@@ -84,7 +84,7 @@ class Model(ABC):
 
     def proba(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
         """:meth:`predict_proba`'s numbers as an array ``[n, n_classes]`` (columns in ``classes_``' order), without
-        the frame: its index of user ids cost ~0.7 s per target at 1M users, for callers that have the ids."""
+        the frame (building its index of user ids is a cost per target), for callers that have the ids."""
         self._check_fitted()
         if rows is None:
             return self._proba(inputs)
@@ -115,8 +115,8 @@ class Model(ABC):
         config, arrays = self._state()
         meta = {"model": self.name, "seed": self.seed, "params": self.params, "classes": self.classes_,
                 "config": config}
-        workdir.write_safetensors(path / "weights.safetensors", arrays)
-        workdir.write_json(path / "model.json", meta)
+        workdir.write_safetensors(path / workdir.MODEL_WEIGHTS, arrays)
+        workdir.write_json(path / workdir.MODEL_META, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> Model:
@@ -125,10 +125,10 @@ class Model(ABC):
 
         path = Path(path)
         hint = "run 'graphprof train' to write it"
-        meta = workdir.read_json(path / "model.json", missing=hint)
+        meta = workdir.read_json(path / workdir.MODEL_META, missing=hint)
         if meta.get("model") != cls.name:
             raise ArtifactError(f"{path}/model.json: model must be {cls.name!r}. Got {meta.get('model')!r} instead")
-        arrays = workdir.read_safetensors(path / "weights.safetensors", missing=hint, numpy=cls.numpy_arrays)
+        arrays = workdir.read_safetensors(path / workdir.MODEL_WEIGHTS, missing=hint, numpy=cls.numpy_arrays)
         model = cls(seed=meta["seed"], **meta["params"])
         model.classes_ = meta["classes"]
         model._from_state(meta["config"], arrays)
