@@ -6,8 +6,9 @@
   ``train(targets=["target"], models=["lr", "sign"], seeds=5)`` (the gender); prints mean ± std over the seeds
   of accuracy, macro-F1 and AUC on the test users, fit seconds, and ``sign``'s validation-chosen grid point.
 
-Torch runs on one thread (``OMP_NUM_THREADS=1``): on a small shared machine a second spinning OpenMP thread made
-training 10-30x slower here. Run: ``python benchmarks/accuracy_sign.py [--skip-sample] [--skip-deezer]``.
+Torch runs on one thread (``OMP_NUM_THREADS=1``): on a small shared machine a second OpenMP thread spins and
+competes for the cores rather than helping.
+Run: ``python benchmarks/accuracy_sign.py [--skip-sample] [--skip-deezer]``.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ so that peak RSS is that run's alone:
   ``--naive-timeout`` seconds; at larger sizes its time is extrapolated linearly from the largest size it
   finished, and the table says so.
 
-``--repeat N`` runs ``build-graph`` and the floor N times each (alternating) and reports the median: on this
-machine a run's system time varies by seconds with how much of its memory the host had taken back (every GB the
-process touches fresh costs ~1.5 s), so one run can be 3 s off its neighbour. Every run's seconds are listed.
+``--repeat N`` runs ``build-graph`` and the floor N times each (alternating) and reports the median: a run's
+system time varies with how much of its memory the host has taken back (the kernel zeroes every page the process
+touches fresh), so one run can be well off its neighbour. Every run's seconds are listed.
 
 Run: ``python benchmarks/build_graph.py [--sizes 100000,200000,400000,1000000] [--cache DIR] [--repeat 3]``. Generated data
 is cached in ``--cache`` (default ``/tmp/graphprof-bench``); figures are printed and appended to

@@ -1,6 +1,6 @@
 """``graphprof predict`` at scale: users per second, peak RSS, and agreement with the whole-rebuild route.
 
-Needs a trained work directory (``--workdir``; issue #5's scale: 1M users, 10M purchases, ~4M ties). Prepares
+Needs a trained work directory (``--workdir``; e.g. 1M users, 10M purchases, ~4M ties). Prepares
 ``--new-users`` unseen users itself (cached in ``--cache``): our generator's shop (10 purchases a user, seed 7),
 user ids prefixed with ``N`` (unseen), item ids mapped onto the graph's (the k-th smallest generated id -> the
 k-th smallest known id: for the generator's zero-padded ids, the same item number) and a share
@@ -14,9 +14,9 @@ does, each run its own process: wall time (interpreter start and imports include
 peak RSS of that process (``os.wait4``).
 
 Agreement (``--agreement N``, default 10000 new users, 0 to skip): the incremental route (``predict``) against
-the whole-rebuild route ``predict`` took before it (the saved tables plus the new rows through ``build_graph``
-and ``build_features(state=saved)``, every user scored, the new rows kept), on the first N new users: share of
-the same predicted class and the largest probability difference, per model.
+the whole-rebuild route (the saved tables plus the new rows through ``build_graph`` and
+``build_features(state=saved)``, every user scored, the new rows kept), on the first N new users: share of the
+same predicted class and the largest probability difference, per model.
 
 Run: ``python benchmarks/predict.py --workdir W [--new-users 100000] [--cache DIR] [--repeat 2] [--models lr,sign] [--no-floor]``; figures are
 printed and appended to ``benchmarks/RESULTS.md`` with the command and the machine.
@@ -149,8 +149,8 @@ def run_predict(work: Path, data: Path, out: Path) -> dict:
 
 
 def rebuild_predict(work: Path, data: Path) -> dict[str, pd.DataFrame]:
-    """The whole-rebuild route (``predict`` before issue #5): per target and trained model, the new users'
-    probabilities (index: user id)."""
+    """The whole-rebuild route (the graph and features rebuilt with the new rows, every user scored): per target
+    and trained model, the new users' probabilities (index: user id)."""
     from graphprof import workdir
     from graphprof.features import build_features, load_features
     from graphprof.graph import build_graph, load_graph

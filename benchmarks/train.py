@@ -67,8 +67,8 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> 
         kwargs["epochs"] = epochs
     stamps: list[tuple[float, float]] = []  # (time since fit start, validation macro-F1) per epoch
     module = sys.modules[cls.__module__]
-    # each epoch's validation calls the module's macro_f1 (f1_score in older modules); lr's f1 calls are its C
-    # search, not epochs
+    # each epoch's validation calls the module's macro_f1 (or f1_score, where a module imports that); lr's f1
+    # calls are its C search, not epochs
     hook = next((h for h in ("macro_f1", "f1_score") if hasattr(module, h)), None) if name != "lr" else None
     if hook is not None:
         inner = getattr(module, hook)

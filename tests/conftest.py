@@ -8,8 +8,8 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 # One thread per process, for the tests and every CLI subprocess they start (they inherit the environment):
-# the graphs here are small, a second OpenMP thread buys no speed, and on a busy 2-core CI machine spinning
-# threads of several processes made one end-to-end test 30x slower.
+# the graphs here are small, a second OpenMP thread buys no speed, and on a busy machine with few cores the
+# spinning threads of several processes compete for the cores and slow every test down.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 

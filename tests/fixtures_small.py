@@ -1,6 +1,6 @@
 """A small generated shop, built into a work directory, for the model / train tests.
 
-300 users with planted communities build in well under a second, so each test module builds its own
+300 users with planted communities build quickly, so each test module builds its own
 (module-scoped) copy rather than sharing mutable state with another module.
 """
 

@@ -289,7 +289,7 @@ def test_a_reverse_type_that_is_not_its_forward_flipped_is_saved_as_tensors(tiny
 
 
 def test_a_graph_saved_with_its_reverse_tensors_still_loads(tiny, tmp_path):
-    """Work directories built before the reverse types became notes hold their tensors: they load as before."""
+    """A graph whose reverse types hold their own tensors (no ``mirror_of`` note) loads as the same graph."""
     root = tmp_path / "work"
     save_graph(tiny, root)
     workdir.update_manifest(root)

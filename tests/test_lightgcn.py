@@ -31,7 +31,7 @@ DIM = 8
 
 
 def small_config(**changes) -> LightGCNConfig:
-    """Few epochs and a small dim: a fit on 300 users takes a fraction of a second."""
+    """Few epochs and a small dim: a fit on 300 users stays quick."""
     base = {"dim": DIM, "layers": 2, "epochs": 4, "eval_every": 2, "batch_size": 512}
     return LightGCNConfig(**{**base, **changes})
 

@@ -1,6 +1,6 @@
 """Purchases reduced to one edge per (user, item): sorted runs, reduced over the cores.
 
-``build_graph`` and ``predict`` (:mod:`graphprof.extend`) both call :func:`aggregate_pairs`. The rows are sorted
+``build_graph`` and ``predict`` (:mod:`graphprof.prediction.extend`) both call :func:`aggregate_pairs`. The rows are sorted
 once by (pair, row); the sorted rows are then cut into as many parts as there are workers, each cut at the start
 of a pair's run, and each part's runs are put in canonical order and reduced in its own thread (numpy's sorts,
 gathers and ``reduceat`` release the GIL). A pair's numbers do not depend on the cut: each run is reduced whole.
@@ -24,15 +24,15 @@ def aggregate_pairs(u, i, n_items: int, columns: dict[str, np.ndarray], reducers
     The rows are put in a canonical order first (pair, then the values), so float sums do not depend on the
     order of the input rows; then each run of a pair is reduced with ``np.add.reduceat`` (sequential, hence
     deterministic). Returns ``(u, i, values)`` with pairs sorted by (u, i) and ``values`` one float64 array
-    ``[pairs, len(reducers)]``, a column per reducer in ``reducers``' order (written in place: at 1M users a
-    stack of separate columns was another 480 MB). ``workers``: parts reduced at once (default: the CPUs, at
-    most 4; one below ``PARALLEL_MIN_ROWS`` rows); the result is the same for any number.
+    ``[pairs, len(reducers)]``, a column per reducer in ``reducers``' order (written in place: a stack of
+    separate columns would be a second copy of every value). ``workers``: parts reduced at once (default: the
+    CPUs, at most 4; one below ``PARALLEL_MIN_ROWS`` rows); the result is the same for any number.
     """
     key = u * np.int64(n_items) + i
     n = len(key)
     packed = None
     if n and int(key.max()) < np.iinfo(np.int64).max // n:
-        # (pair, row) packed into one int64 and sorted by value: the stable order, ~2x faster than argsort
+        # (pair, row) packed into one int64 and sorted by value: the stable order, cheaper than an indirect argsort
         packed = key * np.int64(n) + np.arange(n, dtype=np.int64)
         packed.sort()
         del key
@@ -64,7 +64,7 @@ def aggregate_pairs(u, i, n_items: int, columns: dict[str, np.ndarray], reducers
     plan = _plan(columns, reducers)
     with ThreadPoolExecutor(max_workers=len(spans)) as pool:
         parts = list(pool.map(lambda span: _runs(*sorted_part(*span), columns), spans))
-        packed = key = None  # the parts hold what is needed from here (at 1M users 80 MB less)
+        packed = key = None  # the parts hold what is needed: the sorted keys go before the output is allocated
         pairs = sum(len(starts) for _, _, starts, _ in parts)
         values = np.empty((pairs, len(reducers)), dtype=np.float64)
         pair = np.empty(pairs, dtype=np.int64)
@@ -92,7 +92,7 @@ def _runs(key: np.ndarray, order: np.ndarray, columns: dict[str, np.ndarray]):
 def _plan(columns: dict[str, np.ndarray], reducers: dict[str, str]) -> list[tuple]:
     """How each output column is made, decided once for every part: ``("count",)`` the run lengths;
     ``("copy", j)`` a column equal to one already reduced the same way (quantity and priced_quantity where every
-    purchase has a price); ``("const", how, value)`` one constant value (weight 1): no 10M-row gather;
+    purchase has a price); ``("const", how, value)`` one constant value (weight 1): no gather over the rows;
     ``(how, column)`` otherwise."""
     plan: list[tuple] = []
     done: list[tuple[np.ndarray, str, int]] = []

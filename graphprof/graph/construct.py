@@ -26,8 +26,8 @@ from graphprof.ingest.schema import UNKNOWN_CATEGORY, ValidatedTables
 def _factorize(*columns: pd.Series | None) -> tuple[np.ndarray, list[np.ndarray | None]]:
     """Sorted unique ids over every column (missing values ignored) and each column's codes into them.
 
-    One hash pass over all the ids (``pd.factorize``), then only the uniques are sorted: O(n) instead of the
-    O(n log n) string sort a ``np.unique`` over every row would cost (10M purchases: seconds, not a minute).
+    One hash pass over all the ids (``pd.factorize``), then only the uniques are sorted: O(n) rather than the
+    O(n log n) string sort a ``np.unique`` over every row would cost.
 
     Returns:
         ids: sorted unique ids (object array of str); codes: per column an int64 array ``[len(column)]``
@@ -78,8 +78,8 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
     users = t.get("users")
     items = t.get("items")
 
-    # the item ids are hashed beside the user ids: Arrow's dictionary encoding releases the GIL (at 1M users
-    # the two take ~3 s together instead of ~4.3 s one after the other)
+    # the item ids are hashed beside the user ids: Arrow's dictionary encoding releases the GIL, so the two
+    # overlap rather than run one after the other
     with ThreadPoolExecutor(max_workers=1) as pool:
         item_job = pool.submit(_factorize, purchases["item_id"], items["item_id"] if items is not None else None)
         codes = tables.friend_codes

@@ -29,7 +29,7 @@ class ProfileGraph:
     """The graph as numpy arrays, plus the id maps; ``.data`` is the same graph as a PyG ``HeteroData``.
 
     ``build-graph``, the features and ``predict`` read the numpy arrays (:attr:`edge_types`, :meth:`edge`,
-    :meth:`num_nodes`) and never import torch or PyG: those imports alone are ~3 s of every build. ``.data`` is
+    :meth:`num_nodes`) and never import torch or PyG: they need neither, and importing them is slow. ``.data`` is
     built on first use over the same memory (``torch.from_numpy``: no copy; a mirrored reverse type is flipped
     then) and from then on it is what the accessors read, so a model or test that edits it is seen everywhere.
 
@@ -109,8 +109,8 @@ class ProfileGraph:
     def purchase_matrix(self, attr: str = "quantity", copy_structure: bool = True):
         """``scipy.sparse.csr_matrix`` [num_users, num_items] holding one of :data:`BUY_ATTRS` (NaN as 0).
 
-        ``copy_structure=False``: every attribute's matrix shares one ``indices`` / ``indptr`` pair (at 1M users
-        160 MB less per matrix); for callers that never sort, prune or write a matrix's structure in place."""
+        ``copy_structure=False``: every attribute's matrix shares one ``indices`` / ``indptr`` pair (no copy of
+        the structure per matrix); for callers that never sort, prune or write a matrix's structure in place."""
         import scipy.sparse as sp
 
         ei = self.edge(BUYS)
@@ -151,9 +151,9 @@ def _to_heterodata(nodes: dict[str, int], edges: dict):
 
 
 def _check(nodes: dict[str, int], edges: dict, ranges: bool = True) -> None:
-    """Shapes and (``ranges``) node index ranges of the arrays, as ``HeteroData.validate`` checked them. The
+    """Shapes and (``ranges``) node index ranges of the arrays, as ``HeteroData.validate`` checks them. The
     ranges read every index: ``load_graph`` skips them, as its arrays are mapped from the file and ``predict``
-    reads only a few rows of them (at 1M users the scan was 1.2 s of its 2.6 s load)."""
+    reads only a few rows of them (the scan would read every page of the file)."""
     for (src, _, dst), arrays in edges.items():
         ei = arrays["edge_index"]
         if ei.ndim != 2 or ei.shape[0] != 2:

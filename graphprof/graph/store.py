@@ -33,8 +33,8 @@ def save_graph(graph: ProfileGraph, root: str | Path) -> None:
         entry = {"type": list(et), "num_edges": int(arrays["edge_index"].shape[1])}
         mirror = MIRRORS.get(et)
         if mirror in types and names == ["edge_index"] and _flipped(arrays["edge_index"], graph.edge(mirror)):
-            # a reverse type is its forward type's edge_index flipped: noted, not written (at 1M users the
-            # reverse purchases were 160 MB of the file, written and hashed for nothing)
+            # a reverse type is its forward type's edge_index flipped: noted, not written (it would double
+            # the purchase edges in the file, to be written and hashed for nothing)
             entry["mirror_of"] = list(mirror)
         else:
             for n in names:

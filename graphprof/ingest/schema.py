@@ -115,8 +115,8 @@ class _Checker:
 
 
 def _rows(df: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
-    """``df[keep]``, without copying every column when every row is kept (the usual clean input: at 10M
-    purchases the copy was ~1 GB)."""
+    """``df[keep]``, without copying every column when every row is kept (the usual clean input: the
+    copy would duplicate the whole table)."""
     return df if keep.all() else df[keep]
 
 
@@ -312,7 +312,7 @@ def _validate_items(raw: RawTable):
 
 
 def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[str] = ()) -> ValidatedTables:
-    """Validate raw tables (see :func:`graphprof.io.read_tables`).
+    """Validate raw tables (see :func:`graphprof.ingest.io.read_tables`).
 
     Users-table columns that look like personal data (:func:`is_pii_column`) are dropped, except those named in
     ``keep_pii``; kept ones stay in ``tables/users.parquet`` but are never features or default targets.
@@ -328,7 +328,7 @@ def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[s
     if unknown:
         raise InputError(f"{unknown[0]}: table name must be one of {', '.join(REQUIRED)}. Got '{unknown[0]}'")
     # the ties are validated beside the other tables: most of the work is Arrow's and numpy's, which release the
-    # GIL (at 1M users ~0.5-2.5 s less); every table's result and error are still taken in the tables' order
+    # GIL, so the two overlap; every table's result and error are still taken in the tables' order
     with ThreadPoolExecutor(max_workers=1) as pool:
         ties = pool.submit(_validate_friendships, raw["friendships"]) if "friendships" in raw else None
         for name, table in raw.items():

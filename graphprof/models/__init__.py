@@ -1,7 +1,7 @@
 """Registered model families: ``MODELS[name]`` is a :class:`~graphprof.models.base.Model` subclass.
 
 Each family's module is imported when its class is first asked for: ``lr`` needs neither torch nor PyG, so
-``predict`` and ``export-embeddings`` with ``lr`` start ~3 s sooner.
+``predict`` and ``export-embeddings`` with ``lr`` never pay for importing them.
 """
 
 from __future__ import annotations

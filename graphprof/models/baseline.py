@@ -76,9 +76,9 @@ class LogisticBaseline(Model):
     @staticmethod
     def _blocks(x: np.ndarray, fn, width: int) -> np.ndarray:
         """``fn`` applied to ``BLOCK_ROWS`` rows at a time: the scaled and centred copies of a block stay small,
-        where whole-matrix temporaries at 1M users were ~0.5 GB each. A row's numbers do not depend on the other
-        rows, up to the order in which BLAS sums a product (its kernel can change with the block's size); on the
-        1M-user predictions they were the same, bit for bit, as one pass."""
+        where whole-matrix temporaries would each be as large as the features. A row's numbers do not depend on
+        the other rows, up to the order in which BLAS sums a product (its kernel can change with the block's
+        size)."""
         out = np.empty((len(x), width))
         for start in range(0, len(x), BLOCK_ROWS):
             out[start:start + BLOCK_ROWS] = fn(x[start:start + BLOCK_ROWS])

@@ -1,5 +1,5 @@
 """The saved graph extended with new users (``graphprof predict``), at a cost that grows with the new users and
-their neighbourhood, not with the saved graph; their features: :mod:`graphprof.extend_features`.
+their neighbourhood, not with the saved graph; their features: :mod:`graphprof.prediction.extend_features`.
 
 :func:`join` selects the usable rows of the new users' validated tables (each id column factorized once, only the
 distinct ids looked up). :func:`extend_graph`: the new users get the indices ``n_old .. n_old + n_new - 1``
@@ -146,7 +146,7 @@ class ExtendedGraph(ProfileGraph):
 
     def _run_starts(self, k: int, src: np.ndarray) -> np.ndarray:
         """Where each user's run of the sorted sources ``src`` starts (``[num_users + 1]``, a CSR ``indptr``):
-        the binary searches it replaces took ~1 s per block of 64k new users at 1M users."""
+        counted once and cached, rather than binary searches of the sources for every block of rows."""
         key = ("run_starts", k)
         if key not in self._cache:
             starts = np.zeros(self.num_users + 1, dtype=np.int64)
@@ -170,10 +170,10 @@ class ExtendedGraph(ProfileGraph):
     def _new_edges(self) -> tuple:
         """The new ties in both directions ``(src, dst, weight)``, in (source, destination) order.
 
-        Ordered as a CSR matrix orders them (rows counted, then each row's few entries sorted): at 1M new users
-        ~2.5x faster than an argsort of the 8M packed keys. A CSR sums a repeated (source, destination); the
-        joined ties hold none (validation rejects repeated and reversed ties), and should one appear the
-        argsort keeps every entry as before."""
+        Ordered as a CSR matrix orders them (rows counted, then each row's few entries sorted): cheaper than an
+        argsort of the packed keys. A CSR sums a repeated (source, destination); the joined ties hold none
+        (validation rejects repeated and reversed ties), and should one appear the argsort is used instead, which
+        keeps every entry."""
         if "new_edges" not in self._cache:
             a, b, w = self.ties
             n = self.num_users
@@ -247,9 +247,9 @@ def join(graph: ProfileGraph, tables: dict[str, pd.DataFrame], friend_codes: tup
     with at least one end not in ``graph``; the new users are those and the users table's unknown ids.
 
     Every id column is factorized once (one hash pass over its rows) and only its distinct ids are looked up in
-    the graph's users and items, all in Arrow (no Python string per id: at 1M new users the object conversions
-    and lookups were ~2 s). ``friend_codes``: validation's factorization of the ties
-    (:attr:`~graphprof.schema.ValidatedTables.friend_codes`), reused rather than hashing both id columns again.
+    the graph's users and items, all in Arrow (no Python string per id, so no object conversion or lookup per
+    row). ``friend_codes``: validation's factorization of the ties
+    (:attr:`~graphprof.ingest.schema.ValidatedTables.friend_codes`), reused rather than hashing both id columns again.
     """
     n_old = graph.num_users
     p = tables["purchases"]

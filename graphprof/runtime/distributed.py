@@ -43,7 +43,7 @@ def is_worker() -> bool:
 
 def _group():
     """``torch.distributed`` where a process group is initialised, else None. Not an import: a process that has
-    not imported torch has no process group (build-graph and lr's predict never import torch: ~3 s)."""
+    not imported torch has no process group (build-graph and lr's predict never import torch)."""
     dist = sys.modules.get("torch.distributed")
     return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
 

@@ -1,10 +1,13 @@
-"""Keep memory that numpy frees for reuse, rather than giving it back to the kernel and faulting it in again.
+"""Keep the memory numpy frees for reuse, rather than giving it back to the kernel and faulting it in again.
 
-glibc serves every allocation above 32 MB with its own ``mmap`` and returns it with ``munmap`` when freed; a
-stage that makes many 10M-row temporaries (build-graph at 1M users makes hundreds) then pays the kernel to
-zero fresh pages for each one: ~15 s of system time on 2 cores at 1M users. With mmap off and a high trim
-threshold, freed blocks stay in the heap and the next temporary reuses them. The cost is that the process
-keeps its peak (the figures in benchmarks/RESULTS.md are peak RSS either way).
+glibc serves a large allocation (every one above its highest mmap threshold, 32 MiB on 64-bit) with a mapping
+of its own and unmaps it when it is freed, so a stage that makes many large temporaries has the kernel map and
+zero fresh pages for each one. :func:`keep_freed_memory` sets three ``mallopt`` parameters: ``M_MMAP_MAX`` 0
+(no allocation gets its own mapping: all come from the heap), ``M_TRIM_THRESHOLD`` :data:`KEEP_FREE` (free
+memory at the top of the heap is kept rather than trimmed) and ``M_TOP_PAD`` :data:`TOP_PAD` (each growth of
+the heap asks the kernel for that much more, so it grows in few steps; pages not yet touched are not resident).
+Freed blocks then stay in the heap and the next temporary reuses them. The cost: the process keeps what it
+freed, so its resident memory does not fall back after a stage's peak.
 
 Only the command line calls this (one process, one command); the Python API leaves the allocator alone.
 """
@@ -20,7 +23,9 @@ TOP_PAD = 1 << 30  # bytes asked of the kernel beyond each heap growth
 
 
 def keep_freed_memory() -> bool:
-    """Tune glibc's malloc as above. Returns False where it does not apply (not Linux/glibc), changing nothing."""
+    """Set the three ``mallopt`` parameters above for the whole process. Returns True where all three were set;
+    False where they do not apply (not Linux, or no glibc ``libc.so.6``: nothing changed) or glibc refused one (in
+    the order above; those before it stay set)."""
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -1,7 +1,7 @@
 """torch's CPU threads (``--threads``), set when torch is first imported rather than by importing it.
 
-Importing torch and PyG costs ~3 s on this machine; ``build-graph``, ``generate`` and ``predict`` with ``lr`` never
-need them. So the command line does not import torch to set its thread count: where torch is already imported
+Importing torch and PyG is slow, and ``build-graph``, ``generate`` and ``predict`` with ``lr`` never need
+them. So the command line does not import torch to set its thread count: where torch is already imported
 it is set at once, otherwise an import hook sets it right after ``import torch`` finishes, wherever that is.
 """
 

@@ -195,8 +195,8 @@ _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "
 def _map_safetensors(path: Path) -> dict[str, np.ndarray]:
     """The arrays of a safetensors file (8-byte header length, JSON header, data), mapped copy-on-write: as
     ``safetensors.torch`` does, nothing is read until used and nothing is copied (``safetensors.numpy`` copies
-    every array, where ``predict`` reads only a few rows of the graph). The header is
-    checked: known dtypes only, each array's bytes matching its shape and inside the file."""
+    every array, where ``predict`` reads only a few rows of the graph). The header is checked: known dtypes
+    only, each array's bytes matching its shape and inside the file."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)

@@ -20,7 +20,7 @@ def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    out = x - mean  # in place from here: one array allocated (at 1M users each one is ~0.5 GB)
+    out = x - mean  # in place from here: one array allocated, each one as large as the features
     out /= std
     return np.clip(out, -CLIP, CLIP, out=out)
 

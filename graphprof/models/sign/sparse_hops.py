@@ -53,9 +53,10 @@ def sparse_hop(adj: sp.csr_matrix, m: sp.csr_matrix, k: int, block_nnz: int = HO
                workers: int | None = None) -> sp.csr_matrix:
     """``top_k_per_row(adj @ m, k)`` computed in row blocks of ``adj`` (the blocks in flight together hold at most
     about ``block_nnz`` entries before the top-k), so memory is ``O(rows * k)`` plus ``block_nnz``, not the full
-    product (at 1M users, 8 friends and 128 entries a row the full second hop holds ~1G entries). ``workers``
-    blocks run at once (default: the CPUs, at most 4; scipy's product and numpy's sort release the GIL), each at
-    most ``block_nnz / workers`` large, at least one per worker past ``PARALLEL_MIN_NNZ`` entries. Every row is its own: the result is the same for any blocks and workers.
+    product (the full second hop holds up to rows x friends² x a bag's entries). ``workers`` blocks run at once
+    (default: the CPUs, at most 4; scipy's product and numpy's sort release the GIL), each at most
+    ``block_nnz / workers`` large, at least one per worker past ``PARALLEL_MIN_NNZ`` entries. Every row is its
+    own: the result is the same for any blocks and workers.
 
     Shapes: ``adj`` ``[n, n]``, ``m`` ``[n, d]`` -> ``[n, d]`` with at most ``k`` non-zeros per row.
     """
