@@ -2,7 +2,7 @@
 
 Reading keeps every cell as written: id columns stay strings (leading zeros survive, a blank does not turn an
 integer column into floats), and each row carries ``__row__``, its 1-based physical line in the file (header =
-1) or, for Parquet, its 1-based record number. Validation of values is the job of :mod:`graphprof.schema`.
+1) or, for Parquet, its 1-based record number. Validation of values is the job of :mod:`graphprof.ingest.schema`.
 """
 
 from __future__ import annotations

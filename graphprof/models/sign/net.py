@@ -1,5 +1,5 @@
 """``sign``'s network (:class:`SIGNNet`): one linear layer per precomputed block, concatenated, then an MLP head.
-The aggregates it reads are :mod:`graphprof.models.sign_blocks`; the model that fits it, :mod:`graphprof.models.sign`."""
+The aggregates it reads are :mod:`graphprof.models.sign.blocks`; the model that fits it, :mod:`graphprof.models.sign`."""
 
 from __future__ import annotations
 
