@@ -203,9 +203,9 @@ def test_clustering_matches_networkx(seed):
 
 @pytest.mark.parametrize("block", [1, 7, 50])
 def test_clustering_in_row_blocks_matches_networkx(monkeypatch, block):
-    from graphprof.features import users as features
+    from graphprof.features import social
 
-    monkeypatch.setattr(features, "CLUSTERING_BLOCK", block)
+    monkeypatch.setattr(social, "CLUSTERING_BLOCK", block)
     g = nx.gnp_random_graph(60, 0.15, seed=3)
     adj = sp.csr_matrix(nx.to_scipy_sparse_array(g, nodelist=range(60), weight=None)).astype(np.float64)
     ref = nx.clustering(g)

@@ -27,8 +27,8 @@ MIN_SUPPORT = 5                    # an attribute value needs this many members 
 def _top_per_row(row: np.ndarray, col: np.ndarray, val: np.ndarray, k: int):
     """Keep each row's ``k`` largest (positive) values; ties keep the input order.
 
-    One stable argsort of ``row + 0.5 * (1 - val / max)`` (row first, then decreasing value): several times
-    faster than a lexsort on millions of products; values closer than ~1e-9 of the largest count as ties.
+    One stable argsort of ``row + 0.5 * (1 - val / max)`` (row first, then decreasing value), cheaper than a
+    lexsort on many products; values closer than ~1e-9 of the largest count as ties.
     """
     if len(row) == 0:
         return row, col, val
@@ -97,6 +97,29 @@ def profile_communities(graph: ProfileGraph, features: UserFeatures | None, comm
     if int(min_size) != min_size or min_size < 1:
         raise ConfigError(f"min_size must be an integer >= 1. Got {min_size!r} instead")
     n = graph.num_users
+    group, out = _groups(graph, communities, min_size)
+    n_groups = len(out)
+    onehot = sp.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(n_groups, n))
+    _add_activity(out, graph, features, group)
+    candidates = _add_tops(out, graph, onehot)  # (group, text, lift) for "distinctive"
+    attr_cols = {}
+    if users is not None:
+        attr_cols = _attribute_shares(graph, users, group, n_groups, candidates)
+    out["distinctive"] = ""
+    if candidates:
+        cand = pd.concat(candidates, ignore_index=True).sort_values(["group", "lift"], ascending=[True, False],
+                                                                     kind="stable")
+        best = cand.drop_duplicates("group")
+        out.loc[best["group"].to_numpy(), "distinctive"] = best["text"].to_numpy()
+    if attr_cols:
+        out = pd.concat([out, pd.DataFrame(attr_cols)], axis=1)
+    return out
+
+
+def _groups(graph: ProfileGraph, communities: Communities, min_size: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each user's profile row (the communities of ``min_size``+ users in label order, then the pooled row)
+    and the frame of those rows with community, n_communities, size and share."""
+    n = graph.num_users
     idx = graph.user_index(communities.user_ids)
     if len(idx) != n or (idx < 0).any() or len(np.unique(idx)) != n:
         raise ConfigError(f"communities must label every user of the graph once ({n} users). "
@@ -109,14 +132,20 @@ def profile_communities(graph: ProfileGraph, features: UserFeatures | None, comm
     group_of = np.where(big, np.cumsum(big) - 1, n_big)
     group = group_of[labels]
     n_groups = n_big + int((group == n_big).any())
-    onehot = sp.csr_matrix((np.ones(n), (group, np.arange(n))), shape=(n_groups, n))
 
     out = pd.DataFrame({"community": np.r_[np.flatnonzero(big), [-1] * (n_groups - n_big)].astype(np.int64)})
     n_pooled = int(((sizes > 0) & ~big).sum())
     out["n_communities"] = np.r_[np.ones(n_big, np.int64), np.full(n_groups - n_big, n_pooled, np.int64)]
     out["size"] = np.bincount(group, minlength=n_groups).astype(np.int64)
     out["share"] = out["size"] / n
+    return group, out
 
+
+def _add_activity(out: pd.DataFrame, graph: ProfileGraph, features: UserFeatures | None,
+                  group: np.ndarray) -> None:
+    """Add the purchases / monetary median, mean and p90 columns, and the social means when ``features``
+    has them."""
+    n = graph.num_users
     per_user = pd.DataFrame({"group": group,
                              "purchases": np.asarray(graph.purchase_matrix("count").sum(axis=1)).ravel(),
                              "monetary": np.asarray(graph.purchase_matrix("spend").sum(axis=1)).ravel()})
@@ -136,8 +165,11 @@ def profile_communities(graph: ProfileGraph, features: UserFeatures | None, comm
         if col in per_user:
             out[f"{col}_mean"] = grouped[col].mean().to_numpy(np.float64)
 
+
+def _add_tops(out: pd.DataFrame, graph: ProfileGraph, onehot: sp.csr_matrix) -> list[pd.DataFrame]:
+    """Add the top_categories and top_items columns; return the top categories as "distinctive" candidates."""
     qty = graph.purchase_matrix("quantity")
-    candidates = []  # (group, text, lift) for "distinctive"
+    candidates = []
     out["top_categories"] = ""
     if IN_CAT in graph.edge_types and len(graph.category_ids):
         cei = graph.edge(IN_CAT)
@@ -150,41 +182,39 @@ def profile_communities(graph: ProfileGraph, features: UserFeatures | None, comm
     out["top_items"] = ""
     _, text = _tops(onehot @ qty, graph.item_ids, TOP_ITEMS)
     out.loc[text.index, "top_items"] = text.to_numpy()
+    return candidates
 
+
+def _attribute_shares(graph: ProfileGraph, users: pd.DataFrame, group: np.ndarray, n_groups: int,
+                      candidates: list[pd.DataFrame]) -> dict[str, np.ndarray]:
+    """The labelled_ / share_ / lift_ columns of each profiled users-table column; appends the attribute
+    values with ``MIN_SUPPORT``+ members to ``candidates``."""
+    n = graph.num_users
     attr_cols = {}
-    if users is not None:
-        uidx = graph.user_index(users["user_id"].astype(str).to_numpy())
-        for col in _attribute_columns(users):
-            values = pd.Series(np.full(n, None, dtype=object))
-            known = uidx >= 0
-            values.iloc[uidx[known]] = users[col].astype("string").to_numpy(dtype=object)[known]
-            values = values.where(values.notna(), None)
-            levels = sorted(v for v in values.dropna().unique())
-            code = values.map({v: j for j, v in enumerate(levels)}).fillna(-1).to_numpy(np.int64)
-            lab = code >= 0
-            counts = np.zeros((n_groups, len(levels)))
-            np.add.at(counts, (group[lab], code[lab]), 1.0)
-            labelled = counts.sum(axis=1)
-            share = np.divide(counts, labelled[:, None], out=np.full_like(counts, np.nan),
-                              where=labelled[:, None] > 0)
-            pop = counts.sum(axis=0) / counts.sum()
-            attr_cols[f"labelled_{col}"] = labelled.astype(np.int64)
-            for j, v in enumerate(levels):
-                attr_cols[f"share_{col}={v}"] = share[:, j]
-                attr_cols[f"lift_{col}={v}"] = share[:, j] / pop[j]
-            g_idx, v_idx = np.nonzero(counts >= MIN_SUPPORT)
-            if len(g_idx):
-                lift = pd.Series(share[g_idx, v_idx] / pop[v_idx])
-                candidates.append(pd.DataFrame({
-                    "group": g_idx, "lift": lift,
-                    "text": f"{col}=" + pd.Series(np.asarray(levels, dtype=object)[v_idx], dtype=str) + " "
-                    + _pct(pd.Series(share[g_idx, v_idx])) + " x" + lift.map("{:.2f}".format)}))
-    out["distinctive"] = ""
-    if candidates:
-        cand = pd.concat(candidates, ignore_index=True).sort_values(["group", "lift"], ascending=[True, False],
-                                                                     kind="stable")
-        best = cand.drop_duplicates("group")
-        out.loc[best["group"].to_numpy(), "distinctive"] = best["text"].to_numpy()
-    if attr_cols:
-        out = pd.concat([out, pd.DataFrame(attr_cols)], axis=1)
-    return out
+    uidx = graph.user_index(users["user_id"].astype(str).to_numpy())
+    for col in _attribute_columns(users):
+        values = pd.Series(np.full(n, None, dtype=object))
+        known = uidx >= 0
+        values.iloc[uidx[known]] = users[col].astype("string").to_numpy(dtype=object)[known]
+        values = values.where(values.notna(), None)
+        levels = sorted(v for v in values.dropna().unique())
+        code = values.map({v: j for j, v in enumerate(levels)}).fillna(-1).to_numpy(np.int64)
+        lab = code >= 0
+        counts = np.zeros((n_groups, len(levels)))
+        np.add.at(counts, (group[lab], code[lab]), 1.0)
+        labelled = counts.sum(axis=1)
+        share = np.divide(counts, labelled[:, None], out=np.full_like(counts, np.nan),
+                          where=labelled[:, None] > 0)
+        pop = counts.sum(axis=0) / counts.sum()
+        attr_cols[f"labelled_{col}"] = labelled.astype(np.int64)
+        for j, v in enumerate(levels):
+            attr_cols[f"share_{col}={v}"] = share[:, j]
+            attr_cols[f"lift_{col}={v}"] = share[:, j] / pop[j]
+        g_idx, v_idx = np.nonzero(counts >= MIN_SUPPORT)
+        if len(g_idx):
+            lift = pd.Series(share[g_idx, v_idx] / pop[v_idx])
+            candidates.append(pd.DataFrame({
+                "group": g_idx, "lift": lift,
+                "text": f"{col}=" + pd.Series(np.asarray(levels, dtype=object)[v_idx], dtype=str) + " "
+                + _pct(pd.Series(share[g_idx, v_idx])) + " x" + lift.map("{:.2f}".format)}))
+    return attr_cols

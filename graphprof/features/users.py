@@ -1,5 +1,5 @@
 """User and item features from the graph: behaviour aggregates, a low-rank embedding of what each user
-bought, and social-graph statistics.
+bought, and the social-graph statistics of :mod:`graphprof.features.social`.
 
 Everything here is unsupervised and label-free, so computing it over all users leaks no test labels; the
 scaling and PCA that *are* fitted belong to each model and are fitted on training users only
@@ -18,17 +18,16 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from graphprof import workdir
+from graphprof.features.social import _social_stats
 from graphprof.graph import BUY_ATTRS, BUYS, IN_CAT, ProfileGraph
 
 ITEM_SVD_DIM = 32
 CATEGORY_SVD_DIM = 8
 MAX_CATEGORY_SHARES = 20
 #: The SVDs are fitted on at most this many users (a seeded sample of the rows with purchases) and then every
-#: user is projected on the components: the item-side directions are estimated as well from 50k users as from
-#: millions, and the randomized SVD's dense QR steps over every row were most of build-graph's time at 1M users.
+#: user is projected on the components: a sample of this size estimates the item-side directions as well as
+#: millions of users do, while the SVD's cost grows with the rows it is fitted on.
 SVD_FIT_MAX_ROWS = 50_000
-#: Products (entries of a row block of the oriented U @ U and Uᵀ @ U) computed at once when counting triangles.
-CLUSTERING_BLOCK = 2_000_000
 SECONDS_PER_DAY = 86400.0
 
 
@@ -77,7 +76,7 @@ def truncated_svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components
     ``[k, n_columns]``. With ``components`` given (a fitted state), users are projected onto them instead:
     the coordinates of a user the SVD never saw, computed exactly as for the users it was fitted on.
     ``projection``: ``components.T`` as a C-contiguous array, for a caller that projects many blocks (scipy's
-    sparse-dense product copies a transposed operand on every call: at 200k items half the product's time)."""
+    sparse-dense product copies a transposed operand on every call)."""
     x = _row_normalize(m.astype(np.float64))
     if components is None:
         k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
@@ -90,7 +89,7 @@ def truncated_svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components
                 rows = np.sort(np.random.default_rng(seed).choice(rows, SVD_FIT_MAX_ROWS, replace=False))
             fit_rows = x[rows]
         # ARPACK from scipy, started as scikit-learn's TruncatedSVD(algorithm="arpack") starts it (the same
-        # components); called directly, build-graph does not import scikit-learn (~0.8 s) and skips the
+        # components); called directly, build-graph does not import scikit-learn and skips the
         # explained-variance pass it makes
         v0 = np.random.RandomState(seed).uniform(-1, 1, min(fit_rows.shape))
         vt = svds(fit_rows, k=k, v0=v0)[2][::-1]  # largest singular value first
@@ -103,62 +102,6 @@ def truncated_svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components
     coords = np.asarray(x @ (components.T if projection is None else projection))
     cols = [f"{prefix}_{j}" for j in range(len(components))]
     return pd.DataFrame(coords, columns=cols, copy=False), components  # coords: a new array, ours
-
-
-def pagerank(adj: sp.csr_matrix, alpha: float = 0.85, tol: float = 1e-10, max_iter: int = 200) -> np.ndarray:
-    """PageRank by power iteration on a sparse adjacency (dangling mass spread uniformly), scaled so the
-    mean is 1 (comparable across graph sizes)."""
-    n = adj.shape[0]
-    if n == 0:
-        return np.zeros(0)
-    out_deg = np.asarray(adj.sum(axis=1)).ravel()
-    inv = np.divide(1.0, out_deg, out=np.zeros_like(out_deg), where=out_deg > 0)
-    adj_t = adj.T  # a CSC view, no copy: transitionᵀ r = adjᵀ (r / out_degree)
-    dangling = out_deg == 0
-    r = np.full(n, 1.0 / n)
-    for _ in range(max_iter):
-        new = alpha * (adj_t @ (inv * r) + r[dangling].sum() / n) + (1 - alpha) / n
-        done = np.abs(new - r).sum() < tol
-        r = new
-        if done:
-            break
-    return r * n
-
-
-def clustering(adj: sp.csr_matrix) -> np.ndarray:
-    """Local clustering coefficient of each node of an undirected, unweighted graph.
-
-    Triangles are counted on the graph oriented from lower to higher (degree, id) rank: every node keeps at
-    most ~sqrt(2E) out-neighbours, so no product touches a hub's full neighbourhood squared (the undirected
-    ``(A @ A) * A`` did, and was most of this function's time at 1M users). A triangle ``x < y < z`` is found
-    once in ``W = (U @ U) * U`` at ``(x, z)`` (row sums count it for x, column sums for z) and once in
-    ``T = (Uᵀ @ U) * U`` at ``(y, z)`` (row sums count it for y). Row blocks of ~``CLUSTERING_BLOCK`` products
-    each keep the memory bounded; the counts are exact integers either way.
-    """
-    coo = sp.csr_matrix(adj).tocoo(copy=True)
-    coo.sum_duplicates()
-    edge = (coo.data > 0) & (coo.row != coo.col)
-    row, col = coo.row[edge].astype(np.int64), coo.col[edge].astype(np.int64)
-    n = adj.shape[0]
-    deg = np.bincount(row, minlength=n).astype(np.float64)
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((np.arange(n), deg))] = np.arange(n)
-    up = rank[row] < rank[col]
-    u = sp.csr_matrix((np.ones(int(up.sum())), (row[up], col[up])), shape=(n, n))
-    ut = u.T.tocsr()
-    out_deg = np.diff(u.indptr).astype(np.float64)
-    triangles = np.zeros(n)
-    cost = np.cumsum(u @ out_deg + ut @ out_deg + 1.0) if n else np.zeros(0)
-    bounds = np.searchsorted(cost, np.arange(0.0, cost[-1] if n else 0.0, CLUSTERING_BLOCK)[1:]).tolist()
-    for lo, hi in zip([0] + bounds, bounds + [n]):
-        if hi > lo:
-            block = u[lo:hi]
-            w = (block @ u).multiply(block).tocsr()
-            triangles[lo:hi] += np.asarray(w.sum(axis=1)).ravel()
-            triangles += np.bincount(w.indices, weights=w.data, minlength=n)
-            triangles[lo:hi] += np.asarray((ut[lo:hi] @ u).multiply(block).sum(axis=1)).ravel()
-    pairs = deg * (deg - 1) / 2.0
-    return np.divide(triangles, pairs, out=np.zeros_like(triangles), where=pairs > 0)
 
 
 def item_category_matrix(graph: ProfileGraph, n_items: int, n_cat: int) -> sp.csr_matrix:
@@ -197,13 +140,6 @@ def build_features(graph: ProfileGraph, seed: int = 0, state: dict | None = None
                         item_ids=graph.item_ids, items=items, state=fitted)
 
 
-def _social_stats(adj: sp.csr_matrix, n_users: int) -> dict[str, np.ndarray]:
-    deg = np.diff(adj.indptr).astype(np.float64)
-    return {"social_degree": deg, "log_social_degree": np.log1p(deg),
-            "pagerank": pagerank(adj) if adj.nnz else np.ones(n_users),
-            "clustering": clustering(adj) if adj.nnz else np.zeros(n_users)}
-
-
 def user_max(users: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray:
     """Per user, the largest finite value of its rows (-inf where none): ``np.maximum.reduceat`` over the runs
     where ``users`` is sorted (``build_graph``'s edge order), ``np.maximum.at`` otherwise (the same numbers)."""
@@ -219,10 +155,29 @@ def user_max(users: np.ndarray, values: np.ndarray, n_users: int) -> np.ndarray:
 
 def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     """The behaviour, category-mix and SVD columns of ``build_features`` and the item table."""
-    n_users, n_items = graph.num_users, len(graph.item_ids)
     # one shared structure: nothing below writes a matrix's indices in place (log1p, tocsc and products copy)
     attrs = {name: graph.purchase_matrix(name, copy_structure=False)
              for name in ("count", "quantity", "spend", "priced_quantity")}
+    fitted: dict = {}
+    f, groups, quantity = _behaviour(graph, attrs, state, fitted)
+    f, item_cat = _category_mix(graph, attrs, quantity, seed, state, fitted, f, groups)
+
+    # which items: truncated SVD of the row-normalised log-count matrix
+    given = None if state is None else state.get("item_svd_components")
+    item_svd, comps = truncated_svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd", given)
+    loadings = comps.T if comps is not None else None
+    if comps is not None:
+        fitted["item_svd_components"] = comps
+    f = pd.concat([f, item_svd], axis=1)
+    groups["item_svd"] = list(item_svd.columns)
+    return f, groups, fitted, _item_table(graph, attrs, item_cat, loadings)
+
+
+def _behaviour(graph: ProfileGraph, attrs: dict[str, sp.csr_matrix], state: dict | None,
+               fitted: dict) -> tuple[pd.DataFrame, dict[str, list[str]], np.ndarray]:
+    """The behaviour columns, their group, and each user's total quantity; records the recency reference in
+    ``fitted``."""
+    n_users = graph.num_users
     priced = np.asarray(attrs["priced_quantity"].sum(axis=1)).ravel()
     count = np.asarray(attrs["count"].sum(axis=1)).ravel()
     quantity = np.asarray(attrs["quantity"].sum(axis=1)).ravel()
@@ -238,7 +193,6 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
     groups: dict[str, list[str]] = {"behaviour": list(f.columns)}
     ei = graph.edge(BUYS)
     last = graph.edge(BUYS, "edge_attr")[:, BUY_ATTRS.index("last_time")].astype(np.float64)
-    fitted: dict = {}
     if (state is None and np.isfinite(last).any()) or (state is not None and "ref_time" in state):
         user_last = user_max(ei[0], last, n_users)
         ok = np.isfinite(last)
@@ -255,12 +209,19 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         groups["behaviour"].append("recency_days")
     f["has_purchases"] = (count > 0).astype(np.float64)
     groups["behaviour"].append("has_purchases")
+    return f, groups, quantity
 
-    # category mix: quantity shares per category
+
+def _category_mix(graph: ProfileGraph, attrs: dict[str, sp.csr_matrix], quantity: np.ndarray, seed: int,
+                  state: dict | None, fitted: dict, f: pd.DataFrame,
+                  groups: dict[str, list[str]]) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """``f`` with the quantity shares per category (and the category SVD past ``MAX_CATEGORY_SHARES``
+    categories) appended, and each item's category (None without categories); fills ``groups`` and
+    ``fitted``."""
     item_cat = None
     if IN_CAT in graph.edge_types and len(graph.category_ids):
         n_cat = len(graph.category_ids)
-        to_cat = item_category_matrix(graph, n_items, n_cat)
+        to_cat = item_category_matrix(graph, len(graph.item_ids), n_cat)
         item_cat = to_cat.indices.astype(np.int64)  # one category per item, rows in item order
         user_cat = (attrs["quantity"] @ to_cat).tocsr()
         if state is not None and "top_categories" in state:
@@ -281,17 +242,13 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
             groups["category_svd"] = list(cat_svd.columns)
             if comps is not None:
                 fitted["cat_svd_components"] = comps
+    return f, item_cat
 
-    # which items: truncated SVD of the row-normalised log-count matrix
-    given = None if state is None else state.get("item_svd_components")
-    item_svd, comps = truncated_svd(attrs["count"].log1p(), ITEM_SVD_DIM, seed, "item_svd", given)
-    loadings = comps.T if comps is not None else None
-    if comps is not None:
-        fitted["item_svd_components"] = comps
-    f = pd.concat([f, item_svd], axis=1)
-    groups["item_svd"] = list(item_svd.columns)
 
-    # items: popularity, price, category, SVD loadings
+def _item_table(graph: ProfileGraph, attrs: dict[str, sp.csr_matrix], item_cat: np.ndarray | None,
+                loadings: np.ndarray | None) -> pd.DataFrame:
+    """Item features: popularity, mean price, category and the item SVD loadings."""
+    n_items = len(graph.item_ids)
     buyers = np.diff(attrs["count"].tocsc().indptr).astype(np.float64)
     item_qty = np.asarray(attrs["priced_quantity"].sum(axis=0)).ravel()
     item_spend = np.asarray(attrs["spend"].sum(axis=0)).ravel()
@@ -306,7 +263,7 @@ def _purchase_features(graph: ProfileGraph, seed: int, state: dict | None):
         items = pd.concat([items, pd.DataFrame(loadings * np.sqrt(n_items),
                                                columns=[f"item_svd_{j}" for j in range(loadings.shape[1])])],
                           axis=1)
-    return f, groups, fitted, items
+    return items
 
 
 def lookup_sorted(ids: np.ndarray, query) -> np.ndarray:

@@ -55,9 +55,27 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     n_items = n_items or max(50, n_users // 5)
     n_categories = min(n_categories, len(CATEGORIES))
     k = n_communities
-    width = len(str(n_users))
+    # the helpers draw from ``rng`` in this order, which fixes the tables a seed gives
+    community, female, age, spend = _plant_users(rng, n_users, k, age_dominance)
+    user_ids = np.char.add("C", np.char.zfill(np.arange(n_users).astype(str), len(str(n_users)) + 1))
+    item_cat, item_price, popularity, lean = _plant_items(rng, n_items, n_categories)
+    item_ids = np.char.add("SKU-", np.char.zfill(np.arange(n_items).astype(str), len(str(n_items)) + 1))
+    purchases = _purchases(rng, k, n_categories, community, female, spend, item_cat, item_price, popularity,
+                           lean, purchases_per_user, user_ids, item_ids, time_format)
+    friendships = _friendships(rng, community, k, friends_per_user, homophily, user_ids)
+    users = _users_table(rng, user_ids, female, age, spend, label_rate)
+    items = pd.DataFrame({"item_id": item_ids, "category": np.array(CATEGORIES)[item_cat], "price": item_price})
+    tables = {"purchases": purchases, "friendships": friendships, "users": users, "items": items}
+    if bad_rows:
+        _add_bad_rows(tables, bad_rows, rng)
+    if return_truth:  # drawn from no random stream, so the tables stay identical
+        return tables, dict(zip(user_ids.tolist(), community.tolist()))
+    return tables
 
-    # --- users, communities, attributes
+
+def _plant_users(rng: np.random.Generator, n_users: int, k: int,
+                 age_dominance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's community, gender (True = female), age band and spend level, as indices."""
     community = rng.choice(k, size=n_users, p=rng.dirichlet(np.full(k, 5.0)))
     p_female = np.where(np.arange(k) % 2 == 0, 0.85, 0.15)
     female = rng.random(n_users) < p_female[community]
@@ -65,17 +83,27 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     age = np.where(rng.random(n_users) < age_dominance, dominant[community],
                    rng.integers(0, len(AGE_BANDS), n_users))
     spend = rng.choice(len(SPEND_LEVELS), size=n_users, p=[0.45, 0.35, 0.2])
-    user_ids = np.char.add("C", np.char.zfill(np.arange(n_users).astype(str), width + 1))
+    return community, female, age, spend
 
-    # --- items: category, price, popularity, gender lean
+
+def _plant_items(rng: np.random.Generator, n_items: int,
+                 n_categories: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each item's category, price, popularity and gender lean."""
     item_cat = rng.integers(0, n_categories, n_items)
     cat_price = rng.lognormal(3.0, 0.6, n_categories)
     item_price = np.round(cat_price[item_cat] * rng.lognormal(0, 0.4, n_items), 2)
     popularity = rng.pareto(1.5, n_items) + 1
     lean = rng.choice([-1.0, 0.0, 1.0], size=n_items, p=[0.25, 0.5, 0.25])
-    item_ids = np.char.add("SKU-", np.char.zfill(np.arange(n_items).astype(str), len(str(n_items)) + 1))
+    return item_cat, item_price, popularity, lean
 
-    # --- purchases: few per user, items from the community's taste
+
+def _purchases(rng: np.random.Generator, k: int, n_categories: int, community: np.ndarray, female: np.ndarray,
+               spend: np.ndarray, item_cat: np.ndarray, item_price: np.ndarray, popularity: np.ndarray,
+               lean: np.ndarray, purchases_per_user: float, user_ids: np.ndarray, item_ids: np.ndarray,
+               time_format: str) -> pd.DataFrame:
+    """Few purchases per user, items drawn from their community's taste (``k`` communities, ``n_categories``
+    categories), rows in random order."""
+    n_users, n_items = len(community), len(item_cat)
     n_buy = 1 + rng.poisson(max(purchases_per_user - 1, 0), n_users)
     buyer = np.repeat(np.arange(n_users), n_buy)
     taste = rng.dirichlet(np.full(n_categories, 0.3), size=k)            # [k, n_categories]
@@ -94,9 +122,13 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     purchases = pd.DataFrame({"user_id": user_ids[buyer], "item_id": item_ids[item],
                               "timestamp": _format_time(ts, time_format), "quantity": quantity,
                               "price": price})
-    purchases = purchases.iloc[rng.permutation(len(purchases))].reset_index(drop=True)
+    return purchases.iloc[rng.permutation(len(purchases))].reset_index(drop=True)
 
-    # --- friendships: homophilous ties, no self ties, no repeats
+
+def _friendships(rng: np.random.Generator, community: np.ndarray, k: int, friends_per_user: float,
+                 homophily: float, user_ids: np.ndarray) -> pd.DataFrame:
+    """Homophilous ties in random order and direction, no self ties, no repeats."""
+    n_users = len(community)
     n_start = rng.poisson(friends_per_user / 2, n_users)
     a = np.repeat(np.arange(n_users), n_start)
     order = np.argsort(community, kind="stable")
@@ -109,26 +141,25 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     flip = rng.random(len(pairs)) < 0.5
     pairs[flip] = pairs[flip][:, ::-1]
     pairs = pairs[rng.permutation(len(pairs))]
-    friendships = pd.DataFrame({"user_id": user_ids[pairs[:, 0]], "friend_id": user_ids[pairs[:, 1]]})
+    return pd.DataFrame({"user_id": user_ids[pairs[:, 0]], "friend_id": user_ids[pairs[:, 1]]})
+
+
+def _users_table(rng: np.random.Generator, user_ids: np.ndarray, female: np.ndarray, age: np.ndarray,
+                 spend: np.ndarray, label_rate: float) -> pd.DataFrame:
+    """The users table: each attribute observed for a random ``label_rate`` share of users (None elsewhere)."""
+    n_users = len(user_ids)
 
     def observed(values: np.ndarray) -> np.ndarray:
         out = values.astype(object)
         out[rng.random(n_users) >= label_rate] = None
         return out
 
-    users = pd.DataFrame({
+    return pd.DataFrame({
         "user_id": user_ids,
         "gender": observed(np.where(female, "f", "m")),
         "age_band": observed(np.array(AGE_BANDS)[age]),
         "spend_level": observed(np.array(SPEND_LEVELS)[spend]),
     })
-    items = pd.DataFrame({"item_id": item_ids, "category": np.array(CATEGORIES)[item_cat], "price": item_price})
-    tables = {"purchases": purchases, "friendships": friendships, "users": users, "items": items}
-    if bad_rows:
-        _add_bad_rows(tables, bad_rows, rng)
-    if return_truth:  # drawn from no random stream, so the tables stay identical
-        return tables, dict(zip(user_ids.tolist(), community.tolist()))
-    return tables
 
 
 def _format_time(ts: np.ndarray, fmt: str) -> np.ndarray:

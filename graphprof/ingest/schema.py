@@ -168,13 +168,19 @@ def _epoch_seconds(ts: pd.Series) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------------------------- tables
+def _id_columns(c: _Checker, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The id ``columns`` normalised, each row with an empty one rejected (in the order given)."""
+    out = pd.DataFrame({col: normalize_ids(c.df[col]) for col in columns})
+    for col in columns:
+        c.reject(out[col].isna(), col, "be a non-empty id")
+    return out
+
+
 def _validate_purchases(raw: RawTable):
     c = _Checker(raw)
     c.require_columns()
     df = c.df
-    out = pd.DataFrame({"user_id": normalize_ids(df["user_id"]), "item_id": normalize_ids(df["item_id"])})
-    c.reject(out["user_id"].isna(), "user_id", "be a non-empty id")
-    c.reject(out["item_id"].isna(), "item_id", "be a non-empty id")
+    out = _id_columns(c, ("user_id", "item_id"))
     if "timestamp" in df:
         ts = parse_timestamps(df["timestamp"])
         given = df["timestamp"].notna()
@@ -211,9 +217,7 @@ def _validate_friendships(raw: RawTable):
     c = _Checker(raw)
     c.require_columns()
     df = c.df
-    out = pd.DataFrame({"user_id": normalize_ids(df["user_id"]), "friend_id": normalize_ids(df["friend_id"])})
-    c.reject(out["user_id"].isna(), "user_id", "be a non-empty id")
-    c.reject(out["friend_id"].isna(), "friend_id", "be a non-empty id")
+    out = _id_columns(c, ("user_id", "friend_id"))
     c.reject((out["user_id"] == out["friend_id"]).fillna(False), "friend_id",
              "differ from user_id (self ties are not friendships)")
     if "weight" in df:
