@@ -233,20 +233,30 @@ def _validate_friendships(raw: RawTable):
     codes, uniques = pd.factorize(pd.concat([a, b], ignore_index=True))
     ca, cb = codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64)
     pair = np.minimum(ca, cb) * np.int64(len(uniques) + 1) + np.maximum(ca, cb)
-    key = pd.DataFrame({"pair": pair, "row": df[ROW].to_numpy()})[~c.bad]
-    dup = key.duplicated("pair", keep="first")
-    if dup.any():
-        first = key.groupby("pair", sort=False)["row"].transform("first")
-        mask = np.zeros(len(df), dtype=bool)
-        mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
+    copies = _later_copies(c, pair)
+    if copies is not None:
+        mask, first_rows = copies
         vals = pd.Series("", index=df.index, dtype=object)
         vals[mask] = (a[mask].astype(str) + "," + b[mask].astype(str)).to_numpy()
-        rule_rows = pd.Series("", index=df.index, dtype=object)
-        rule_rows[mask] = first[dup].astype(str).to_numpy()
-        _reject_duplicates(c, mask, "friend_id", vals, rule_rows, "a tie listed once (undirected)")
+        _reject_duplicates(c, mask, "friend_id", vals, first_rows, "a tie listed once (undirected)")
     out[ROW] = df[ROW].to_numpy()
     kept = ~c.bad
     return (*c.result(_rows(out, kept)), (pd.Series(uniques), ca[kept], cb[kept]))
+
+
+def _later_copies(c: _Checker, key) -> tuple[np.ndarray, pd.Series] | None:
+    """Among the rows not yet rejected, those whose ``key`` repeats an earlier row's: a mask over every row and,
+    on those rows, the line of the first copy (as text); None where no key repeats."""
+    frame = pd.DataFrame({"key": key, "row": c.df[ROW].to_numpy()})[~c.bad]
+    dup = frame.duplicated("key", keep="first")
+    if not dup.any():
+        return None
+    first = frame.groupby("key", sort=False)["row"].transform("first")
+    mask = np.zeros(len(c.df), dtype=bool)
+    mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
+    first_rows = pd.Series("", index=c.df.index, dtype=object)
+    first_rows[mask] = first[dup].astype(str).to_numpy()
+    return mask, first_rows
 
 
 def _reject_duplicates(c: _Checker, mask, column: str, vals: pd.Series, first_rows: pd.Series, what: str):
@@ -273,14 +283,9 @@ def _validate_keyed(raw: RawTable, key: str):
     df = c.df
     ids = normalize_ids(df[key])
     c.reject(ids.isna(), key, "be a non-empty id")
-    frame = pd.DataFrame({"id": ids, "row": df[ROW].to_numpy()})[~c.bad]
-    dup = frame.duplicated("id", keep="first")
-    if dup.any():
-        first = frame.groupby("id", sort=False)["row"].transform("first")
-        mask = np.zeros(len(df), dtype=bool)
-        mask[np.flatnonzero(~c.bad)[dup.to_numpy()]] = True
-        first_rows = pd.Series("", index=df.index, dtype=object)
-        first_rows[mask] = first[dup].astype(str).to_numpy()
+    copies = _later_copies(c, ids)
+    if copies is not None:
+        mask, first_rows = copies
         _reject_duplicates(c, mask, key, ids.astype(object), first_rows, f"unique (one row per {key})")
     return c, ids
 
