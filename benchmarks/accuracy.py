@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from graphprof.communities.detect import detect_communities  # noqa: E402
+from graphprof.communities.stage import detect_communities  # noqa: E402
 from graphprof.graph.build import build  # noqa: E402
 from graphprof.models import MODELS  # noqa: E402
 from graphprof.training.train import train  # noqa: E402

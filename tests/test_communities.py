@@ -21,11 +21,10 @@ from graphprof.communities.detect import (
     Communities,
     community_adjacency,
     copurchase_adjacency,
-    detect_communities,
     find_communities,
-    load_assignments,
-    profile_communities,
 )
+from graphprof.communities.profiles import profile_communities
+from graphprof.communities.stage import detect_communities, load_assignments
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import build_graph
 from graphprof.graph.build import build

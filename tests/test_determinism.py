@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from graphprof.communities.detect import detect_communities
+from graphprof.communities.stage import detect_communities
 from graphprof.graph.build import build
 from graphprof.ingest import generate
 from graphprof.training.train import train

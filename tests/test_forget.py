@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from graphprof import workdir
-from graphprof.communities.detect import detect_communities, load_assignments
+from graphprof.communities.stage import detect_communities, load_assignments
 from graphprof.embeddings.export import export_embeddings, load_embeddings
 from graphprof.embeddings.query import recommend, similar
 from graphprof.errors import ConfigError, InputError

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from graphprof import workdir
-from graphprof.communities.detect import detect_communities
+from graphprof.communities.stage import detect_communities
 from graphprof.embeddings.export import export_embeddings
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph.build import build

@@ -81,6 +81,16 @@ def test_table_shows_both_models_side_by_side(result):
     assert text.count("<- picked") == 1
 
 
+def test_summary_lines_are_the_table_and_to_json_round_trips(result):
+    lines = result.summary_lines()
+    assert all(isinstance(line, str) and "\n" not in line for line in lines)
+    assert "\n".join(lines) == result.table()  # what the command line prints, line by line
+    assert lines[0].startswith("target") and set(lines[1]) == {"-"}
+    doc = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    again = TrainResult(targets=doc["targets"], info=doc["target_info"], seeds=doc["seeds"])
+    assert again.summary_lines() == lines
+
+
 # -------------------------------------------------------------------------------------------- artifacts
 @pytest.mark.parametrize("model", MODELS_RUN)
 def test_artifacts_are_written_per_target_and_model(result, work, model):

@@ -19,9 +19,11 @@ from graphprof.errors import ConfigError, InputError
 from graphprof.ingest.adapters import AdapterResult, check_format, read_format
 from graphprof.ingest.io import ROW, TABLES, find_tables, read_tables
 from graphprof.ingest.schema import ValidatedTables, validate_tables
+from graphprof.runtime import progress
 
 log = logging.getLogger("graphprof")
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "sample"
+STAGES = ("read", "validate", "graph", "features", "write")  # of ``build``, shown as a progress bar
 
 
 @dataclass
@@ -82,7 +84,7 @@ def read_inputs(data: str | Path | None = None, purchases=None, friendships=None
 
     Raises:
         ConfigError: an unknown format, or a format other than generic without ``--data`` / with per-table flags.
-        InputError: see :func:`resolve_inputs` and :func:`graphprof.adapters.read_format`.
+        InputError: see :func:`resolve_inputs` and :func:`graphprof.ingest.adapters.read_format`.
     """
     check_format(format)
     if format == "generic":
@@ -103,70 +105,81 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
           format: str = "generic", keep_pii: list[str] | tuple[str, ...] = ()) -> BuildResult:
     """Read, validate, build the graph and the features, and write them all into the work directory.
 
-    ``format`` names the layout of ``data`` (:data:`graphprof.adapters.FORMATS`); formats other than
-    ``generic`` need ``data`` and are turned into the generic tables by :mod:`graphprof.adapters`.
+    ``format`` names the layout of ``data`` (:data:`graphprof.ingest.adapters.FORMATS`); formats other than
+    ``generic`` need ``data`` and are turned into the generic tables by :mod:`graphprof.ingest.adapters`.
 
     Raises:
         ConfigError: an unknown format, or a non-generic format without ``data``.
         InputError: a table cannot be read, lacks a required column, or keeps no purchase.
     """
     root = Path(workdir_path)
-    seconds = {}
-    t0 = time.perf_counter()
-    adapted = read_inputs(data, purchases, friendships, users, items, format=format)  # reads only: no lock
-    raw = adapted.tables
-    # generic: one entry per table, as before; an adapter: one entry per file it read (by file name)
-    named = ({t.name: t.path for t in raw.values()} if format == "generic"
-             else {p.name: p for p in adapted.sources})
-    # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL): at
-    # 1M users that thread is busy 6-8 s (py-spy), which the build no longer waits for. Each task writes its own
-    # files; all are awaited before the manifest is written and the lock released, and their errors raised here.
-    with workdir.locked(root, "build-graph"), ThreadPoolExecutor(max_workers=1) as io:
-        hashes = io.submit(lambda: {name: workdir.sha256_file(p) for name, p in named.items()})
-        log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
-        validated = validate_tables(raw, keep_pii=keep_pii)
-        seconds["read_validate"] = time.perf_counter() - t0
-        notes = adapted.notes
-        del raw, adapted  # the tables as read (~1 GB of Arrow memory at 1M users): validation made its own
-        tables_written = io.submit(_write_tables, root, validated)
-        if validated.accounting["purchases"]["kept"] == 0:
-            tables_written.result()
-            acc = validated.accounting["purchases"]
-            got = ("no data rows" if acc["read"] == 0 else
-                   f"all {acc['read']} rows rejected; see {root / workdir.REJECTS_DIR / 'purchases.csv'}")
-            raise InputError(f"{acc['source']}: must have at least one valid purchase. Got {got}",
-                             path=acc["source"])
-        if "friendships" not in validated.tables:
-            log.warning("no friendships table: the graph has no social edges")
+    with progress.stages("build-graph", STAGES) as stage:
+        stage("read")
+        seconds = {}
         t0 = time.perf_counter()
-        from graphprof.features import build_features, save_features
-        from graphprof.graph import build_graph, describe
+        adapted = read_inputs(data, purchases, friendships, users, items, format=format)  # reads only: no lock
+        raw = adapted.tables
+        # generic: one entry per table; an adapter: one entry per file it read (by file name)
+        named = ({t.name: t.path for t in raw.values()} if format == "generic"
+                 else {p.name: p for p in adapted.sources})
+        # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL),
+        # so the build does not wait for them. Each task writes its own files; all are awaited before the
+        # manifest is written and the lock released, and their errors raised here.
+        with workdir.locked(root, "build-graph"), ThreadPoolExecutor(max_workers=1) as io:
+            hashes = io.submit(lambda: {name: workdir.sha256_file(p) for name, p in named.items()})
+            log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
+            stage("validate")
+            validated = validate_tables(raw, keep_pii=keep_pii)
+            seconds["read_validate"] = time.perf_counter() - t0
+            notes = adapted.notes
+            del raw, adapted  # the tables as read, in Arrow memory: validation made its own
+            tables_written = io.submit(_write_tables, root, validated)
+            if validated.accounting["purchases"]["kept"] == 0:
+                tables_written.result()
+                acc = validated.accounting["purchases"]
+                got = ("no data rows" if acc["read"] == 0 else
+                       f"all {acc['read']} rows rejected; see {root / workdir.REJECTS_DIR / 'purchases.csv'}")
+                raise InputError(f"{acc['source']}: must have at least one valid purchase. Got {got}",
+                                 path=acc["source"])
+            if "friendships" not in validated.tables:
+                log.warning("no friendships table: the graph has no social edges")
+            stage("graph")
+            t0 = time.perf_counter()
+            from graphprof.features import build_features, save_features
+            from graphprof.graph import build_graph, describe
 
-        graph = build_graph(validated)
-        seconds["graph"] = time.perf_counter() - t0
-        graph_saved = io.submit(_save_graph_and_hash, graph, root)
-        t0 = time.perf_counter()
-        features = build_features(graph, seed=seed)
-        save_features(features, root, seed)
-        seconds["features"] = time.perf_counter() - t0
-        log.info("features: %d users x %d columns", *features.frame.shape)
-        tables_written.result()
-        graph_id = graph_saved.result()
-        _clear_stale(root)
-        result = BuildResult(workdir=root, accounting=validated.accounting, graph=describe(graph),
-                             dropped_columns=validated.dropped_columns, seconds=seconds, format=format,
-                             notes=notes)
-        sha = hashes.result()
-        inputs = {name: {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
-                         "sha256": sha[name]} for name, p in named.items()}
-        _warn_erased_inputs(root, inputs)
-        _forget(root, ("inputs", "rows", "dropped_columns", workdir.NEEDS_RETRAINING))
-        workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
-                                config={"build-graph": {"seed": seed, "format": format,
-                                                        "keep_pii": list(keep_pii)}},
-                                stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
-                                input_notes=notes)
+            graph = build_graph(validated)
+            seconds["graph"] = time.perf_counter() - t0
+            graph_saved = io.submit(_save_graph_and_hash, graph, root)
+            stage("features")
+            t0 = time.perf_counter()
+            features = build_features(graph, seed=seed)
+            save_features(features, root, seed)
+            seconds["features"] = time.perf_counter() - t0
+            log.info("features: %d users x %d columns", *features.frame.shape)
+            stage("write")
+            tables_written.result()
+            graph_id = graph_saved.result()
+            _clear_stale(root)
+            result = BuildResult(workdir=root, accounting=validated.accounting, graph=describe(graph),
+                                 dropped_columns=validated.dropped_columns, seconds=seconds, format=format,
+                                 notes=notes)
+            _record(root, named, hashes.result(), validated, graph_id, seed, format, keep_pii, seconds, notes)
     return result
+
+
+def _record(root: Path, named: dict, sha: dict, validated: ValidatedTables, graph_id: str, seed: int,
+            format: str, keep_pii, seconds: dict, notes: list[str]) -> None:
+    """The build in ``manifest.json``: the input files (path, size, mtime, hash), row accounting, graph id,
+    settings and timings, replacing the previous build's input sections."""
+    inputs = {name: {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
+                     "sha256": sha[name]} for name, p in named.items()}
+    _warn_erased_inputs(root, inputs)
+    _forget(root, ("inputs", "rows", "dropped_columns", workdir.NEEDS_RETRAINING))
+    workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
+                            config={"build-graph": {"seed": seed, "format": format, "keep_pii": list(keep_pii)}},
+                            stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
+                            input_notes=notes)
 
 
 def _save_graph_and_hash(graph, root: Path) -> str:

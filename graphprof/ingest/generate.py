@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: file formats and timestamp formats ``write_tables`` and ``generate`` offer
+FILE_FORMATS = ("csv", "parquet")
+TIME_FORMATS = ("iso", "epoch")
 CATEGORIES = ["books", "electronics", "fashion", "beauty", "sports", "toys", "grocery", "home", "garden",
               "music", "games", "pets", "auto", "health", "office", "baby"]
 AGE_BANDS = ["18-24", "25-34", "35-49", "50+"]

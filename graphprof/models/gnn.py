@@ -9,9 +9,9 @@ Trained with class-balanced cross-entropy, early-stopped on validation macro-F1.
 
 Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
 
-* ``full``: one full-graph forward per step (the default on small graphs; unchanged numbers).
+* ``full``: one full-graph forward per step (the default on small graphs).
 * ``minibatch``: neighbour-sampled mini-batches of training users (``batch_size``, ``fanout`` per layer;
-  :class:`graphprof.sampler.CSRNeighborSampler` under PyG's ``NodeLoader``, each layer trimmed to the hops the
+  :class:`graphprof.models.sampler.CSRNeighborSampler` under PyG's ``NodeLoader``, each layer trimmed to the hops the
   later layers need). Validation and prediction are *exact* and never run a full-graph forward: a layer-wise
   pass over chunks of destination nodes with all their incoming edges (CSR slices), holding one
   ``[num_nodes, hidden]`` table per layer plus one chunk's messages -- the same numbers as the full forward (up
@@ -19,6 +19,8 @@ Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
   ``auto`` takes it when a ``batch_size`` is given or the graph is large (:data:`MINIBATCH_MIN_EDGES` edges
   or :data:`MINIBATCH_MIN_USERS` users). A full-batch model predicting on a large graph uses the layer-wise
   inference too.
+
+The network itself (:class:`~graphprof.models.gnn_net.HeteroSAGENet`) is in :mod:`graphprof.models.gnn_net`.
 
 Shapes: ``x_dict[t]`` is ``[num_nodes[t], in_dims[t]]``; logits ``[num_users, n_classes]``; embeddings
 ``[num_users, hidden * (layers + 1)]``.
@@ -31,15 +33,14 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch_geometric.data import HeteroData
 from torch_geometric.loader import NodeLoader
-from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
-from torch_geometric.nn.conv.hetero_conv import group
 
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
+from graphprof.models.gnn_net import HeteroSAGENet
 from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
+from graphprof.runtime import progress
 
 log = logging.getLogger(__name__)
 
@@ -51,117 +52,6 @@ MINIBATCH_MIN_EDGES = 2_000_000
 MINIBATCH_MIN_USERS = 200_000
 #: users per mini-batch when the mini-batch route is taken without a ``batch_size``
 DEFAULT_BATCH_SIZE = 1024
-#: destination nodes and incoming edges per chunk of the exact layer-wise inference (bound its memory: one
-#: chunk's messages are ``[edges, hidden]``)
-INFERENCE_CHUNK_NODES = 65_536
-INFERENCE_CHUNK_EDGES = 262_144
-
-
-def _conv(kind: str, hidden: int):
-    if kind == "sage":
-        return SAGEConv(hidden, hidden, aggr="mean", root_weight=True)
-    if kind == "gat":  # attention over each relation's neighbours; the own representation travels by the skip
-        return GATConv((hidden, hidden), hidden, heads=1, add_self_loops=False)
-    raise ValueError(f"conv must be 'sage' or 'gat'. Got {kind!r} instead")  # an invariant: set by the class
-
-
-class HeteroSAGENet(nn.Module):
-    def __init__(self, in_dims: dict[str, int], edge_types: list[tuple[str, str, str]], hidden: int,
-                 out: int, layers: int, dropout: float, conv: str = "sage"):
-        super().__init__()
-        self.dropout = dropout
-        self.lin_in = nn.ModuleDict({nt: nn.Linear(d, hidden) for nt, d in in_dims.items()})
-        self.convs = nn.ModuleList([
-            HeteroConv({et: _conv(conv, hidden) for et in edge_types}, aggr="sum")
-            for _ in range(layers)
-        ])
-        self.head = nn.Linear(hidden * (layers + 1), out)
-
-    def node_reps(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> dict[str, torch.Tensor]:
-        """Every node type's representations after each layer, concatenated: ``[num_nodes, hidden * (layers + 1)]``."""
-        h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
-        reps = {nt: [v] for nt, v in h.items()}
-        for conv in self.convs:
-            new = conv(h, edge_index_dict)
-            h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else h[nt] for nt in h}
-            for nt, v in h.items():
-                reps[nt].append(v)
-        return {nt: torch.cat(v, dim=1) for nt, v in reps.items()}
-
-    def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.node_reps(x_dict, edge_index_dict)["user"]
-        return self.head(emb), emb
-
-    def forward_sampled(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict,
-                        num_nodes: dict[str, list[int]], num_edges: dict, batch_size: int,
-                        seed_type: str = "user") -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[batch_size, out]`` and embeddings ``[batch_size, hidden * (layers + 1)]`` of the seeds
-        (the first ``batch_size`` nodes of ``seed_type``) of a sampled subgraph whose nodes and edges are listed
-        in hop order (``num_nodes[t]``: nodes per hop, hop 0 = seeds; ``num_edges[et]``: edges per hop).
-
-        Layer ``l`` of ``L`` reads the nodes of hops ``0..L-l`` over the edges of hops ``1..L-l`` and computes
-        outputs for hops ``0..L-l-1`` only (PyG's ``trim_to_layer`` idea, trimmed on the destination side too),
-        which changes no seed's output."""
-        n_layers = len(self.convs)
-        h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
-        reps = [h[seed_type][:batch_size]]
-        for layer, conv in enumerate(self.convs):
-            hops = n_layers - layer
-            dst = {nt: v[:sum(num_nodes[nt][:hops])] for nt, v in h.items()}
-            edges = {et: ei[:, :sum(num_edges[et][:hops])] for et, ei in edge_index_dict.items()}
-            new = _bipartite_conv(conv, h, dst, edges)
-            h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
-                 for nt, v in dst.items()}
-            reps.append(h[seed_type][:batch_size])
-        emb = torch.cat(reps, dim=1)
-        return self.head(emb), emb
-
-    def layerwise_reps(self, x_dict: dict[str, torch.Tensor], graph: CSRGraph, types: set[str] | None = None,
-                       chunk_nodes: int = INFERENCE_CHUNK_NODES,
-                       chunk_edges: int = INFERENCE_CHUNK_EDGES) -> dict[str, torch.Tensor]:
-        """Exact eval-mode :meth:`node_reps` without a full-graph forward: one layer at a time, over chunks of
-        destination nodes (at most ``chunk_nodes`` nodes / ``chunk_edges`` incoming edges) with all their
-        incoming edges (contiguous CSR slices of ``graph``).
-
-        Memory: one ``[num_nodes, hidden]`` table per node type and layer, plus one chunk's messages.
-        ``types``: the node types whose representations are wanted (default: all); the last layer is computed
-        for those only. Returns ``{type: [num_nodes, hidden * (layers + 1)]}`` for ``types``."""
-        if self.training:
-            raise RuntimeError("layerwise_reps is an inference routine: call .eval() first")
-        types = set(x_dict) if types is None else set(types)
-        h = {nt: F.relu(self.lin_in[nt](x)) for nt, x in x_dict.items()}
-        reps = {nt: [v] for nt, v in h.items()}
-        for layer, conv in enumerate(self.convs):
-            last = layer == len(self.convs) - 1
-            new = {}
-            for nt, v in h.items():
-                into = [et for et in conv.convs.keys() if et[2] == nt]
-                if last and nt not in types:
-                    continue
-                if not into or v.shape[0] == 0:
-                    new[nt] = v
-                    continue
-                parts = []
-                for start, stop in graph.chunks(nt, into, chunk_nodes, chunk_edges):
-                    edges = {et: graph.in_edges_of_range(et, start, stop) for et in into}
-                    parts.append(F.relu(_bipartite_conv(conv, h, {nt: v[start:stop]}, edges)[nt]))
-                new[nt] = torch.cat(parts)
-            h = new
-            for nt, v in h.items():
-                reps[nt].append(v)
-        return {nt: torch.cat(reps[nt], dim=1) for nt in types}
-
-
-def _bipartite_conv(conv: HeteroConv, x_src: dict[str, torch.Tensor], x_dst: dict[str, torch.Tensor],
-                    edge_index_dict: dict) -> dict[str, torch.Tensor]:
-    """``HeteroConv`` with separate source and destination tables: each relation's conv reads
-    ``(x_src[src], x_dst[dst])`` over ``edge_index_dict[et]`` (sources index ``x_src``, destinations ``x_dst``);
-    relations into one type are summed (``conv.aggr``). Returns ``{dst type: [len(x_dst[dst]), hidden]}``."""
-    outs: dict[str, list[torch.Tensor]] = {}
-    for et, module in conv.convs.items():
-        if et[2] in x_dst and et in edge_index_dict:
-            outs.setdefault(et[2], []).append(module((x_src[et[0]], x_dst[et[2]]), edge_index_dict[et]))
-    return {nt: group(v, conv.aggr) for nt, v in outs.items()}
 
 
 def _is_large(inputs: ModelInput) -> bool:
@@ -228,7 +118,7 @@ class HeteroSAGE(Model):
 
     def _layerwise_inference(self, inputs: ModelInput) -> bool:
         """Predict by exact layer-wise inference (never a full-graph forward) after mini-batch training, or
-        when the graph to predict on is large; else the full forward (so full-batch numbers stay as they were)."""
+        when the graph to predict on is large; else the full forward, the one the full-batch route trained with."""
         return getattr(self, "route_", "full") == "minibatch" or _is_large(inputs)
 
     def _check_minibatch_params(self) -> None:
@@ -289,18 +179,22 @@ class HeteroSAGE(Model):
         else:
             epochs = self._full_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
         best_f1, best_state, bad, history = -1.0, None, 0, []
-        for epoch, (train_loss, val_logits) in enumerate(epochs):
-            val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
-            val_f1 = macro_f1(y[val_idx], val_logits.argmax(1).numpy())
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_macro_f1": val_f1})
-            if val_f1 > best_f1:
-                best_f1, bad = val_f1, 0
-                best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                self.best_epoch_ = epoch
-            else:
-                bad += 1
-                if bad >= p["patience"]:
-                    break
+        with progress.bar(total=p["epochs"], desc=self.name, unit="epoch", leave=False) as shown:
+            for epoch, (train_loss, val_logits) in enumerate(epochs):
+                val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
+                val_f1 = macro_f1(y[val_idx], val_logits.argmax(1).numpy())
+                history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                "val_macro_f1": val_f1})
+                shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
+                shown.update()
+                if val_f1 > best_f1:
+                    best_f1, bad = val_f1, 0
+                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+                    self.best_epoch_ = epoch
+                else:
+                    bad += 1
+                    if bad >= p["patience"]:
+                        break
         self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.history_ = history
@@ -396,7 +290,7 @@ class HeteroSAGE(Model):
         self.edge_types_ = config["edge_types"]
         self.best_epoch_ = config["best_epoch"]
         self.history_ = config["history"]
-        self.route_ = config.get("route", "full")  # models saved before the mini-batch route: full batch
+        self.route_ = config.get("route", "full")  # a config without a route: a full-batch model
         self.norm_ = {nt: (arrays[f"norm.{nt}.mean"].numpy(), arrays[f"norm.{nt}.std"].numpy())
                       for nt in self.in_dims_}
         self.net_ = HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], p["hidden"],

@@ -26,6 +26,7 @@ import torch
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import BUYS, FRIEND, ProfileGraph
+from graphprof.runtime import progress
 
 log = logging.getLogger("graphprof")
 MAX_STEPS = 8
@@ -58,19 +59,19 @@ class LightGCN:
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
-        workdir.write_safetensors(path / "weights.safetensors", {"users": torch.from_numpy(self.users),
+        workdir.write_safetensors(path / workdir.MODEL_WEIGHTS, {"users": torch.from_numpy(self.users),
                                                                  "items": torch.from_numpy(self.items)})
-        workdir.write_json(path / "model.json", {"model": "lightgcn", "seed": self.seed,
+        workdir.write_json(path / workdir.MODEL_META, {"model": "lightgcn", "seed": self.seed,
                                                  "config": self.config.__dict__, "info": self.info})
 
     @classmethod
     def load(cls, path: str | Path) -> LightGCN:
         path = Path(path)
         hint = "run 'graphprof export-embeddings --model lightgcn' to train it"
-        meta = workdir.read_json(path / "model.json", missing=hint)
+        meta = workdir.read_json(path / workdir.MODEL_META, missing=hint)
         if meta.get("model") != "lightgcn":
             raise ArtifactError(f"{path}/model.json: model must be 'lightgcn'. Got {meta.get('model')!r} instead")
-        arrays = workdir.read_safetensors(path / "weights.safetensors", missing=hint)
+        arrays = workdir.read_safetensors(path / workdir.MODEL_WEIGHTS, missing=hint)
         return cls(users=arrays["users"].numpy(), items=arrays["items"].numpy(),
                    config=LightGCNConfig(**meta["config"]), seed=meta["seed"], info=meta.get("info", {}))
 
@@ -102,7 +103,7 @@ def _norm_adjacency(n_users: int, n_items: int, buys: np.ndarray, friends: np.nd
 
 class _SymmetricSpMM(torch.autograd.Function):
     """``adj @ x`` for a symmetric sparse ``adj``: the gradient is ``adj @ grad`` too. torch's own backward for a
-    CSR product transposes the matrix on every call, which made training 5x slower."""
+    CSR product transposes the matrix on every call; a symmetric matrix is its own transpose, so this skips it."""
 
     @staticmethod
     def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -186,34 +187,37 @@ def fit_lightgcn(graph: ProfileGraph, config: LightGCNConfig | None = None, seed
     pos_i = torch.from_numpy(train_buys[1]) + n_users
     best = (-1.0, None, 0)
     bad, history, t0 = 0, [], time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        perm = torch.randperm(len(pos_u), generator=gen)
-        total = 0.0
-        for s in range(0, len(perm), batch_size):
-            b = perm[s:s + batch_size]
-            u, i = pos_u[b], pos_i[b]
-            j = torch.randint(0, n_items, (len(b),), generator=gen) + n_users
-            out = _propagate(adj, emb, cfg.layers)
-            x_ui = (out[u] * out[i]).sum(1)
-            x_uj = (out[u] * out[j]).sum(1)
-            reg = (emb[u].pow(2).sum() + emb[i].pow(2).sum() + emb[j].pow(2).sum()) / len(b)
-            loss = -torch.nn.functional.logsigmoid(x_ui - x_uj).mean() + cfg.l2 * reg
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            with torch.no_grad():
-                out = _propagate(adj, emb, cfg.layers).numpy()
-            rec = recall_at_k(out[:n_users], out[n_users:], train_buys, truth) if len(val_idx) else float("nan")
-            history.append({"epoch": epoch, "loss": total / len(perm), "val_recall@20": rec})
-            log.info("lightgcn epoch %d: loss %.4f, val recall@20 %.4f", epoch, total / len(perm), rec)
-            if not np.isfinite(rec) or rec > best[0]:
-                best, bad = (rec if np.isfinite(rec) else best[0], out.copy(), epoch), 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    break
+    with progress.bar(total=cfg.epochs, desc="lightgcn", unit="epoch", leave=False) as shown:
+        for epoch in range(1, cfg.epochs + 1):
+            perm = torch.randperm(len(pos_u), generator=gen)
+            total = 0.0
+            for s in range(0, len(perm), batch_size):
+                b = perm[s:s + batch_size]
+                u, i = pos_u[b], pos_i[b]
+                j = torch.randint(0, n_items, (len(b),), generator=gen) + n_users
+                out = _propagate(adj, emb, cfg.layers)
+                x_ui = (out[u] * out[i]).sum(1)
+                x_uj = (out[u] * out[j]).sum(1)
+                reg = (emb[u].pow(2).sum() + emb[i].pow(2).sum() + emb[j].pow(2).sum()) / len(b)
+                loss = -torch.nn.functional.logsigmoid(x_ui - x_uj).mean() + cfg.l2 * reg
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(b)
+            shown.update()
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                with torch.no_grad():
+                    out = _propagate(adj, emb, cfg.layers).numpy()
+                rec = recall_at_k(out[:n_users], out[n_users:], train_buys, truth) if len(val_idx) else float("nan")
+                history.append({"epoch": epoch, "loss": total / len(perm), "val_recall@20": rec})
+                shown.set_postfix({"val_recall@20": f"{rec:.4f}"}, refresh=False)
+                log.info("lightgcn epoch %d: loss %.4f, val recall@20 %.4f", epoch, total / len(perm), rec)
+                if not np.isfinite(rec) or rec > best[0]:
+                    best, bad = (rec if np.isfinite(rec) else best[0], out.copy(), epoch), 0
+                else:
+                    bad += 1
+                    if bad >= cfg.patience:
+                        break
     out = best[1]
     info = {"batch_size": int(batch_size), "best_epoch": best[2],
             "val_recall@20": best[0] if len(val_idx) else None, "history": history,

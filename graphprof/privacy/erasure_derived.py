@@ -81,8 +81,8 @@ class DerivedErasure:
             Communities,
             community_adjacency,
             modularity,
-            profile_communities,
         )
+        from graphprof.communities.profiles import profile_communities
 
         graph = self.new_graph
         for method, (df, _) in self.assignments.items():

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 _enabled = False
+#: stages take very different times, so a rate or an estimate of the time left would mislead: the bar, the count,
+#: the elapsed time and the stage running
+STAGES_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} stages [{elapsed}{postfix}]"
 
 
 def wanted(quiet: bool = False, json: bool = False, stream: TextIO | None = None) -> bool:
@@ -61,6 +64,9 @@ class _Silent:
     def set_description(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def refresh(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -71,15 +77,18 @@ class _Silent:
         return None
 
 
-def bar(total: int | None = None, desc: str | None = None, unit: str = "it", leave: bool = True) -> Any:
-    """A tqdm bar on stderr, or a silent stand-in with the same ``update`` / ``set_postfix`` /
-    ``set_postfix_str`` / ``set_description`` / ``close`` methods and context-manager use when bars are off.
-    Nested bars (an epoch bar inside a fit bar) take ``leave=False`` so they vanish once done."""
+def bar(total: int | None = None, desc: str | None = None, unit: str = "it", leave: bool = True,
+        bar_format: str | None = None) -> Any:
+    """A tqdm bar on stderr, or, when bars are off, a silent stand-in with the same ``update`` /
+    ``set_postfix`` / ``set_postfix_str`` / ``set_description`` / ``refresh`` / ``close`` methods and
+    context-manager use. Nested bars (an epoch bar inside a fit bar) take ``leave=False`` so they vanish once
+    done."""
     if not _enabled:
         return _Silent()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True,
+                bar_format=bar_format)
 
 
 def track(iterable: Iterable, desc: str | None = None, total: int | None = None, unit: str = "it",
@@ -100,14 +109,15 @@ def stages(desc: str, names: Sequence[str]) -> Iterator[Callable[[str], None]]:
     if not _enabled:
         yield lambda name: None
         return
-    with bar(total=len(names), desc=desc, unit="stage") as shown:
+    with bar(total=len(names), desc=desc, unit="stage", bar_format=STAGES_FORMAT) as shown:
         started: list[str] = []
 
         def stage(name: str) -> None:
+            shown.set_postfix_str(name, refresh=False)
             if started:
                 shown.update()
             started.append(name)
-            shown.set_postfix_str(name)
+            shown.refresh()
 
         yield stage
         shown.update(shown.total - shown.n)

@@ -3,14 +3,14 @@
 For every target and seed, one stratified split of the labelled users is made and every model is fitted on
 it, so the comparison is paired. Metrics are measured on the test users only; hyper-parameters and early
 stopping use the validation users only. The model picked per target is the best on validation macro-F1, except
-that it must beat ``lr``'s by more than the seeds' spread (:func:`graphprof.evaluate.pick_model`).
+that it must beat ``lr``'s by more than the seeds' spread (:func:`graphprof.training.evaluate.pick_model`).
+Staging, per-fit checkpoints and ``--resume`` are in :mod:`graphprof.training.checkpoints`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,21 +24,20 @@ from graphprof.features import load_features
 from graphprof.graph import load_graph
 from graphprof.graph.build import load_tables
 from graphprof.models import ModelInput, get_model
-from graphprof.runtime import distributed
+from graphprof.runtime import distributed, progress
+from graphprof.training import DEFAULT_MODELS, PROTOCOLS
+from graphprof.training.checkpoints import _fit_or_resume, _shared, _staging, promote
 from graphprof.training.evaluate import (
     METRICS,
     candidate_targets,
     make_target,
     pick_model,
     ranked_target,
-    scores,
     split,
     summarize,
 )
 
 log = logging.getLogger("graphprof")
-DEFAULT_MODELS = ("lr", "sage")
-PROTOCOLS = ("transductive", "inductive")
 #: ``--target community`` (when the users table has no such column): the detected communities, from
 #: ``communities/leiden/`` or the only method run (``graphprof communities``).
 COMMUNITY_TARGET = "community"
@@ -64,7 +63,12 @@ class TrainResult:
         return {"targets": self.targets, "target_info": self.info, "seeds": self.seeds}
 
     def table(self) -> str:
-        """The side-by-side table (mean ± std over seeds, test users)."""
+        """The side-by-side table (mean ± std over seeds, test users), as one string."""
+        return "\n".join(self.summary_lines())
+
+    def summary_lines(self) -> list[str]:
+        """The lines of the side-by-side table: per target and model, test metrics (mean ± std over seeds) and
+        validation macro-F1, then what to read them against (majority rate, split sizes, the pick, vs ``lr``)."""
         head = f"{'target':<14}{'model':<8}" + "".join(f"{m:<18}" for m in METRICS) + "val macro_f1"
         lines = [head, "-" * len(head)]
         for target, models in self.targets.items():
@@ -97,7 +101,7 @@ class TrainResult:
         seen = ("unseen while fitting: inductive" if protocol == "inductive"
                 else "in the graph while fitting, labels hidden: transductive")
         lines.append(f"mean ± std over {len(self.seeds)} seeds {self.seeds}; metrics on test users ({seen})")
-        return "\n".join(lines)
+        return lines
 
 
 def _fmt(s: dict) -> str:
@@ -226,7 +230,7 @@ def preflight(workdir_path: str | Path, models, seeds: int, epochs: int | None, 
 
 
 def _clear_needs_retraining(root: Path, retrained: list[str]) -> None:
-    """Models retrained after a ``graphprof forget`` no longer carry the erased users: unmark them."""
+    """Models retrained after a ``graphprof forget`` are fitted without the erased users: unmark them."""
     manifest = workdir.load_manifest(root)
     marked = manifest.get(workdir.NEEDS_RETRAINING)
     if marked:
@@ -239,7 +243,7 @@ def _make_target(root, users, user_ids, name, graph_id, sources):
     classes are communities of MIN_CLASS_SIZE+ users, at most MAX_CLASSES of the largest; the rest are
     dropped and reported. ``sources[name]`` records where such labels came from."""
     if name == COMMUNITY_TARGET and (users is None or name not in users.columns):
-        from graphprof.communities.detect import load_assignments
+        from graphprof.communities.stage import load_assignments
 
         assignments, method = load_assignments(root, graph_id)
         labels = pd.Series(assignments["community"].to_numpy(np.int64),
@@ -250,70 +254,6 @@ def _make_target(root, users, user_ids, name, graph_id, sources):
                  sources[name], len(target.classes), len(target.dropped))
         return target
     return make_target(users, user_ids, name)
-
-
-def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool,
-             protocol: str = "transductive") -> Path:
-    """The folder this target's run is written to; on ``resume``, an interrupted run with the same settings."""
-    staging = Path(root) / workdir.PARTIAL_TRAIN / target.name
-    settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
-                "classes": target.classes, "protocol": protocol}
-    found = workdir.load_json_if_any(staging / "run.json")
-    if found is not None:
-        if resume and found == settings:
-            log.info("%s: resuming the interrupted run in %s", target.name, staging)
-            return staging
-        if resume:
-            raise ConfigError(f"--resume must continue a run with the same settings. Got an interrupted run with "
-                              f"{ {k: found.get(k) for k in ('models', 'seeds', 'epochs')} }; run 'graphprof train' "
-                              "without --resume to start over")
-        log.warning("%s: discarding an interrupted run in %s (use --resume to continue one)", target.name, staging)
-        shutil.rmtree(staging)
-    elif resume:
-        log.info("%s: nothing to resume; starting a new run", target.name)
-    workdir.write_json(staging / "run.json", settings)
-    return staging
-
-
-def _shared(cls) -> bool:
-    """Whether every rank fits this model (data parallel), rather than rank 0 alone."""
-    return bool(getattr(cls, "distributed", False)) and distributed.active()
-
-
-def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs=None):
-    """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists.
-
-    Data parallel: rank 0 decides whether the checkpoint exists; the other ranks fit with it and get
-    ``(None, None)`` (they neither predict nor write)."""
-    run = staging / name / f"seed_{s}"
-    main = distributed.is_main()
-    if _shared(cls):
-        done = distributed.on_main(lambda: workdir.load_json_if_any(run / "result.json"))
-    else:
-        done = workdir.load_json_if_any(run / "result.json")
-    if done is not None and not main:
-        return None, None
-    if done is not None:
-        model = cls.load(run)
-        proba = model.proba(inputs)
-        log.info("%s / %s / seed %d: resumed from checkpoint", target.name, name, s)
-        return done, proba
-    kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
-    t0 = time.perf_counter()
-    model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
-    if not main:
-        return None, None
-    proba = model.proba(inputs)
-    result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
-              "val": scores(target.y[parts["val"]], proba[parts["val"]]),
-              "fit_seconds": time.perf_counter() - t0,
-              "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None),
-                        "route": getattr(model, "route_", None)}}
-    model.save(run)
-    workdir.write_json(run / "result.json", result)  # last: the checkpoint is complete
-    log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],
-             result["fit_seconds"])
-    return result, proba
 
 
 def _inductive_inputs(inputs: ModelInput, test_idx: np.ndarray) -> ModelInput:
@@ -330,32 +270,16 @@ def _inductive_inputs(inputs: ModelInput, test_idx: np.ndarray) -> ModelInput:
 
 def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id, resume=False,
                   protocol="transductive"):
-    per_seed = {m: [] for m in model_classes}
-    val = {m: [] for m in model_classes}
-    fit_seconds = {m: [] for m in model_classes}
-    extra = {m: [] for m in model_classes}
-    first_split, first_proba = None, {}
-    main = distributed.is_main()
     staging = Path(distributed.on_main(
         lambda: _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol)))
-    for k, s in enumerate(run_seeds):
-        parts = split(target, s)
-        if k == 0:
-            first_split = parts
-        mine = {n: c for n, c in model_classes.items() if main or _shared(c)}  # the others: rank 0 alone
-        fit_inputs = (_inductive_inputs(inputs, parts["test"]) if protocol == "inductive" and mine else None)
-        for name, cls in mine.items():
-            done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs)
-            if not main:
-                continue
-            per_seed[name].append(done["test"])
-            val[name].append(done["val"])
-            fit_seconds[name].append(done["fit_seconds"])
-            extra[name].append(done["extra"])
-            if k == 0:
-                first_proba[name] = proba
-    if not main:
+    runs, first_split, first_proba = _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs,
+                                                protocol)
+    if not distributed.is_main():
         return None, None
+    per_seed = {m: [r["test"] for r in runs[m]] for m in model_classes}
+    val = {m: [r["val"] for r in runs[m]] for m in model_classes}
+    fit_seconds = {m: [r["fit_seconds"] for r in runs[m]] for m in model_classes}
+    extra = {m: [r["extra"] for r in runs[m]] for m in model_classes}
     summaries = {m: summarize(per_seed[m]) for m in model_classes}
     val_f1 = {m: summarize(val[m])["macro_f1"] for m in model_classes}
     picked = pick_model(val_f1)
@@ -389,14 +313,35 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
                                                  "predictions_from_seed": run_seeds[0]})
         workdir.write_parquet(out / "predictions.parquet",
                               _predictions(inputs.graph.user_ids, target, first_split, first_proba[name]))
-    for name in model_classes:  # every seed of every model is done: now, and only now, replace the old ones
-        for run in (staging / name).glob("seed_*/result.json"):
-            run.unlink()
-        workdir.replace_dir(staging / name, workdir.model_dir(root, target.name, name))
-    shutil.rmtree(staging)
-    if not any(staging.parent.iterdir()):
-        staging.parent.rmdir()
+    promote(root, staging, target.name, model_classes)
     return summaries, info
+
+
+def _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs, protocol):
+    """Every (model, seed) fit of one target (or resumed from its checkpoint), seed by seed on that seed's
+    split, with one progress bar over them. Returns ``({model: [the fit's result.json, per seed]}, the first
+    seed's split, {model: the first seed's probabilities})``; on the other ranks of a data-parallel run the
+    lists stay empty (rank 0 alone predicts and writes)."""
+    runs = {m: [] for m in model_classes}
+    first_split, first_proba = None, {}
+    main = distributed.is_main()
+    with progress.bar(total=len(run_seeds) * len(model_classes), desc=target.name, unit="fit") as fits:
+        for k, s in enumerate(run_seeds):
+            parts = split(target, s)
+            if k == 0:
+                first_split = parts
+            mine = {n: c for n, c in model_classes.items() if main or _shared(c)}  # the others: rank 0 alone
+            fit_inputs = (_inductive_inputs(inputs, parts["test"]) if protocol == "inductive" and mine else None)
+            for name, cls in mine.items():
+                fits.set_postfix_str(f"{name} seed {s}")
+                done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs)
+                fits.update()
+                if not main:
+                    continue
+                runs[name].append(done)
+                if k == 0:
+                    first_proba[name] = proba
+    return runs, first_split, first_proba
 
 
 def _predictions(user_ids, target, parts, proba) -> pd.DataFrame:

@@ -109,3 +109,35 @@ def test_help_opens_with_examples():
         sub = run(command, "--help").stdout.split("\n\n", 1)[1]
         assert sub.startswith(f"examples:\n  graphprof {command}")
     assert run("--version").stdout.startswith("graphprof ")
+
+
+def _choices(command: str, dest: str) -> list:
+    from graphprof.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    return list(next(a for a in sub._actions if a.dest == dest).choices)
+
+
+def test_choices_come_from_the_registries():
+    from graphprof.communities import GRAPHS, METHODS
+    from graphprof.embeddings.export import SOURCES
+    from graphprof.ingest.adapters import FORMATS
+    from graphprof.ingest.generate import FILE_FORMATS, TIME_FORMATS
+    from graphprof.training import PROTOCOLS
+
+    assert _choices("build-graph", "format") == list(FORMATS)
+    assert _choices("train", "protocol") == list(PROTOCOLS)
+    assert _choices("communities", "method") == list(METHODS)
+    assert _choices("communities", "graph") == list(GRAPHS)
+    assert _choices("export-embeddings", "model") == list(SOURCES)
+    assert _choices("generate", "file_format") == list(FILE_FORMATS)
+    assert _choices("generate", "time_format") == list(TIME_FORMATS)
+
+
+def test_help_imports_neither_torch_nor_pyg_nor_sklearn():
+    r = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "cli.py"), "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "graphprof.cli" in imported
+    assert not {"torch", "torch_geometric", "sklearn"} & imported

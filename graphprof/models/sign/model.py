@@ -11,11 +11,11 @@ users, not with the graph, and nothing but a batch's rows is touched per step.
   social statistics), standardised with training-user statistics.
 - ``T``: the bag of items, kept **sparse**: the user x item matrix ``log(1 + count) * idf`` (idf fitted label-free
   on all users in ``fit``), L2-normalised per row. On real data (Deezer Europe: which artists a user liked) item
-  identity carries most of the signal and a low-rank SVD loses part of it (on one Deezer split, logistic
-  regression reaches test AUC 0.719 on 128 SVD components, 0.725 on the TF-IDF bag itself, 0.734 with the
+  identity carries most of the signal and a low-rank SVD loses part of it (on Deezer, logistic regression
+  scores a higher test AUC on the TF-IDF bag itself than on 128 SVD components, and higher still with the
   friends' bags added). The block's linear layer over ``T`` is a ``torch.nn.EmbeddingBag`` (the sum of the
   user's item vectors weighted by ``T``'s row), i.e. exactly a dense linear layer on the sparse bag: a learned
-  item embedding, with no SVD to fit (a 128-component SVD alone takes ~10 s on Deezer) and no item lost.
+  item embedding, with no SVD to fit (slow on large item sets) and no item lost.
 
 **Blocks** (each its own linear layer + ReLU; concatenated, then the MLP head), with ``A`` the row-normalised
 (weighted) friend adjacency and ``C = P_n P_nᵀ`` the co-purchase relation (user -> item -> user, ``P_n`` and
@@ -34,8 +34,8 @@ matrix is never formed):
 
 Dense aggregates are standardised with training-user statistics (clipped to ±6, as ``sage``). Each bag also has
 a *wide* linear term straight to the logits (wide & deep, Cheng et al. 2016): the logistic regression on the
-bags that is strong on Deezer, learned jointly with the MLP (on Deezer it lifts test AUC from ~0.725 to ~0.736);
-in training a bag's entries are dropped at random (``item_dropout``) on the MLP path.
+bags that is strong on Deezer, learned jointly with the MLP (which adds to the MLP's test AUC there); in
+training a bag's entries are dropped at random (``item_dropout``) on the MLP path.
 
 Training: class-balanced cross-entropy, Adam, shuffled mini-batches (a seeded ``torch.Generator``; at least 8
 steps an epoch on small training sets), early stopping on validation macro-F1. A small grid is searched on the
@@ -56,8 +56,8 @@ rank (``batch / world_size`` users each, so the effective batch and the number o
 process), the MLP is wrapped in ``DistributedDataParallel`` and each rank's loss is its shard's share of the
 whole batch's class-weighted loss, so the averaged gradient is the one process's gradient on that batch (up to
 float summation order and dropout masks, which differ per rank). Validation runs on every rank; rank 0's
-macro-F1 is broadcast so early stopping and the grid choice are the same on every rank. One process is unchanged
-(byte-identical results); ``world_size`` is kept in the saved config.
+macro-F1 is broadcast so early stopping and the grid choice are the same on every rank. With one process none of
+this runs (plain training); ``world_size`` is kept in the saved config.
 
 Shapes: ``F`` ``[num_users, num_features]``; ``T`` and the sparse hops ``[num_users, num_items]`` (CSR); logits
 ``[num_users, n_classes]``; embeddings ``[num_users, hidden * n_blocks]`` (the blocks' outputs, which the head
@@ -78,6 +78,7 @@ from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
 from graphprof.models.sign.net import SIGNNet
 from graphprof.runtime import distributed as parallel
+from graphprof.runtime import progress
 
 log = logging.getLogger("graphprof")
 
@@ -86,9 +87,9 @@ MIN_STEPS = 8  # optimiser steps per epoch, at least (smaller batches on small t
 MIN_BATCH = 32
 BLOCK_SETS = ("all", "own")
 #: From this many training users on, ``sign`` takes its large-graph route: only the first point of each grid
-#: (``block_sets[0]``, ``hidden_grid[0]``, ``dropout_grid[0]``) and 4x the batch. With 100k+ labelled users one
-#: grid point is well determined on validation, and at 1M users (240k training users) each epoch of the
-#: 4-point grid cost about 2 minutes on 2 shared cores.
+#: (``block_sets[0]``, ``hidden_grid[0]``, ``dropout_grid[0]``) and 4x the batch. With 100k+ training users one
+#: grid point is well determined on validation, and searching the whole grid would multiply the training time
+#: by the grid's size.
 LARGE_TRAIN_USERS = 100_000
 
 
@@ -248,40 +249,43 @@ class SIGN(SIGNBlocks, Model):
             model = DistributedDataParallel(net, find_unused_parameters=False)
             if parallel.rank() > 0:  # other dropout masks than rank 0's on the other rows of the batch
                 torch.manual_seed(self.seed + 7919 * parallel.rank())
-        for epoch in range(p["epochs"]):
-            model.train()
-            order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
-            total = 0.0
-            for s in range(0, len(order), batch):
-                rows = order[s:s + batch]
-                if world == 1:
-                    logits, _ = net(*self._batch(dense, bags, rows))
-                    loss = F.cross_entropy(logits, yt[rows], weight=weight)
-                    share = float(loss.detach()) * len(rows)
-                else:  # this rank's shard; its loss is its share of the batch's weighted mean, times world
-                    mine = parallel.shard(rows)
-                    logits, _ = model(*self._batch(dense, bags, mine))
-                    part = F.cross_entropy(logits, yt[mine], weight=weight, reduction="sum")
-                    denom = float(weight[yt[rows]].sum())
-                    loss = part * (world / denom)
-                    share = float(part.detach()) / denom * len(rows)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += share
-            total = parallel.all_reduce_sum(total) if world > 1 else total
-            logits, _ = self._run(net, dense, bags, val_idx)
-            val_f1 = macro_f1(y[val_idx], logits.argmax(1).numpy())
-            if world > 1:
-                val_f1 = parallel.broadcast_float(val_f1)
-            history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_macro_f1": val_f1})
-            if val_f1 > best_f1:
-                best_f1, best_epoch, bad = val_f1, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= p["patience"]:
-                    break
+        with progress.bar(total=p["epochs"], desc=self.name, unit="epoch", leave=False) as shown:
+            for epoch in range(p["epochs"]):
+                model.train()
+                order = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
+                total = 0.0
+                for s in range(0, len(order), batch):
+                    rows = order[s:s + batch]
+                    if world == 1:
+                        logits, _ = net(*self._batch(dense, bags, rows))
+                        loss = F.cross_entropy(logits, yt[rows], weight=weight)
+                        share = float(loss.detach()) * len(rows)
+                    else:  # this rank's shard; its loss is its share of the batch's weighted mean, times world
+                        mine = parallel.shard(rows)
+                        logits, _ = model(*self._batch(dense, bags, mine))
+                        part = F.cross_entropy(logits, yt[mine], weight=weight, reduction="sum")
+                        denom = float(weight[yt[rows]].sum())
+                        loss = part * (world / denom)
+                        share = float(part.detach()) / denom * len(rows)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += share
+                total = parallel.all_reduce_sum(total) if world > 1 else total
+                logits, _ = self._run(net, dense, bags, val_idx)
+                val_f1 = macro_f1(y[val_idx], logits.argmax(1).numpy())
+                if world > 1:
+                    val_f1 = parallel.broadcast_float(val_f1)
+                history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_macro_f1": val_f1})
+                shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
+                shown.update()
+                if val_f1 > best_f1:
+                    best_f1, best_epoch, bad = val_f1, epoch, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= p["patience"]:
+                        break
         return best_f1, best_epoch, best_state, history
 
     # ---------------------------------------------------------------------------------------- inference
@@ -332,7 +336,7 @@ class SIGN(SIGNBlocks, Model):
         self.route_ = config.get("route", "grid")
         self.best_epoch_ = config["best_epoch"]
         self.history_ = config["history"]
-        self.world_size_ = config.get("world_size", 1)  # saved before data-parallel training: one process
+        self.world_size_ = config.get("world_size", 1)  # a config without world_size: one process
         self.f_mean_, self.f_std_ = arrays["f_mean"].numpy(), arrays["f_std"].numpy()
         self.idf_ = arrays["idf"].numpy()
         self.block_stats_ = [(arrays[f"block.{b}.mean"].numpy(), arrays[f"block.{b}.std"].numpy())
