@@ -77,7 +77,7 @@ def _add_build_graph(sub, common) -> None:
                        ("users", "optional"), ("items", "optional")):
         b.add_argument(f"--{table}", metavar="FILE", help=f"the {table} table ({req}); instead of --data")
     b.add_argument("--format", default="generic", choices=list(FORMATS),
-                   help="layout of --data (default: generic, the schema in the README); feather = SNAP "
+                   help="layout of --data (default: generic, the schema in docs/input.md); feather = SNAP "
                         "*_edges.csv + *_features.json + *_target.csv; hetrec-lastfm = HetRec 2011 Last.fm .dat "
                         "files; movielens = MovieLens 100K u.data/u.user/u.item")
 
@@ -115,7 +115,7 @@ def _add_train(sub, common) -> None:
                         "with torchrun): sign shards its mini-batches over them, lr / sage / gat run on one; "
                         "the metric is the same within the seeds' spread, and it is faster only where every "
                         "process has cores of its own. On several machines, run torchrun yourself on each (see "
-                        "the README)")
+                        "docs/distributed.md)")
 
 
 def _add_communities(sub, common) -> None:

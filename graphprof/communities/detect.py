@@ -31,7 +31,7 @@ LEIDEN_BACKENDS = ("igraph", "leidenalg")
 STAGES = ("load", "detect", "profile", "write")  # of ``detect_communities``, shown as a progress bar
 DEFAULT_COPURCHASE_WEIGHT = 0.5
 DEFAULT_COPURCHASE_NEIGHBORS = 10  # about one friend list's worth of co-purchase ties per user
-_CHUNK_ENTRIES = 4_000_000         # bound on the co-purchase product entries held at once (~100 MB)
+_CHUNK_ENTRIES = 4_000_000         # bound on the co-purchase product entries held at once (bounds its memory)
 
 
 @dataclass

@@ -18,7 +18,7 @@ block, an item-level product over every purchase, which reads every saved user's
 What is exact and what is estimated: every feature of a new user is what ``build_features(extended graph,
 state=saved)`` gives, except PageRank, which is global: by default (``pagerank="local"``) a local estimate (the
 PageRank equation solved on the new users' rows around their saved neighbours' saved scores, moved for the added
-users and ties); ``pagerank="exact"`` iterates over the whole extended graph (seconds at 1M users). Unlike a full
+users and ties); ``pagerank="exact"`` iterates over the whole extended graph (its cost grows with every edge). Unlike a full
 rebuild, the saved users' degree, clustering and PageRank are not updated for the new ties that reach them, so
 models that read neighbours (``sign``, ``sage``, ``gat``) see the saved values there.
 
