@@ -35,10 +35,10 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
     g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    g.add_argument("--threads", type=int, default=int(os.environ.get("GRAPHPROF_THREADS", "1")), metavar="N",
-                   help="CPU threads for torch (default: $GRAPHPROF_THREADS or 1, because torch's busy-waiting "
-                        "threads compete with every other process on the same cores; raise it on a machine of "
-                        "your own)")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: $GRAPHPROF_THREADS, else every core this process may run "
+                        "on, fewer where other processes already keep cores busy, since torch's threads busy-wait; "
+                        "a model's numbers are reproducible for a given count)")
     return p
 
 
@@ -108,6 +108,9 @@ def _add_train(sub, common) -> None:
                    help="transductive: the whole graph is seen while fitting, test labels hidden (default); "
                         "inductive: the test users and their edges are removed while fitting, then added back to "
                         "predict (the cold-start profile)")
+    t.add_argument("--no-cache", action="store_true",
+                   help="compute the label-free arrays (sign's bag of items and its hops) in every fit instead of "
+                        "reusing them from the work directory's cache/ (the numbers are the same either way)")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished (model, seed)")
     t.add_argument("--nproc", type=int, default=None, metavar="N",
@@ -259,7 +262,7 @@ def _cmd_train(args) -> int | None:
         preflight(args.workdir, models, args.seeds, args.epochs, args.protocol)
         return distributed.launch(args.argv, args.nproc)
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
-                   seed=args.seed, resume=args.resume, protocol=args.protocol)
+                   seed=args.seed, resume=args.resume, protocol=args.protocol, cache=not args.no_cache)
     if distributed.is_main():  # the other workers print nothing
         _emit(args, "\n".join(result.summary_lines()), result.to_json())
     return None
@@ -350,10 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()
     args.argv = list(sys.argv[1:] if argv is None else argv)  # train --nproc runs it again in each worker
     _setup_logging(args)
-    if args.threads < 1:
-        parser.error(f"--threads must be >= 1. Got {args.threads} instead")
-    set_torch_threads(args.threads)  # when torch is imported: build-graph and lr's predict never import it
     from graphprof.runtime import distributed, progress
+
+    args.threads = _threads(parser, args.threads)
+    quiet = distributed.is_worker() and not distributed.is_main()  # a data-parallel run says it once
+    # when torch is imported: build-graph and lr's predict never import it
+    set_torch_threads(args.threads, note=None if quiet else lambda why: logging.getLogger("graphprof").info("note: %s", why))
 
     # bars for a person at a terminal only, and from one process (rank 0) of a data-parallel run
     shown = progress.wanted(args.quiet, args.json) and not (distributed.is_worker() and not distributed.is_main())
@@ -364,6 +369,21 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
     finally:
         progress.enable(previous)  # a caller's process keeps its own setting
+
+
+def _threads(parser: argparse.ArgumentParser, given: int | None) -> int | None:
+    """``--threads``, else ``$GRAPHPROF_THREADS``, else None: the default for this machine, decided when torch
+    is imported (:func:`graphprof.runtime.threads.default_threads`)."""
+    from graphprof.runtime.threads import ENV, threads_from_env
+
+    if given is None:
+        try:
+            given = threads_from_env()
+        except ValueError:
+            parser.error(f"${ENV} must be an integer >= 1. Got {os.environ.get(ENV)!r} instead")
+    if given is not None and given < 1:
+        parser.error(f"--threads must be >= 1. Got {given} instead")
+    return given
 
 
 def _run(args) -> int:

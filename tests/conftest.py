@@ -12,6 +12,7 @@ SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 # spinning threads of several processes compete for the cores and slow every test down.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("GRAPHPROF_THREADS", "1")  # torch's count in every CLI subprocess (the default follows the load)
 
 
 @pytest.fixture(autouse=True)

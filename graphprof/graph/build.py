@@ -41,7 +41,7 @@ class BuildResult:
     def summary_lines(self) -> list[str]:
         lines = []
         for name, acc in self.accounting.items():
-            where = f", see {self.workdir / workdir.REJECTS_DIR / (name + '.csv')}" if acc["rejected"] else ""
+            where = f", see {workdir.rejects_path(self.workdir, name)}" if acc["rejected"] else ""
             lines.append(f"{name}: read {acc['read']} = kept {acc['kept']} + rejected {acc['rejected']}{where}")
         nodes = ", ".join(f"{n} {t}" for t, n in self.graph["nodes"].items())
         edges = ", ".join(f"{n} {t.split('__')[1]}" for t, n in self.graph["edges"].items()
@@ -138,7 +138,7 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
                 tables_written.result()
                 acc = validated.accounting["purchases"]
                 got = ("no data rows" if acc["read"] == 0 else
-                       f"all {acc['read']} rows rejected; see {root / workdir.REJECTS_DIR / 'purchases.csv'}")
+                       f"all {acc['read']} rows rejected; see {workdir.rejects_path(root, 'purchases')}")
                 raise InputError(f"{acc['source']}: must have at least one valid purchase. Got {got}",
                                  path=acc["source"])
             if "friendships" not in validated.tables:
@@ -230,8 +230,8 @@ STALE_AFTER_BUILD = ("train", "communities", "export-embeddings", "predict", "re
 def _clear_stale(root: Path) -> None:
     """A new graph makes what was derived from the old one meaningless (models, communities, embeddings,
     predictions, the report): remove it rather than mix them up."""
-    for name in (workdir.MODELS_DIR, workdir.PARTIAL_TRAIN, getattr(workdir, "COMMUNITIES_DIR", "communities"), workdir.EMBEDDINGS_DIR,
-                 str(Path(workdir.PREDICTIONS_NEW).parent), getattr(workdir, "REPORT", "report.html")):
+    for name in (workdir.MODELS_DIR, workdir.PARTIAL_TRAIN, workdir.CACHE_DIR, workdir.COMMUNITIES_DIR, workdir.EMBEDDINGS_DIR,
+                 str(Path(workdir.PREDICTIONS_NEW).parent), workdir.REPORT):
         path = root / name
         if path.is_dir():
             log.info("removing %s, derived from the previous graph", path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,13 @@ from graphprof.graph import ProfileGraph
 
 @dataclass
 class ModelInput:
-    """What every model sees: the whole graph and the label-free user features (graph order)."""
+    """What every model sees: the whole graph and the label-free user features (graph order), and where
+    ``train`` runs on a work directory's saved graph, the cache of that graph's label-free arrays
+    (:class:`~graphprof.workdir.cache.LabelFreeCache`; None elsewhere: a model then computes them)."""
 
     graph: ProfileGraph
     features: UserFeatures
+    cache: Any = None
 
 
 def macro_f1(y_true, y_pred) -> float:

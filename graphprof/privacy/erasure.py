@@ -150,6 +150,10 @@ class ErasurePlan(DerivedErasure):
             partial = self.root / workdir.PARTIAL_TRAIN
             if partial.exists():
                 self._delete(partial, "an interrupted 'graphprof train' fitted with the erased users")
+            cache = self.root / workdir.CACHE_DIR
+            if cache.exists():
+                self._delete(cache, "label-free arrays computed with the erased users; the next 'graphprof "
+                                    "train' computes them again")
         self._compute_embeddings()
         report = self.root / workdir.REPORT
         if report.exists():

@@ -46,7 +46,7 @@ class ReportResult:
 # --------------------------------------------------------------------------------------- input + graph
 def _inputs(manifest: dict) -> Section:
     rows = [[t, a.get("source", ""), a.get("read"), a.get("kept"), a.get("rejected"),
-             f"{workdir.REJECTS_DIR}/{t}.csv" if a.get("rejected") else ""]
+             str(workdir.rejects_path(Path(), t)) if a.get("rejected") else ""]
             for t, a in manifest.get("rows", {}).items()]
     body = ("<p>Every row read is either kept or rejected with a reason (source file, line, column, value).</p>"
             + html_table(["table", "file", "read", "kept", "rejected", "rejects"], rows, left=(0, 1)))

@@ -232,6 +232,9 @@ def launch(argv: list[str], nproc: int) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")  # else torchrun warns that it sets it
+    from graphprof.runtime.threads import ENV, usable_cores
+
+    env.setdefault(ENV, str(max(1, usable_cores() // nproc)))  # the cores shared out, unless --threads says
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "graphprof.cli", *strip_nproc(argv)]
     with tempfile.TemporaryDirectory(prefix="graphprof-dist-") as status:

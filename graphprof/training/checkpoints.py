@@ -28,7 +28,7 @@ def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, res
     staging = Path(root) / workdir.PARTIAL_TRAIN / target.name
     settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
                 "classes": target.classes, "protocol": protocol}
-    found = workdir.load_json_if_any(staging / "run.json")
+    found = workdir.load_json_if_any(staging / workdir.RUN_SETTINGS)
     if found is not None:
         if resume and found == settings:
             log.info("%s: resuming the interrupted run in %s", target.name, staging)
@@ -41,7 +41,7 @@ def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, res
         shutil.rmtree(staging)
     elif resume:
         log.info("%s: nothing to resume; starting a new run", target.name)
-    workdir.write_json(staging / "run.json", settings)
+    workdir.write_json(staging / workdir.RUN_SETTINGS, settings)
     return staging
 
 
@@ -55,12 +55,12 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
 
     Data parallel: rank 0 decides whether the checkpoint exists; the other ranks fit with it and get
     ``(None, None)`` (they neither predict nor write)."""
-    run = staging / name / f"seed_{s}"
+    run = workdir.seed_dir(staging / name, s)
     main = distributed.is_main()
     if _shared(cls):
-        done = distributed.on_main(lambda: workdir.load_json_if_any(run / "result.json"))
+        done = distributed.on_main(lambda: workdir.load_json_if_any(run / workdir.RUN_RESULT))
     else:
-        done = workdir.load_json_if_any(run / "result.json")
+        done = workdir.load_json_if_any(run / workdir.RUN_RESULT)
     if done is not None and not main:
         return None, None
     if done is not None:
@@ -80,7 +80,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
               "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None),
                         "route": getattr(model, "route_", None)}}
     model.save(run)
-    workdir.write_json(run / "result.json", result)  # last: the checkpoint is complete
+    workdir.write_json(run / workdir.RUN_RESULT, result)  # last: the checkpoint is complete
     log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],
              result["fit_seconds"])
     return result, proba
@@ -90,7 +90,7 @@ def promote(root: Path, staging: Path, target_name: str, model_classes) -> None:
     """Every seed of every model is done: now, and only now, replace the models of ``target_name`` with the
     staged ones (their checkpoints dropped), and remove the staging folder."""
     for name in model_classes:
-        for run in (staging / name).glob("seed_*/result.json"):
+        for run in (staging / name).glob(f"seed_*/{workdir.RUN_RESULT}"):
             run.unlink()
         workdir.replace_dir(staging / name, workdir.model_dir(root, target_name, name))
     shutil.rmtree(staging)

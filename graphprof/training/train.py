@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from graphprof.training.evaluate import (
     split,
     summarize,
 )
+from graphprof.workdir.cache import LabelFreeCache
 
 log = logging.getLogger("graphprof")
 #: ``--target community`` (when the users table has no such column): the detected communities, from
@@ -121,7 +123,7 @@ def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> li
 
 def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
           models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
-          seed: int = 0, resume: bool = False, protocol: str = "transductive") -> TrainResult:
+          seed: int = 0, resume: bool = False, protocol: str = "transductive", cache: bool = True) -> TrainResult:
     """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
     ``models/<target>/<model>/``.
 
@@ -138,6 +140,9 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         resume: continue an interrupted run with the same settings: every (model, seed) fit that finished is
             kept (its checkpoint is in ``.partial-train/``), the rest is fitted. Without it, a leftover
             interrupted run is discarded.
+        cache: reuse (and write) the label-free arrays of this graph under ``cache/``
+            (:mod:`graphprof.workdir.cache`): computed by the first fit that needs them, memory-mapped by every
+            later one (other seeds, targets, runs). The numbers are the same without it.
 
     Crash safety: a run is written to ``.partial-train/<target>/`` and each model's folder replaces
     ``models/<target>/<model>/`` only once all its seeds are done, so an interrupted run (Ctrl-C, SIGKILL)
@@ -168,7 +173,8 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
 
         def _load():  # every rank reads the same files (on several machines: shared storage)
             graph = load_graph(root)
-            inputs = ModelInput(graph=graph, features=load_features(root))
+            store = LabelFreeCache(root, manifest["graph_id"]) if cache and manifest.get("graph_id") else None
+            inputs = ModelInput(graph=graph, features=load_features(root), cache=store)
             users = load_tables(root, "users")
             target_names = resolve_targets(users, targets)
             sources = {}
@@ -299,22 +305,30 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
             "routes": {m: e[0].get("route") for m, e in extra.items() if e and e[0].get("route")}}
     for name in model_classes:
         out = staging / name
-        workdir.write_json(out / "metrics.json", {"target": target.name, "model": name, "seeds": run_seeds,
+        workdir.write_json(out / workdir.MODEL_METRICS, {"target": target.name, "model": name, "seeds": run_seeds,
                                                   "test": summaries[name], "val_macro_f1": val_f1[name],
                                                   "per_seed_test": per_seed[name], "per_seed_val": val[name],
                                                   "runs": extra[name]})
         # timings apart, so metrics.json is byte-identical for the same inputs and seed
-        workdir.write_json(out / "timings.json", {"fit_seconds": fit_seconds[name]})
-        workdir.write_json(out / "config.json", {"target": target.name, "model": name, "classes": target.classes,
+        workdir.write_json(out / workdir.MODEL_TIMINGS, {"fit_seconds": fit_seconds[name]})
+        workdir.write_json(out / workdir.MODEL_CONFIG, {"target": target.name, "model": name, "classes": target.classes,
                                                  "dropped_classes": target.dropped, "seeds": run_seeds,
                                                  "epochs": epochs, "graph_id": graph_id,
                                                  "world_size": distributed.world_size(),
+                                                 "torch_threads": _torch_threads(),
                                                  "params": model_classes[name](seed=run_seeds[0]).params,
                                                  "predictions_from_seed": run_seeds[0]})
-        workdir.write_parquet(out / "predictions.parquet",
+        workdir.write_parquet(out / workdir.MODEL_PREDICTIONS,
                               _predictions(inputs.graph.user_ids, target, first_split, first_proba[name]))
     promote(root, staging, target.name, model_classes)
     return summaries, info
+
+
+def _torch_threads() -> int | None:
+    """torch's thread count in this run (a model's float sums can depend on it), None where torch was never
+    imported (``lr`` alone)."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 def _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs, protocol):

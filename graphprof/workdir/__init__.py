@@ -27,6 +27,7 @@ from graphprof.workdir.manifest import (  # noqa: F401
     update_manifest,
 )
 from graphprof.workdir.paths import (  # noqa: F401
+    CACHE_DIR,
     COMMUNITIES_DIR,
     COMMUNITY_ASSIGNMENTS,
     COMMUNITY_PROFILES,
@@ -73,6 +74,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     model_file,
     rejects_path,
     run_dir,
+    seed_dir,
     table_path,
 )
 

@@ -24,6 +24,7 @@ FEATURES_META = "features/meta.json"
 FEATURES_STATE = "features/state.safetensors"
 MODELS_DIR = "models"
 PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
+CACHE_DIR = "cache"                # cache/<graph id>/<key>/: label-free arrays the models reuse (workdir.cache)
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
 COMMUNITY_ASSIGNMENTS = "assignments.parquet"
 COMMUNITY_PROFILES = "profiles.parquet"
@@ -83,8 +84,13 @@ def model_dir(root: Path, target: str, model: str) -> Path:
     return Path(root) / MODELS_DIR / target / model
 
 
+def seed_dir(folder: Path, seed: int) -> Path:
+    """A model folder's ``seed_<seed>/`` (its weights for that seed)."""
+    return Path(folder) / f"seed_{seed}"
+
+
 def run_dir(root: Path, target: str, model: str, seed: int) -> Path:
-    return model_dir(root, target, model) / f"seed_{seed}"
+    return seed_dir(model_dir(root, target, model), seed)
 
 
 def communities_dir(root: Path, method: str) -> Path:

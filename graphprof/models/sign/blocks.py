@@ -25,6 +25,13 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.clip(out, -CLIP, CLIP, out=out)
 
 
+def _cached(inputs: ModelInput, key: str, compute):
+    """A label-free sparse block (the bag of items and its social hops: the graph alone makes them) from the
+    work directory's cache where ``train`` gives one (:mod:`graphprof.workdir.cache`), else computed."""
+    cache = getattr(inputs, "cache", None)
+    return compute() if cache is None else cache.csr(key, compute)
+
+
 class SIGNBlocks:
     """The block computations of :class:`graphprof.models.sign.SIGN`, which fits what they read: ``params``
     (``hops``, ``top_k``), ``social_``, ``copurchase_``, ``f_mean_`` / ``f_std_``, ``idf_`` and ``n_items_``."""
@@ -43,14 +50,15 @@ class SIGNBlocks:
         p = self.params
         g = inputs.graph
         f = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
-        t = self._bag(inputs)
+        t = _cached(inputs, "sign-bag", lambda: self._bag(inputs))
         names, dense, bags = ["own"], [f], [t]
         if self.social_:
             adj = row_scale(g.social_adjacency(), "l1")
             hf, ht = f, t
             for k in range(1, p["hops"] + 1):
-                hf = adj @ hf
-                ht = row_scale(sparse_hop(adj, ht, p["top_k"]), "l2")
+                hf = adj @ hf  # reads the training users' statistics (through f): not cached
+                ht = _cached(inputs, f"sign-social_{k}-top{p['top_k']}",
+                             lambda ht=ht: row_scale(sparse_hop(adj, ht, p["top_k"]), "l2"))
                 names.append(f"social_{k}")
                 dense.append(hf)
                 bags.append(ht)
