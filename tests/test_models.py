@@ -200,3 +200,17 @@ def test_lr_in_row_blocks_gives_the_whole_matrix_numbers(monkeypatch):
     np.testing.assert_allclose(model._proba_x(x), whole_p, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(model._embed_x(x), whole_e, rtol=1e-12, atol=1e-12)
     assert model._proba_x(x[:0]).shape == (0, 3)
+
+
+@pytest.mark.parametrize("route, n_train, batch, patience, expected", [
+    ("full", 17_000, None, 30, 30),          # one step an epoch: patience in epochs
+    ("minibatch", 17_000, None, 30, 5),      # 17 steps an epoch: 2 epochs of steps, but at least 5
+    ("minibatch", 2_048, 1024, 30, 15),      # 2 steps an epoch: 15 epochs
+    ("minibatch", 17_000, None, 3, 3),       # never more epochs than asked for
+])
+def test_gnn_patience_counts_optimiser_steps(route, n_train, batch, patience, expected):
+    from graphprof.models.gnn import HeteroSAGE
+
+    model = HeteroSAGE(patience=patience, batch_size=batch)
+    model.route_ = route
+    assert model._patience_epochs(n_train) == expected

@@ -52,6 +52,8 @@ MINIBATCH_MIN_EDGES = 2_000_000
 MINIBATCH_MIN_USERS = 200_000
 #: users per mini-batch when the mini-batch route is taken without a ``batch_size``
 DEFAULT_BATCH_SIZE = 1024
+#: the fewest epochs without a better validation macro-F1 before stopping, whatever the steps per epoch
+MIN_PATIENCE_EPOCHS = 5
 
 
 def _is_large(inputs: ModelInput) -> bool:
@@ -87,7 +89,10 @@ class HeteroSAGE(Model):
     Args:
         hidden: width of every layer. layers: message-passing layers. dropout: dropout rate.
         lr, weight_decay: Adam settings. epochs: maximum epochs (an epoch is one pass over the training users
-        in either route). patience: epochs without a better validation macro-F1 before stopping.
+        in either route). patience: optimiser steps without a better validation macro-F1 before stopping,
+        counted at the end of each epoch and never fewer than :data:`MIN_PATIENCE_EPOCHS` epochs: a full-batch
+        epoch is one step, a mini-batch epoch many, and each of those steps moves the model as far as a
+        full-batch one, so the mini-batch route waits fewer epochs.
         batch_size: training users per mini-batch; ``None`` / 0: full batch (unless ``mode`` says otherwise).
         fanout: incoming edges sampled per node, edge type and layer in the mini-batch route (one entry per
         layer, outermost hop last; -1: all).
@@ -179,6 +184,7 @@ class HeteroSAGE(Model):
         else:
             epochs = self._full_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
         best_f1, best_state, bad, history = -1.0, None, 0, []
+        patience = self._patience_epochs(len(train_idx))
         with progress.bar(total=p["epochs"], desc=self.name, unit="epoch", leave=False) as shown:
             for epoch, (train_loss, val_logits) in enumerate(epochs):
                 val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
@@ -193,12 +199,18 @@ class HeteroSAGE(Model):
                     self.best_epoch_ = epoch
                 else:
                     bad += 1
-                    if bad >= p["patience"]:
+                    if bad >= patience:
                         break
         self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.history_ = history
         log.debug("%s: %s route, best epoch %d of %d", self.name, self.route_, self.best_epoch_, len(history))
+
+    def _patience_epochs(self, n_train: int) -> int:
+        """``patience`` (optimiser steps) in epochs of this route: at least :data:`MIN_PATIENCE_EPOCHS`."""
+        p = self.params
+        steps = 1 if self.route_ == "full" else -(-n_train // int(p["batch_size"] or DEFAULT_BATCH_SIZE))
+        return max(min(MIN_PATIENCE_EPOCHS, p["patience"]), -(-p["patience"] // max(steps, 1)))
 
     def _full_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
         """Full-batch epochs: one step on the whole graph, then the validation logits. Yields
