@@ -111,6 +111,28 @@ def test_grid_is_searched_on_validation_and_recorded(shop, tmp_path):
     assert config["blocks"] == model.block_names_
 
 
+def test_successive_halving_prunes_and_the_winner_is_its_own_fit(shop):
+    """The grid is searched by successive halving: the worse half stops after each round, the winner trains to
+    its early stop, and its model is exactly what fitting its grid point alone gives (each point draws from its
+    own random state, however the search interleaves them)."""
+    from graphprof.models.sign.model import ROUND_EPOCHS
+
+    inputs = shop[0]
+    model = _fit(shop, hidden_grid=[8, 16], dropout_grid=[0.0, 0.5], epochs=12, patience=4)
+    grid, choice = model.choice_["grid"], model.choice_
+    assert model.choice_["search"] == {"method": "successive halving", "round_epochs": ROUND_EPOCHS}
+    winner = next(g for g in grid if (g["blocks"], g["hidden"], g["dropout"]) ==
+                  (choice["blocks"], choice["hidden"], choice["dropout"]))
+    # half the grid stopped after the first round: with patience 4 no point stops by itself before 5 epochs
+    assert sorted(g["epochs"] for g in grid)[:2] == [ROUND_EPOCHS, ROUND_EPOCHS]
+    assert all(g["epochs"] <= winner["epochs"] for g in grid)
+    assert all(g["val_macro_f1"] <= winner["val_macro_f1"] for g in grid)
+    alone = _fit(shop, block_sets=[choice["blocks"]], hidden_grid=[choice["hidden"]],
+                 dropout_grid=[choice["dropout"]], epochs=12, patience=4)
+    assert alone.history_ == model.history_
+    assert np.array_equal(alone.predict_proba(inputs).to_numpy(), model.predict_proba(inputs).to_numpy())
+
+
 def test_large_graph_route_fits_one_grid_point_with_a_bigger_batch(shop, tmp_path, monkeypatch):
     from graphprof.models.sign import model as sign
 

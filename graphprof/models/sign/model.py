@@ -67,6 +67,8 @@ reads).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -91,6 +93,57 @@ BLOCK_SETS = ("all", "own")
 #: grid point is well determined on validation, and searching the whole grid would multiply the training time
 #: by the grid's size.
 LARGE_TRAIN_USERS = 100_000
+
+
+#: epochs every surviving grid point trains in a round of the successive-halving search before the worse half
+#: stops (a point that stops early by itself stops then)
+ROUND_EPOCHS = 3
+
+
+@dataclass
+class _Run:
+    """One grid point's training: its net, its epoch iterator (``steps``), its own torch random state, and the
+    best validation macro-F1 so far with its epoch and weights."""
+
+    point: tuple
+    net: SIGNNet
+    rng: torch.Tensor
+    steps: Iterator | None = None
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    best_state: dict | None = None
+    history: list = field(default_factory=list)
+    done: bool = False
+
+    def advance(self, epochs: int) -> None:
+        """Train up to ``epochs`` more epochs from this point's own random state (nothing once done)."""
+        if self.done:
+            return
+        torch.set_rng_state(self.rng)
+        for _ in range(epochs):
+            if next(self.steps, StopIteration) is StopIteration:
+                self.done = True
+                break
+        self.rng = torch.get_rng_state()
+
+
+def _successive_halving(runs: list[_Run]) -> _Run:
+    """The grid searched by successive halving (Jamieson & Talwalkar 2016, as in Hyperband): every point trains
+    :data:`ROUND_EPOCHS` epochs, the better half by best validation macro-F1 so far goes on for another round,
+    and so on until one is left, which trains to its early stop. A point's training is the same whether the
+    search interleaves it or not (its own random state), so the winner's model is the one training it alone
+    would give, and no pruned point ever scored above it (each round keeps the best, and a best only rises).
+    Ties go to the earlier point of the grid."""
+    alive = list(runs)
+    while len(alive) > 1:
+        for run in alive:
+            run.advance(ROUND_EPOCHS)
+        ranked = sorted(alive, key=lambda r: -r.best_f1)  # stable: ties keep the grid's order
+        alive = sorted(ranked[:(len(alive) + 1) // 2], key=runs.index)
+    winner = alive[0]
+    while not winner.done:
+        winner.advance(ROUND_EPOCHS)
+    return winner
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -191,27 +244,22 @@ class SIGN(SIGNBlocks, Model):
         if self.route_ == "large":
             log.info("sign: %d training users: large-graph route (one grid point, batch %d)", len(train_idx),
                      4 * p["batch_size"])
-        best, grid, tried = None, [], set()
+        points, tried = [], set()
         for block_set in grids["block_sets"]:
             keep = [0] if block_set == "own" else list(range(len(self.block_names_)))
             if tuple(keep) in tried:  # no neighbourhood blocks on this graph: "all" is "own"
                 continue
             tried.add(tuple(keep))
-            sub_dense, sub_bags = [dense[b] for b in keep], [bags[b] for b in keep]
-            for hidden in grids["hidden_grid"]:
-                for dropout in grids["dropout_grid"]:
-                    torch.manual_seed(self.seed)
-                    net = self._new_net(hidden, dropout, [self.dense_dims_[b] for b in keep],
-                                        [self.sparse_[b] for b in keep])
-                    f1, epoch, state, history = self._train_one(net, sub_dense, sub_bags, y, train_idx,
-                                                                val_idx)
-                    grid.append({"blocks": block_set, "hidden": hidden, "dropout": dropout,
-                                 "val_macro_f1": f1, "best_epoch": epoch})
-                    if best is None or f1 > best[0]:
-                        best = (f1, block_set, keep, hidden, dropout, epoch, state, history)
-        f1, block_set, keep, hidden, dropout, self.best_epoch_, state, self.history_ = best
+            points += [(block_set, keep, hidden, dropout) for hidden in grids["hidden_grid"]
+                       for dropout in grids["dropout_grid"]]
+        runs = [self._start_run(point, dense, bags, y, train_idx, val_idx) for point in points]
+        winner = _successive_halving(runs)
+        block_set, keep, hidden, dropout = winner.point
+        f1, self.best_epoch_, state, self.history_ = winner.best_f1, winner.best_epoch, winner.best_state, winner.history
+        grid = [{"blocks": r.point[0], "hidden": r.point[2], "dropout": r.point[3], "val_macro_f1": r.best_f1,
+                 "best_epoch": r.best_epoch, "epochs": len(r.history)} for r in runs]
         self.choice_ = {"blocks": block_set, "hidden": hidden, "dropout": dropout, "val_macro_f1": f1,
-                        "grid": grid}
+                        "grid": grid, "search": {"method": "successive halving", "round_epochs": ROUND_EPOCHS}}
         # keep only the chosen blocks: prediction computes just those
         chosen = [self.block_names_[b] for b in keep]
         self.social_ = self.social_ and any(n.startswith("social_") for n in chosen)
@@ -229,9 +277,20 @@ class SIGN(SIGNBlocks, Model):
         return SIGNNet(dense_dims, sparse, self.n_items_, hidden, len(self.classes_), dropout,
                        item_dropout=p["item_dropout"], wide=p["wide"])
 
-    def _train_one(self, net: SIGNNet, dense, bags, y, train_idx, val_idx):
-        """Train one grid point (``net``: freshly built, under ``torch.manual_seed(seed)``); returns (best
-        validation macro-F1, its epoch, its weights, history)."""
+    def _start_run(self, point: tuple, dense, bags, y, train_idx, val_idx) -> _Run:
+        """One grid point ready to train: its net built under ``torch.manual_seed(seed)``, and the torch random
+        state it continues from (each point's dropout draws are its own, however the search interleaves them)."""
+        block_set, keep, hidden, dropout = point
+        torch.manual_seed(self.seed)
+        net = self._new_net(hidden, dropout, [self.dense_dims_[b] for b in keep], [self.sparse_[b] for b in keep])
+        run = _Run(point=point, net=net, rng=torch.get_rng_state())
+        run.steps = self._epochs(run, [dense[b] for b in keep], [bags[b] for b in keep], y, train_idx, val_idx)
+        return run
+
+    def _epochs(self, run: _Run, dense, bags, y, train_idx, val_idx):
+        """Train ``run``'s net epoch by epoch, keeping its best validation macro-F1, epoch, weights and history
+        in ``run``; yields after each epoch, and ends at early stopping or the last epoch."""
+        net = run.net
         p = self.params
         gen = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
@@ -242,7 +301,7 @@ class SIGN(SIGNBlocks, Model):
         # at least MIN_STEPS steps an epoch: with a few hundred training users, one batch an epoch is too few
         size = p["batch_size"] * (4 if getattr(self, "route_", "grid") == "large" else 1)
         batch = int(min(size, max(MIN_BATCH, -(-len(train_idx) // MIN_STEPS))))
-        best_f1, best_epoch, best_state, bad, history = -1.0, -1, None, 0, []
+        bad, history = 0, run.history
         world = parallel.world_size() if parallel.active() else 1
         model = net
         if world > 1:  # rank 0's initial weights (the same anyway); gradients averaged over the ranks
@@ -279,14 +338,14 @@ class SIGN(SIGNBlocks, Model):
                 history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_macro_f1": val_f1})
                 shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
                 shown.update()
-                if val_f1 > best_f1:
-                    best_f1, best_epoch, bad = val_f1, epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                if val_f1 > run.best_f1:
+                    run.best_f1, run.best_epoch, bad = val_f1, epoch, 0
+                    run.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 else:
                     bad += 1
                     if bad >= p["patience"]:
                         break
-        return best_f1, best_epoch, best_state, history
+                yield
 
     # ---------------------------------------------------------------------------------------- inference
     def _forward(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
