@@ -41,8 +41,10 @@ Training: class-balanced cross-entropy, Adam, shuffled mini-batches (a seeded ``
 steps an epoch on small training sets), early stopping on validation macro-F1. A small grid is searched on the
 validation users only: ``block_sets`` (``"all"`` blocks, or ``"own"`` alone: which one SIGN's number of hops
 ``r = 0`` is; it wins where a trait is personal and the neighbourhood only adds noise, as ``spend_level`` on
-the bundled sample) x ``hidden_grid`` x ``dropout_grid``; the choice is kept in ``choice_`` (and the saved
-config), and only the chosen blocks are kept. Everything fitted (``F``'s statistics, idf, the blocks'
+the bundled sample) x ``hidden_grid`` x ``dropout_grid``, by successive halving (every point trains
+:data:`ROUND_EPOCHS` epochs, the better half goes on, the last one trains to its early stop; each point from
+its own random state, so the winner is the model its point alone gives); the choice and the search are kept
+in ``choice_`` (and the saved config), and only the chosen blocks are kept. Everything fitted (``F``'s statistics, idf, the blocks'
 statistics, the weights) is saved, and the blocks are recomputed from the inputs at prediction time, so the
 model predicts on a graph with more users than it was fitted on (``graphprof predict``) in the same space.
 ``predict_proba(inputs, rows=...)`` computes the blocks of the given rows only, on their neighbourhood (the
