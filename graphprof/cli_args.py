@@ -1,0 +1,210 @@
+"""The command line's arguments: one function per command adds its sub-parser, every choice read from the
+registry that owns it (models, formats, community methods, embedding sources, ...), never typed twice."""
+
+from __future__ import annotations
+
+import argparse
+
+from graphprof import __version__
+from graphprof.ingest.adapters import FORMATS
+
+EXAMPLES = """examples:
+  graphprof build-graph && graphprof train          # the bundled sample, end to end
+  graphprof build-graph --data shop/ && graphprof train --target gender --seeds 5 --json
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument("--workdir", default="work", metavar="DIR", help="work directory for artifacts (default: ./work)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: 0); same seed, same numbers")
+    g.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    g.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch (default: $GRAPHPROF_THREADS, else every core this process may run "
+                        "on, fewer where other processes already keep cores busy, since torch's threads busy-wait; "
+                        "a model's numbers are reproducible for a given count)")
+    return p
+
+
+def _command(sub, name: str, common: argparse.ArgumentParser, summary: str, description: str):
+    """One sub-command: ``summary`` is its line in ``graphprof --help``, ``description`` opens its own --help."""
+    return sub.add_parser(name, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                          help=summary, description=description)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="graphprof", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=EXAMPLES + "\nGraph-based customer profiling: purchases + friendships -> a user-item-friend "
+                    "graph -> features -> GNN and baseline profiles, side by side.",
+        epilog="Run 'graphprof COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"graphprof {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_export_embeddings,
+                _add_recommend_similar, _add_forget, _add_report, _add_generate):
+        add(sub, common)
+    return parser
+
+
+def _add_build_graph(sub, common) -> None:
+    b = _command(sub, "build-graph", common, "read and validate tables, build the graph and the features",
+                 "examples:\n  graphprof build-graph                       # the bundled sample\n"
+                 "  graphprof build-graph --data shop/ --workdir work/shop\n"
+                 "  graphprof build-graph --format feather --data ../shared/datasets/deezer_europe\n\n"
+                 "Reads purchases, friendships, users and items (CSV, TSV or Parquet), writes validated tables, "
+                 "rejects/<table>.csv for bad rows (with source row, column and reason), the graph and the "
+                 "user features into the work directory.")
+    b.add_argument("--data", metavar="DIR",
+                   help="directory with purchases.*, friendships.*, users.*, items.* (default: datasets/sample)")
+    for table, req in (("purchases", "required with per-table flags"), ("friendships", "optional"),
+                       ("users", "optional"), ("items", "optional")):
+        b.add_argument(f"--{table}", metavar="FILE", help=f"the {table} table ({req}); instead of --data")
+    b.add_argument("--format", default="generic", choices=list(FORMATS),
+                   help="layout of --data (default: generic, the schema in docs/input.md); feather = SNAP "
+                        "*_edges.csv + *_features.json + *_target.csv; hetrec-lastfm = HetRec 2011 Last.fm .dat "
+                        "files; movielens = MovieLens 100K u.data/u.user/u.item")
+
+    b.add_argument("--keep-pii", metavar="COLS", default="",
+                   help="comma-separated users columns that look like personal data (email, phone, name, address, "
+                        "ip, ...) to keep in the work directory anyway (default: dropped); never used as features")
+
+
+def _add_train(sub, common) -> None:
+    from graphprof.training import DEFAULT_MODELS, PROTOCOLS
+
+    t = _command(sub, "train", common, "train and compare models per target on the same seeded splits",
+                 "examples:\n  graphprof train                              # every usable target, lr + sage\n"
+                 "  graphprof train --target gender --models lr,sage --seeds 5 --json\n"
+                 "  graphprof train --target gender --models lr,sign --nproc 2\n\n"
+                 "For each target, makes --seeds stratified 60/20/20 splits of the labelled users and fits every "
+                 "model on each; prints accuracy, macro-F1 and AUC on the test users, mean ± std over seeds.")
+    t.add_argument("--target", action="append", metavar="COL",
+                   help="users-table column to predict (repeatable; default: every categorical column with "
+                        "enough labels)")
+    t.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="LIST",
+                   help="comma-separated models among lr (baseline), sage, gat (GNNs; full batch or neighbour-"
+                        "sampled mini-batches by graph size), sign (precomputed neighbourhood aggregates + MLP "
+                        "on mini-batches: the one for item-heavy data and millions of users) (default: %(default)s)")
+    t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
+    t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
+    t.add_argument("--protocol", default="transductive", choices=list(PROTOCOLS),
+                   help="transductive: the whole graph is seen while fitting, test labels hidden (default); "
+                        "inductive: the test users and their edges are removed while fitting, then added back to "
+                        "predict (the cold-start profile)")
+    t.add_argument("--no-cache", action="store_true",
+                   help="compute the label-free arrays (sign's bag of items and its hops) in every fit instead of "
+                        "reusing them from the work directory's cache/ (the numbers are the same either way)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run with the same settings from its last finished (model, seed)")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train data parallel on N processes of this machine (torch.distributed, gloo; started "
+                        "with torchrun): sign shards its mini-batches over them, lr / sage / gat run on one; "
+                        "the metric is the same within the seeds' spread, and it is faster only where every "
+                        "process has cores of its own. On several machines, run torchrun yourself on each (see "
+                        "docs/distributed.md)")
+
+
+def _add_communities(sub, common) -> None:
+    from graphprof.communities import GRAPHS, METHODS
+
+    c = _command(sub, "communities", common, "detect communities and profile each one",
+                 "examples:\n  graphprof communities                        # Leiden on the social graph\n"
+                 "  graphprof communities --method louvain --graph combined --resolution 1.5 --json\n\n"
+                 "Writes communities/<method>/assignments.parquet (user_id, community), profiles.parquet (size, "
+                 "top categories and items with lift, spend and frequency, attribute mix with lift) and "
+                 "summary.json (modularity, sizes). Afterwards 'graphprof train --target community' predicts them.")
+    c.add_argument("--method", default="leiden", choices=list(METHODS),
+                   help="leiden (igraph, fast, connected communities; default) or louvain (networkx, the reference)")
+    c.add_argument("--resolution", type=float, default=1.0, help="modularity resolution; higher = smaller (default 1)")
+    c.add_argument("--graph", default="social", choices=list(GRAPHS),
+                   help="social ties only, or social + co-purchase ties (default: social)")
+    c.add_argument("--copurchase-weight", type=float, default=0.5, metavar="W",
+                   help="weight of co-purchase ties in the combined graph (default: 0.5)")
+
+
+def _add_predict(sub, common) -> None:
+    pr = _command(sub, "predict", common, "profile users the models never saw, with the saved models",
+                  "examples:\n  graphprof predict --data new_customers/\n"
+                  "  graphprof predict --data new_customers/ --out profiles.parquet --json\n\n"
+                  "DIR holds purchases.* (and optionally friendships.*, users.*) of new users in the generic "
+                  "schema, pointing at known items and users. Each trained target's picked model predicts their "
+                  "attributes (no retraining); unknown items and rows of known users are counted, not used.")
+    pr.add_argument("--data", metavar="DIR", help="folder with the new users' tables")
+    for table in ("purchases", "friendships", "users"):
+        pr.add_argument(f"--{table}", metavar="FILE", help=f"the new users' {table} table; instead of --data")
+    pr.add_argument("--out", metavar="FILE", help="output Parquet (default: WORKDIR/predictions/new_users.parquet)")
+
+
+def _add_export_embeddings(sub, common) -> None:
+    from graphprof.embeddings.export import SOURCES
+
+    e = _command(sub, "export-embeddings", common, "write user (and item) embeddings for recommenders",
+                 "examples:\n  graphprof export-embeddings                  # social LightGCN, every user and item\n"
+                 "  graphprof export-embeddings --model sage --target gender --out users.parquet\n\n"
+                 "Writes embeddings/users.parquet (user_id + e_0..e_d), users.npy + users_ids.csv, the same for "
+                 "items, and meta.json (model, dim, seed). lightgcn needs no labels (trained here on purchases and "
+                 "friendships if the work directory has none); sage and lr come from 'graphprof train'.")
+    e.add_argument("--model", default="lightgcn", choices=list(SOURCES),
+                   help="source of the vectors (default: lightgcn)")
+    e.add_argument("--target", metavar="COL", help="for sage/gat/sign/lr: whose trained model (default: the first trained)")
+    e.add_argument("--out", metavar="FILE", help="also write FILE.parquet or FILE.npy (+ FILE_ids.csv)")
+    e.add_argument("--pseudonymize", action="store_true",
+                   help="replace user ids by HMAC-SHA256 keyed hashes (key: $GRAPHPROF_PSEUDONYM_KEY or --key-file)")
+    e.add_argument("--key-file", metavar="FILE", help="pseudonymisation key file (chmod 600, outside --workdir)")
+
+
+def _add_recommend_similar(sub, common) -> None:
+    for name, what in (("recommend", "items the user has not bought, best scored first"),
+                       ("similar", "the nearest users in the embedding space (cosine)")):
+        r = _command(sub, name, common, what,
+                     f"examples:\n  graphprof {name} C00042\n  graphprof {name} C00042 -k 20 --json\n\n"
+                     f"{what[0].upper() + what[1:]}, from the embeddings written by 'graphprof export-embeddings'.")
+        r.add_argument("user_id", metavar="USER_ID", help="a user id as in your data")
+        r.add_argument("-k", type=int, default=10, help="how many (default: 10)")
+        r.add_argument("--key-file", metavar="FILE", help="the key, where the export was pseudonymized")
+
+
+def _add_forget(sub, common) -> None:
+    fg = _command(sub, "forget", common, "erase users from every artifact of the work directory",
+                  "examples:\n  graphprof forget --forget-file erase_requests.txt\n  graphprof forget C00042 C00043\n\n"
+                  "Removes the users from the tables, rejects, graph, features, predictions, communities and "
+                  "embeddings; records the erasure in manifest.json (counts, never the ids) and marks models "
+                  "trained on them as needing retraining. Input files outside the work directory are not touched: "
+                  "erase the users there too, or a rebuild brings them back. Ids typed on the command line stay "
+                  "in your shell history: prefer --forget-file.")
+    fg.add_argument("user_ids", nargs="*", metavar="USER_ID", help="user ids to erase")
+    fg.add_argument("--forget-file", metavar="FILE", help="file with one user id per line (or a CSV with user_id)")
+    fg.add_argument("--key-file", metavar="FILE", help="pseudonymisation key, where embeddings were pseudonymized")
+
+
+def _add_report(sub, common) -> None:
+    rp = _command(sub, "report", common, "write one self-contained HTML report of the work directory",
+                  "examples:\n  graphprof report                             # work/report.html\n"
+                  "  graphprof report --workdir work/shop --out shop.html\n\n"
+                  "Input accounting, graph size, the metrics table, confusion matrices, training curves, "
+                  "community sizes and profiles, and a 2-D map of the user embeddings, with images embedded: "
+                  "one file to open instead of reading JSON. Sections whose artifacts are missing say which "
+                  "command makes them.")
+    rp.add_argument("--out", metavar="FILE", help="output .html (default: WORKDIR/report.html)")
+
+
+def _add_generate(sub, common) -> None:
+    from graphprof.ingest.generate import FILE_FORMATS, TIME_FORMATS
+
+    gen = _command(sub, "generate", common, "write a generated shop (planted communities) in the generic schema",
+                   "examples:\n  graphprof generate --out shop/\n"
+                   "  graphprof generate --users 1000000 --purchases-per-user 10 --file-format parquet --time-format epoch --out big/")
+    gen.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    gen.add_argument("--users", type=int, default=3000, help="number of users (default: 3000)")
+    gen.add_argument("--items", type=int, default=None,
+                     help="number of items, with heavy-tailed popularity (default: a fifth of the users, at least 50)")
+    gen.add_argument("--purchases-per-user", type=float, default=3.0, help="mean purchases per user (default: 3)")
+    gen.add_argument("--friends-per-user", type=float, default=8.0, help="mean friends per user (default: 8)")
+    gen.add_argument("--bad-rows", type=int, default=0, help="deliberately bad rows to mix in (default: 0)")
+    gen.add_argument("--file-format", dest="file_format", choices=list(FILE_FORMATS), default="csv",
+                     help="file format (default: csv)")
+    gen.add_argument("--time-format", choices=list(TIME_FORMATS), default="iso", help="timestamps (default: iso)")
