@@ -12,7 +12,7 @@ C search).
 Model specs: ``lr``, ``sign``, ``sage:full``, ``sage:minibatch``, ``gat:full``, ``gat:minibatch``.
 
 Run: ``python benchmarks/train.py --workdir W [--target gender] [--models lr,sign,sage:minibatch]
-[--epochs N]``; prints a table and appends it to ``benchmarks/RESULTS.md`` with the command and the machine.
+[--epochs N] [--threads 1,2]``: every model spec once per torch thread count; prints a table and appends it to ``benchmarks/RESULTS.md`` with the command and the machine.
 To build W at scale: ``python cli.py generate --users 1000000 --purchases-per-user 10 --file-format parquet
 --time-format epoch --out big/`` then ``python cli.py build-graph --data big/ --workdir W``.
 """
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 SPECS = ("lr", "sign", "sage:full", "sage:minibatch", "gat:full", "gat:minibatch")
 
 
-def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> dict:
+def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int, threads: int = 1) -> dict:
     """Fit one model spec in this process and return its figures."""
     import numpy as np
     import torch
@@ -50,7 +50,7 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> 
     from graphprof.models import ModelInput, get_model
     from graphprof.training.evaluate import make_target, scores, split
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     t0 = time.perf_counter()
     graph = load_graph(workdir)
     inputs = ModelInput(graph=graph, features=load_features(workdir))
@@ -86,7 +86,7 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> 
     proba = model.predict_proba(inputs).to_numpy()
     predict_s = time.perf_counter() - t1
     test = scores(tgt.y[parts["test"]], proba[parts["test"]])
-    out = {"spec": spec, "route": getattr(model, "route_", mode or "-"), "users": int(graph.num_users),
+    out = {"spec": spec, "threads": threads, "route": getattr(model, "route_", mode or "-"), "users": int(graph.num_users),
            "train_users": int(len(parts["train"])), "load_s": load_s, "fit_s": fit_s, "predict_s": predict_s,
            "epochs": len(stamps), "test": test, "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if stamps:
@@ -97,6 +97,17 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int) -> 
     return out
 
 
+def _cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or the platform's word for it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True, help="a built work directory (graphprof build-graph)")
@@ -104,24 +115,26 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(SPECS), help=f"comma-separated specs among {', '.join(SPECS)}")
     ap.add_argument("--epochs", type=int, default=None, help="cap on epochs (default: each model's own)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", default="1", help="comma-separated torch thread counts, each spec run at each")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model before it is stopped")
     ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.workdir, args.target, args.one, args.epochs, args.seed)))
+        print(json.dumps(one(args.workdir, args.target, args.one, args.epochs, args.seed, int(args.threads))))
         return
     rows = []
-    for spec in args.models.split(","):
+    counts = [int(t) for t in args.threads.split(",")]
+    for spec, threads in ((s, t) for s in args.models.split(",") for t in counts):
         cmd = [sys.executable, __file__, "--workdir", args.workdir, "--target", args.target, "--one", spec,
-               "--seed", str(args.seed)] + (["--epochs", str(args.epochs)] if args.epochs else [])
-        print(f"{spec} ...", flush=True)
+               "--seed", str(args.seed), "--threads", str(threads)] + (["--epochs", str(args.epochs)] if args.epochs else [])
+        print(f"{spec}, {threads} thread(s) ...", flush=True)
         t0 = time.perf_counter()
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
         except subprocess.TimeoutExpired:
-            rows.append({"spec": spec, "timeout": args.timeout})
+            rows.append({"spec": spec, "threads": threads, "timeout": args.timeout})
             print(f"{spec}: stopped after {args.timeout:.0f} s")
             continue
         if res.returncode != 0:
@@ -134,21 +147,21 @@ def main() -> None:
     cmd = "python benchmarks/train.py " + " ".join(sys.argv[1:])
     users = next((r["users"] for r in rows if "users" in r), 0)
     lines = ["", f"## Training at scale (`benchmarks/train.py`): {users:,} users, target {args.target}", "",
-             f"Command: `{cmd}`. Machine: {os.cpu_count()}-core {platform.machine()} (AMD EPYC, 24 GiB, no GPU, "
-             "shared with other jobs), 1 torch thread. One process per model; peak RSS includes the loaded graph "
-             "and features. Split: 60/20/20 of the labelled users, seed 0; test metrics.", "",
-             "| model | route | train users | epochs | s / epoch | s to best val | fit s | predict s | peak GiB "
-             "| best val macro-F1 | test accuracy | test macro-F1 | test AUC |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Command: `{cmd}`. Machine: {os.cpu_count()}-core {platform.machine()} ({_cpu_name()}, no GPU). "
+             "One process per model and torch thread count; peak RSS includes the loaded graph and features. "
+             "Split: 60/20/20 of the labelled users, seed 0; test metrics.", "",
+             "| model | threads | route | train users | epochs | s / epoch | s to best val | fit s | predict s | "
+             "peak GiB | best val macro-F1 | test accuracy | test macro-F1 | test AUC |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if "timeout" in r:
-            lines.append(f"| {r['spec']} | - | | | | | stopped after {r['timeout']:.0f} s | | | | | | |")
+            lines.append(f"| {r['spec']} | {r['threads']} | - | | | | | stopped after {r['timeout']:.0f} s | | | | | | |")
             continue
         t = r["test"]
         def ep(k: str, r: dict = r) -> str:
             return f"{r[k]:.1f}" if k in r else "-"
 
-        lines.append(f"| {r['spec'].split(':')[0]} | {r['route']} | {r['train_users']:,} | {r['epochs'] or '-'} | "
+        lines.append(f"| {r['spec'].split(':')[0]} | {r['threads']} | {r['route']} | {r['train_users']:,} | {r['epochs'] or '-'} | "
                      f"{ep('epoch_s')} | {ep('to_best_s')} | {r['fit_s']:.1f} | {r['predict_s']:.1f} | "
                      f"{r['peak_gib']:.2f} | {'-' if r.get('best_val_f1') is None else format(r['best_val_f1'], '.3f')} | {t['accuracy']:.3f} | "
                      f"{t['macro_f1']:.3f} | {t['auc']:.3f} |")
