@@ -3,11 +3,12 @@ rather than by importing it.
 
 The default (:func:`default_threads`) is every core this process may run on: its CPU affinity (``taskset``,
 a cpuset) and, in a container, its cgroup CPU quota, capped at :data:`MAX_DEFAULT_THREADS`. torch's threads
-busy-wait, so where other processes already keep the machine's cores busy more threads than idle cores make every
-process slower: then the default backs off to the idle cores, and the command line says so once. The choice is
-made when torch is first imported, so a command that never imports it pays nothing for it. ``--threads N`` or ``$GRAPHPROF_THREADS`` sets the count outright. A model's numbers
-are reproducible for a given thread count; another count can move the last digits of a GNN's float sums, so
-``train`` records the count it used in each model's ``config.json``.
+busy-wait, so where other processes already keep the machine's cores busy, more threads than idle cores make
+every process slower: then the default backs off to the idle cores, and the command line says so once. The
+choice is made when torch is first imported, so a command that never imports it pays nothing for it.
+``--threads N`` or ``$GRAPHPROF_THREADS`` sets the count outright. A model's numbers are reproducible for a given
+thread count; another count can move the last digits of a GNN's float sums, so ``train`` records the count it
+used in each model's ``config.json``.
 
 Importing torch and PyG is slow, and ``build-graph``, ``generate`` and ``predict`` with ``lr`` never need
 them. So the command line does not import torch to set its thread count: where torch is already imported
@@ -27,7 +28,8 @@ from typing import Any
 
 #: the environment variable that sets the thread count when ``--threads`` is not given
 ENV = "GRAPHPROF_THREADS"
-#: the most threads the default takes: torch's CPU kernels on graphs of this size stop gaining well before
+#: the most threads the default takes on a large machine, which a job it was not asked to size should not fill
+#: (``--threads`` goes beyond)
 MAX_DEFAULT_THREADS = 16
 _CGROUP = Path("/sys/fs/cgroup")
 
