@@ -171,18 +171,9 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
 
         manifest = distributed.on_main(_open)
 
-        def _load():  # every rank reads the same files (on several machines: shared storage)
-            graph = load_graph(root)
-            store = LabelFreeCache(root, manifest["graph_id"]) if cache and manifest.get("graph_id") else None
-            inputs = ModelInput(graph=graph, features=load_features(root), cache=store)
-            users = load_tables(root, "users")
-            target_names = resolve_targets(users, targets)
-            sources = {}
-            target_objs = [_make_target(root, users, graph.user_ids, t, manifest.get("graph_id"), sources)
-                           for t in target_names]
-            return inputs, target_names, target_objs, sources
-
-        inputs, target_names, target_objs, sources = distributed.everywhere(_load)
+        # every rank reads the same files (on several machines: shared storage)
+        inputs, target_names, target_objs, sources = distributed.everywhere(
+            lambda: _load(root, manifest.get("graph_id"), targets, cache))
         run_seeds = [seed + k for k in range(seeds)]
         result = TrainResult(seeds=run_seeds)
         t_start = time.perf_counter()
@@ -204,6 +195,18 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
             if not main:
                 result = TrainResult(targets=doc["targets"], info=doc["target_info"], seeds=doc["seeds"])
     return result
+
+
+def _load(root: Path, graph_id: str | None, targets: list[str] | None, cache: bool):
+    """The models' input (with the graph's label-free cache where ``cache``) and the targets to train."""
+    store = LabelFreeCache(root, graph_id) if cache and graph_id else None
+    graph = load_graph(root)
+    inputs = ModelInput(graph=graph, features=load_features(root), cache=store)
+    users = load_tables(root, "users")
+    target_names = resolve_targets(users, targets)
+    sources: dict = {}
+    target_objs = [_make_target(root, users, graph.user_ids, t, graph_id, sources) for t in target_names]
+    return inputs, target_names, target_objs, sources
 
 
 def check_args(models, seeds: int, epochs: int | None, protocol: str) -> dict:

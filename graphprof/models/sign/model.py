@@ -42,7 +42,7 @@ steps an epoch on small training sets), early stopping on validation macro-F1. A
 validation users only: ``block_sets`` (``"all"`` blocks, or ``"own"`` alone: which one SIGN's number of hops
 ``r = 0`` is; it wins where a trait is personal and the neighbourhood only adds noise, as ``spend_level`` on
 the bundled sample) x ``hidden_grid`` x ``dropout_grid``, by successive halving (every point trains
-:data:`ROUND_EPOCHS` epochs, the better half goes on, the last one trains to its early stop; each point from
+:data:`~graphprof.models.sign.search.ROUND_EPOCHS` epochs, the better half goes on, the last one trains to its early stop; each point from
 its own random state, so the winner is the model its point alone gives); the choice and the search are kept
 in ``choice_`` (and the saved config), and only the chosen blocks are kept. Everything fitted (``F``'s statistics, idf, the blocks'
 statistics, the weights) is saved, and the blocks are recomputed from the inputs at prediction time, so the
@@ -69,8 +69,6 @@ reads).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -81,6 +79,7 @@ from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
 from graphprof.models.sign.net import SIGNNet
+from graphprof.models.sign.search import ROUND_EPOCHS, GridRun, successive_halving
 from graphprof.runtime import distributed as parallel
 from graphprof.runtime import progress
 
@@ -95,57 +94,6 @@ BLOCK_SETS = ("all", "own")
 #: grid point is well determined on validation, and searching the whole grid would multiply the training time
 #: by the grid's size.
 LARGE_TRAIN_USERS = 100_000
-
-
-#: epochs every surviving grid point trains in a round of the successive-halving search before the worse half
-#: stops (a point that stops early by itself stops then)
-ROUND_EPOCHS = 3
-
-
-@dataclass
-class _Run:
-    """One grid point's training: its net, its epoch iterator (``steps``), its own torch random state, and the
-    best validation macro-F1 so far with its epoch and weights."""
-
-    point: tuple
-    net: SIGNNet
-    rng: torch.Tensor
-    steps: Iterator | None = None
-    best_f1: float = -1.0
-    best_epoch: int = -1
-    best_state: dict | None = None
-    history: list = field(default_factory=list)
-    done: bool = False
-
-    def advance(self, epochs: int) -> None:
-        """Train up to ``epochs`` more epochs from this point's own random state (nothing once done)."""
-        if self.done:
-            return
-        torch.set_rng_state(self.rng)
-        for _ in range(epochs):
-            if next(self.steps, StopIteration) is StopIteration:
-                self.done = True
-                break
-        self.rng = torch.get_rng_state()
-
-
-def _successive_halving(runs: list[_Run]) -> _Run:
-    """The grid searched by successive halving (Jamieson & Talwalkar 2016, as in Hyperband): every point trains
-    :data:`ROUND_EPOCHS` epochs, the better half by best validation macro-F1 so far goes on for another round,
-    and so on until one is left, which trains to its early stop. A point's training is the same whether the
-    search interleaves it or not (its own random state), so the winner's model is the one training it alone
-    would give, and no pruned point ever scored above it (each round keeps the best, and a best only rises).
-    Ties go to the earlier point of the grid."""
-    alive = list(runs)
-    while len(alive) > 1:
-        for run in alive:
-            run.advance(ROUND_EPOCHS)
-        ranked = sorted(alive, key=lambda r: -r.best_f1)  # stable: ties keep the grid's order
-        alive = sorted(ranked[:(len(alive) + 1) // 2], key=runs.index)
-    winner = alive[0]
-    while not winner.done:
-        winner.advance(ROUND_EPOCHS)
-    return winner
 
 
 # -------------------------------------------------------------------------------------------------- model
@@ -255,7 +203,7 @@ class SIGN(SIGNBlocks, Model):
             points += [(block_set, keep, hidden, dropout) for hidden in grids["hidden_grid"]
                        for dropout in grids["dropout_grid"]]
         runs = [self._start_run(point, dense, bags, y, train_idx, val_idx) for point in points]
-        winner = _successive_halving(runs)
+        winner = successive_halving(runs)
         block_set, keep, hidden, dropout = winner.point
         f1, self.best_epoch_, state, self.history_ = winner.best_f1, winner.best_epoch, winner.best_state, winner.history
         grid = [{"blocks": r.point[0], "hidden": r.point[2], "dropout": r.point[3], "val_macro_f1": r.best_f1,
@@ -279,17 +227,17 @@ class SIGN(SIGNBlocks, Model):
         return SIGNNet(dense_dims, sparse, self.n_items_, hidden, len(self.classes_), dropout,
                        item_dropout=p["item_dropout"], wide=p["wide"])
 
-    def _start_run(self, point: tuple, dense, bags, y, train_idx, val_idx) -> _Run:
+    def _start_run(self, point: tuple, dense, bags, y, train_idx, val_idx) -> GridRun:
         """One grid point ready to train: its net built under ``torch.manual_seed(seed)``, and the torch random
         state it continues from (each point's dropout draws are its own, however the search interleaves them)."""
         block_set, keep, hidden, dropout = point
         torch.manual_seed(self.seed)
         net = self._new_net(hidden, dropout, [self.dense_dims_[b] for b in keep], [self.sparse_[b] for b in keep])
-        run = _Run(point=point, net=net, rng=torch.get_rng_state())
+        run = GridRun(point=point, net=net, rng=torch.get_rng_state())
         run.steps = self._epochs(run, [dense[b] for b in keep], [bags[b] for b in keep], y, train_idx, val_idx)
         return run
 
-    def _epochs(self, run: _Run, dense, bags, y, train_idx, val_idx):
+    def _epochs(self, run: GridRun, dense, bags, y, train_idx, val_idx):
         """Train ``run``'s net epoch by epoch, keeping its best validation macro-F1, epoch, weights and history
         in ``run``; yields after each epoch, and ends at early stopping or the last epoch."""
         net = run.net
