@@ -56,7 +56,7 @@ class DerivedErasure:
         self.known.update(u for u, h in zip(asked, pseudonymize_ids(asked, self.key)) if h in set(self.emb.ids))
 
     def _gone(self, ids: pd.Series) -> np.ndarray:
-        """Rows of users no longer in the graph (erased, or known only through a tie to an erased user)."""
+        """Rows of users absent from the new graph (erased, or known only through a tie to an erased user)."""
         s = ids.astype(str)
         return (s.isin(self.ids) | ~s.isin(self.keep_users)).to_numpy()
 
