@@ -89,6 +89,29 @@ def test_layerwise_inference_equals_full_batch_for_every_node_type(data, conv):
         torch.testing.assert_close(chunked[nt], full[nt], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("conv", ["sage", "gat"])
+def test_node_reps_of_some_types_equal_the_whole_forward_and_skip_the_rest(data, conv):
+    net = _net(data, conv)
+    calls = []
+    for et, module in net.convs[-1].convs.items():  # the last layer's relations that run
+        module.register_forward_hook(lambda mod, args, out, et=et: calls.append(et))
+    with torch.no_grad():
+        full = net.node_reps(data.x_dict, data.edge_index_dict)
+        calls.clear()
+        users = net.node_reps(data.x_dict, data.edge_index_dict, types={"user"})
+        ran = list(calls)
+        h = {nt: torch.relu(net.lin_in[nt](x)) for nt, x in data.x_dict.items()}  # PyG's HeteroConv, every type
+        reference = [h["user"]]
+        for layer in net.convs:
+            new = layer(h, data.edge_index_dict)
+            h = {nt: torch.relu(new[nt]) if nt in new else v for nt, v in h.items()}
+            reference.append(h["user"])
+    assert set(users) == {"user"} and set(full) == set(data.node_types)
+    torch.testing.assert_close(users["user"], full["user"], atol=0, rtol=0)
+    torch.testing.assert_close(users["user"], torch.cat(reference, dim=1), atol=1e-6, rtol=0)
+    assert ran and all(et[2] == "user" for et in ran)  # no relation into items in the last layer
+
+
 def test_chunks_cover_the_nodes_within_the_bounds(data):
     graph = CSRGraph(data)
     into = [et for et in data.edge_types if et[2] == "user"]

@@ -39,6 +39,7 @@ from torch_geometric.loader import NodeLoader
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.gnn_net import HeteroSAGENet
+from graphprof.models.ops import adam
 from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
 from graphprof.runtime import progress
 
@@ -175,7 +176,7 @@ class HeteroSAGE(Model):
         self.edge_types_ = [list(et) for et in edges]
         self.net_ = HeteroSAGENet(self.in_dims_, list(edges), p["hidden"], len(self.classes_), p["layers"],
                                   p["dropout"], conv=self.conv)
-        opt = torch.optim.Adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        opt = adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         yt = torch.as_tensor(np.array(y, dtype=np.int64))  # a writable copy: y may be a read-only view
         counts = np.bincount(y[train_idx], minlength=len(self.classes_)).astype(np.float64)
         weight = torch.tensor(len(train_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
@@ -284,7 +285,8 @@ class HeteroSAGE(Model):
         with torch.no_grad():
             if self._layerwise_inference(inputs):
                 return self._layerwise(inputs, {"item"})["item"].numpy().astype(np.float64)
-            return self.net_.node_reps(self._x_dict(inputs), self._edges(inputs))["item"].numpy().astype(np.float64)
+            reps = self.net_.node_reps(self._x_dict(inputs), self._edges(inputs), types={"item"})
+            return reps["item"].numpy().astype(np.float64)
 
     # ------------------------------------------------------------------------------------- save / load
     def _state(self):

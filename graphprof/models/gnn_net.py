@@ -15,6 +15,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, HeteroConv, SAGEConv
 from torch_geometric.nn.conv.hetero_conv import group
 
+from graphprof.models import ops
 from graphprof.models.sampler import CSRGraph
 
 #: destination nodes and incoming edges per chunk of the exact layer-wise inference (bound its memory: one
@@ -46,19 +47,35 @@ class HeteroSAGENet(nn.Module):
         ])
         self.head = nn.Linear(hidden * (layers + 1), out)
 
-    def node_reps(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> dict[str, torch.Tensor]:
-        """Every node type's representations after each layer, concatenated: ``[num_nodes, hidden * (layers + 1)]``."""
-        h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
-        reps = {nt: [v] for nt, v in h.items()}
-        for conv in self.convs:
-            new = conv(h, edge_index_dict)
-            h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else h[nt] for nt in h}
-            for nt, v in h.items():
-                reps[nt].append(v)
+    def node_reps(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict,
+                  types: set[str] | None = None) -> dict[str, torch.Tensor]:
+        """The representations after each layer, concatenated ``[num_nodes, hidden * (layers + 1)]``, of the
+        node types ``types`` (default: all). Each layer computes only the types the layers after it read
+        (:meth:`_needed`): for the users' representations, the last layer skips the items, which on a shop with
+        many more items than users is most of its work."""
+        needed = self._needed(set(x_dict) if types is None else set(types), edge_index_dict)
+        h = {nt: ops.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training)
+             for nt, x in x_dict.items() if nt in needed[0]}
+        reps = {nt: [h[nt]] for nt in needed[-1]}
+        for layer, conv in enumerate(self.convs, start=1):
+            new = _bipartite_conv(conv, h, {nt: h[nt] for nt in needed[layer]}, edge_index_dict)
+            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else h[nt]
+                 for nt in needed[layer]}
+            for nt in reps:
+                reps[nt].append(h[nt])
         return {nt: torch.cat(v, dim=1) for nt, v in reps.items()}
 
+    def _needed(self, types: set[str], edge_index_dict: dict) -> list[set[str]]:
+        """``needed[l]``: the node types whose layer-``l`` outputs the wanted ``types`` depend on (themselves,
+        and the sources of every relation into a type needed one layer up)."""
+        needed = [set(types)]
+        for _ in self.convs:
+            up = needed[0]
+            needed.insert(0, up | {et[0] for et in edge_index_dict if et[2] in up})
+        return needed
+
     def forward(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.node_reps(x_dict, edge_index_dict)["user"]
+        emb = self.node_reps(x_dict, edge_index_dict, types={"user"})["user"]
         return self.head(emb), emb
 
     def forward_sampled(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict,
@@ -72,14 +89,14 @@ class HeteroSAGENet(nn.Module):
         outputs for hops ``0..L-l-1`` only (PyG's ``trim_to_layer`` idea, trimmed on the destination side too),
         which changes no seed's output."""
         n_layers = len(self.convs)
-        h = {nt: F.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
+        h = {nt: ops.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training) for nt, x in x_dict.items()}
         reps = [h[seed_type][:batch_size]]
         for layer, conv in enumerate(self.convs):
             hops = n_layers - layer
             dst = {nt: v[:sum(num_nodes[nt][:hops])] for nt, v in h.items()}
             edges = {et: ei[:, :sum(num_edges[et][:hops])] for et, ei in edge_index_dict.items()}
             new = _bipartite_conv(conv, h, dst, edges)
-            h = {nt: F.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
+            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
                  for nt, v in dst.items()}
             reps.append(h[seed_type][:batch_size])
         emb = torch.cat(reps, dim=1)

@@ -26,6 +26,7 @@ import torch
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph import BUYS, FRIEND, ProfileGraph
+from graphprof.models.ops import adam
 from graphprof.runtime import progress
 
 log = logging.getLogger("graphprof")
@@ -180,7 +181,7 @@ def fit_lightgcn(graph: ProfileGraph, config: LightGCNConfig | None = None, seed
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     emb = torch.nn.Parameter(torch.randn(n_users + n_items, cfg.dim, generator=gen) * 0.1)
-    opt = torch.optim.Adam([emb], lr=cfg.lr)
+    opt = adam([emb], lr=cfg.lr)
     # at most MAX_STEPS propagations per epoch: each costs a full sparse product, so on CPU large batches win
     batch_size = max(cfg.batch_size, -(-train_buys.shape[1] // MAX_STEPS))
     pos_u = torch.from_numpy(train_buys[0])

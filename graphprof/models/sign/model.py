@@ -77,8 +77,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
+from graphprof.models.ops import adam
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
-from graphprof.models.sign.net import SIGNNet
+from graphprof.models.sign.net import SIGNNet, make_bag
 from graphprof.models.sign.search import ROUND_EPOCHS, GridRun, successive_halving
 from graphprof.runtime import distributed as parallel
 from graphprof.runtime import progress
@@ -138,20 +139,12 @@ class SIGN(SIGNBlocks, Model):
         return [torch.from_numpy(d.astype(np.float32)) for d in dense], bags
 
     @staticmethod
-    def _batch(dense, bags, rows: np.ndarray):
-        """The rows ``rows`` of every block: dense tensors and ``EmbeddingBag`` inputs."""
+    def _batch(dense, bags, rows: np.ndarray, train: bool = False):
+        """The rows ``rows`` of every block: dense tensors and :class:`~graphprof.models.sign.net.Bag` inputs
+        (with their transposes' structure for training's backward where ``train``)."""
         idx = torch.from_numpy(rows)
         xs = [d[idx] for d in dense]
-        bs = []
-        for m in bags:
-            if m is None:
-                bs.append(None)
-                continue
-            sub = m[rows]
-            bs.append((torch.from_numpy(sub.indices.astype(np.int64)),
-                       torch.from_numpy(sub.indptr[:-1].astype(np.int64)),
-                       torch.from_numpy(sub.data.astype(np.float32))))
-        return xs, bs
+        return xs, [None if m is None else make_bag(m[rows], train) for m in bags]
 
     def _run(self, net: SIGNNet, dense, bags, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         net.eval()
@@ -243,7 +236,7 @@ class SIGN(SIGNBlocks, Model):
         net = run.net
         p = self.params
         gen = torch.Generator().manual_seed(self.seed)
-        opt = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        opt = adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         n_classes = len(self.classes_)
         counts = np.bincount(y[train_idx], minlength=n_classes).astype(np.float64)
         weight = torch.tensor(len(train_idx) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
@@ -266,12 +259,12 @@ class SIGN(SIGNBlocks, Model):
                 for s in range(0, len(order), batch):
                     rows = order[s:s + batch]
                     if world == 1:
-                        logits, _ = net(*self._batch(dense, bags, rows))
+                        logits, _ = net(*self._batch(dense, bags, rows, train=True))
                         loss = F.cross_entropy(logits, yt[rows], weight=weight)
                         share = float(loss.detach()) * len(rows)
                     else:  # this rank's shard; its loss is its share of the batch's weighted mean, times world
                         mine = parallel.shard(rows)
-                        logits, _ = model(*self._batch(dense, bags, mine))
+                        logits, _ = model(*self._batch(dense, bags, mine, train=True))
                         part = F.cross_entropy(logits, yt[mine], weight=weight, reduction="sum")
                         denom = float(weight[yt[rows]].sum())
                         loss = part * (world / denom)

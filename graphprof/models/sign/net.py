@@ -3,10 +3,72 @@ The aggregates it reads are :mod:`graphprof.models.sign.blocks`; the model that 
 
 from __future__ import annotations
 
+import warnings
+from typing import NamedTuple
+
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from graphprof.models.ops import Dropout, dropout
+
+
+class Bag(NamedTuple):
+    """A batch's rows of a sparse bag of items, as ``EmbeddingBag`` reads them (``indices``, ``offsets``,
+    ``weights``), and, for training, its transpose's structure: ``t_indptr`` ``[n_items + 1]`` and ``t_rows``
+    (the batch rows of each item's entries) with ``t_order`` (where each transposed entry sits in ``weights``)."""
+
+    indices: torch.Tensor
+    offsets: torch.Tensor
+    weights: torch.Tensor
+    t_indptr: torch.Tensor | None = None
+    t_rows: torch.Tensor | None = None
+    t_order: torch.Tensor | None = None
+
+
+def make_bag(sub: sp.csr_matrix, transpose: bool) -> Bag:
+    """``sub`` (a batch's rows ``[batch, n_items]``) as a :class:`Bag`; with ``transpose``, its transpose's
+    structure too (scipy's linear-time CSR -> CSC conversion of the entries' positions)."""
+    indices = torch.from_numpy(sub.indices.astype(np.int64))
+    offsets = torch.from_numpy(sub.indptr[:-1].astype(np.int64))
+    weights = torch.from_numpy(sub.data.astype(np.float32))
+    if not transpose:
+        return Bag(indices, offsets, weights)
+    pos = sp.csr_matrix((np.arange(sub.nnz, dtype=np.int64), sub.indices, sub.indptr), shape=sub.shape).tocsc()
+    return Bag(indices, offsets, weights, torch.from_numpy(pos.indptr.astype(np.int64)),
+               torch.from_numpy(pos.indices.astype(np.int64)), torch.from_numpy(pos.data))
+
+
+class _BagSum(torch.autograd.Function):
+    """``EmbeddingBag``'s weighted sum (``out[r] = sum_j weights[j] * table[indices[j]]`` over row ``r``'s entries),
+    with the table's gradient as the sparse product ``Sᵀ @ grad`` (``S`` the batch's bag, its transpose built once
+    per batch): the same gradient as ``EmbeddingBag``'s dense backward, which sorts every index per call and was
+    half of a training step."""
+
+    @staticmethod
+    def forward(ctx, table, bag: Bag, weights):
+        ctx.save_for_backward(weights)
+        ctx.bag, ctx.rows = bag, len(bag.offsets)
+        return F.embedding_bag(bag.indices, table, bag.offsets, mode="sum", per_sample_weights=weights)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_tensors
+        bag = ctx.bag
+        with warnings.catch_warnings():  # torch calls its CSR layout beta; the product is plain CSR @ dense
+            warnings.simplefilter("ignore", UserWarning)
+            st = torch.sparse_csr_tensor(bag.t_indptr, bag.t_rows, weights[bag.t_order],
+                                         size=(len(bag.t_indptr) - 1, ctx.rows))
+            return st @ grad.contiguous(), None, None
+
+
+def bag_sum(table: torch.Tensor, bag: Bag, weights: torch.Tensor) -> torch.Tensor:
+    """The bag's rows times ``table`` ``[batch, table columns]``, ``weights`` standing for ``bag.weights``."""
+    if bag.t_indptr is None or not torch.is_grad_enabled():
+        return F.embedding_bag(bag.indices, table, bag.offsets, mode="sum", per_sample_weights=weights)
+    return _BagSum.apply(table, bag, weights)
 
 
 class SIGNNet(nn.Module):
@@ -19,8 +81,7 @@ class SIGNNet(nn.Module):
         n_items: columns of the bags. hidden: width of every block and of the head. out: classes.
         dropout: on the block outputs and in the head. item_dropout: share of a bag's entries dropped in training.
 
-    Shapes: ``dense[b]`` ``[batch, dense_dims[b]]``; ``bags[b]`` ``(indices [nnz], offsets [batch], weights
-    [nnz])`` or ``None``; returns logits ``[batch, out]`` and block outputs ``[batch, hidden * n_blocks]``.
+    Shapes: ``dense[b]`` ``[batch, dense_dims[b]]``; ``bags[b]`` a :class:`Bag` or ``None``; returns logits ``[batch, out]`` and block outputs ``[batch, hidden * n_blocks]``.
     """
 
     def __init__(self, dense_dims: list[int], sparse: list[bool], n_items: int, hidden: int, out: int,
@@ -37,7 +98,7 @@ class SIGNNet(nn.Module):
         self.wide = nn.ModuleDict({b: nn.EmbeddingBag(n_items, out, mode="sum") for b in wide_bags})
         for bag in self.wide.values():  # starts as no item preference at all
             nn.init.zeros_(bag.weight)
-        self.head = nn.Sequential(nn.Linear(hidden * len(dense_dims), hidden), nn.ReLU(), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.Linear(hidden * len(dense_dims), hidden), nn.ReLU(), Dropout(dropout),
                                   nn.Linear(hidden, out))
 
     def blocks(self, dense: list[torch.Tensor], bags: list[tuple | None]) -> torch.Tensor:
@@ -45,17 +106,17 @@ class SIGNNet(nn.Module):
         outs = []
         for b, (lin, x) in enumerate(zip(self.dense, dense)):
             h = lin(x)
-            if bags[b] is not None:
-                idx, offsets, weights = bags[b]
-                weights = F.dropout(weights, self.item_dropout, self.training)
-                h = h + self.bags[str(b)](idx, offsets, per_sample_weights=weights)
-            outs.append(F.dropout(F.relu(h), self.dropout, self.training))
+            bag = bags[b]
+            if bag is not None:
+                weights = dropout(bag.weights, self.item_dropout, self.training)
+                h = h + bag_sum(self.bags[str(b)].weight, bag, weights)
+            outs.append(dropout(F.relu(h), self.dropout, self.training))
         return torch.cat(outs, dim=1)
 
     def forward(self, dense: list[torch.Tensor], bags: list[tuple | None]) -> tuple[torch.Tensor, torch.Tensor]:
         emb = self.blocks(dense, bags)
         logits = self.head(emb)
         for b, lin in self.wide.items():
-            idx, offsets, weights = bags[int(b)]
-            logits = logits + lin(idx, offsets, per_sample_weights=weights)
+            bag = bags[int(b)]
+            logits = logits + bag_sum(lin.weight, bag, bag.weights)
         return logits, emb
