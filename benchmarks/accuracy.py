@@ -22,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -154,7 +157,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS), help=f"default: every registered model ({', '.join(MODELS)})")
     ap.add_argument("--protocols", default="transductive,inductive")
     ap.add_argument("--epochs", type=int, default=None, help="cap on GNN epochs (default: the models' own)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the CLI)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--bag-lr", action="store_true",
                     help="only the reference: logistic regression on the raw bag of items (labelled data sets)")
     args = ap.parse_args()
@@ -162,7 +165,7 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     cmd = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:])
     lines = ["", "## Accuracy: every model on every data set (`benchmarks/accuracy.py`)", "",
-             f"Command: `{cmd.strip()}`. Machine: 2-core AMD EPYC, 24 GiB, no GPU (shared with other jobs). "
+             f"Command: `{cmd.strip()}`. Machine: {machine()}. "
              "Stratified 60/20/20 splits, the same for every model; choices on validation only; test metrics."]
     for name in args.only.split(","):
         if args.bag_lr:

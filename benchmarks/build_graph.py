@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
@@ -157,8 +160,7 @@ def main() -> None:
 
     cmd = "python benchmarks/build_graph.py " + " ".join(sys.argv[1:])
     lines = ["", "## build-graph at scale (`benchmarks/build_graph.py`)", "",
-             f"Command: `{cmd.strip()}`. Machine: {os.cpu_count()}-core {platform.machine()} "
-             "(AMD EPYC, 24 GiB, no GPU, shared with other jobs), Python " + platform.python_version() + ". "
+             f"Command: `{cmd.strip()}`. Machine: {machine()}, Python " + platform.python_version() + ". "
              "Generator: 10 purchases and 8 friend ties a user on average. Each run is its own process "
              "(`cli.py build-graph`, interpreter start and imports included); RSS is that process's peak."
              + (f" Each figure is the median of {args.repeat} runs (alternating build-graph and floor), the peak "

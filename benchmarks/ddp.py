@@ -24,10 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "datasets" / "sample"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-MACHINE = "2-core AMD EPYC, 24 GiB, no GPU, shared with other jobs"
+MACHINE = machine()
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

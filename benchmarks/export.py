@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -24,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import publish  # noqa: E402
+from _results import machine, publish  # noqa: E402
 
 
 def run(cmd: list[str], timeout: float) -> tuple[float, dict]:
@@ -59,8 +57,7 @@ def main() -> None:
             print(f"{m} ({what}): {users:,} users in {secs:.1f} s = {users / secs:,.0f} users/s", flush=True)
     cmd = "python benchmarks/export.py " + " ".join(sys.argv[1:])
     lines = ["", "## export-embeddings throughput (`benchmarks/export.py`)", "",
-             f"Command: `{cmd}`. Machine: {os.cpu_count()}-core {platform.machine()} (AMD EPYC, 24 GiB, no GPU, "
-             "shared with other jobs). One `cli.py export-embeddings` process per row, interpreter start and "
+             f"Command: `{cmd}`. Machine: {machine()}. One `cli.py export-embeddings` process per row, interpreter start and "
              "imports included; writes users.parquet + users.npy + ids atomically.", "",
              "| source | what | users | dim | wall s | users/s |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:

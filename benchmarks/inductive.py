@@ -20,8 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import pandas as pd
+from _results import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,7 +93,7 @@ def main() -> None:
                          "acc_transductive": float((j["predicted"] == j["truth"])[labelled].mean())})
     lines = ["", "## Inductive profiles: `predict` on unseen users vs the same users unlabelled in training", "",
              f"Command: `python benchmarks/inductive.py --held-out {args.held_out} --seeds {args.seeds}`. Machine: "
-             "2-core AMD EPYC, 24 GiB, no GPU. Bundled sample; held-out users drawn with seed 1; predictions from "
+             f"{machine()}. Bundled sample; held-out users drawn with seed 1; predictions from "
              "the first training seed's model of the picked family.", "",
              "| target | picked model | held-out users | same prediction | labelled | accuracy, predict (unseen) | "
              "accuracy, in training graph unlabelled |", "|---|---|---:|---:|---:|---:|---:|"]

@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import publish  # noqa: E402
+from _results import machine, publish  # noqa: E402
 from build_graph import measure  # noqa: E402
 
 #: the floor of predict's input, as build_graph.py's floor is build-graph's: read the new users' Parquet tables
@@ -59,7 +59,7 @@ pd.factorize(t["purchases"].column("item_id").to_pandas(), sort=True)
 """
 
 PY = sys.executable
-MACHINE = "2-core AMD EPYC, 24 GiB, no GPU, shared with other jobs"
+MACHINE = machine()
 sys.path.insert(0, str(ROOT))
 
 

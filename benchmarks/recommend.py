@@ -16,15 +16,16 @@ Appends its table to benchmarks/RESULTS.md with the command and the machine.
 
 from __future__ import annotations
 
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from _results import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -130,8 +131,7 @@ def main() -> None:
         print(f"skipping HetRec Last.fm: {SHARED / 'hetrec_lastfm_2k'} not found")
     results = [r for name, path, fmt in runs for r in run(name, path, fmt)]
     lines = ["", "## Recommendations from the embeddings (leave-one-out)", "",
-             f"Command: `python benchmarks/recommend.py`. Machine: {platform.machine()}, 2-core AMD EPYC, 24 GiB, "
-             "no GPU. One held-out item per user with 2+ items (last by time on the sample; random, seed 0, on "
+             f"Command: `python benchmarks/recommend.py`. Machine: {machine()}. One held-out item per user with 2+ items (last by time on the sample; random, seed 0, on "
              "HetRec, which has no listening times); items bought in training are excluded from the ranking.", "",
              f"| dataset | method | recall@{K} | NDCG@{K} | fit s |", "|---|---|---:|---:|---:|"]
     for r in results:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _results import publish  # noqa: E402
+from _results import machine, publish  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -97,17 +96,6 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int, thr
     return out
 
 
-def _cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo``), or the platform's word for it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown processor"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", required=True, help="a built work directory (graphprof build-graph)")
@@ -147,7 +135,7 @@ def main() -> None:
     cmd = "python benchmarks/train.py " + " ".join(sys.argv[1:])
     users = next((r["users"] for r in rows if "users" in r), 0)
     lines = ["", f"## Training at scale (`benchmarks/train.py`): {users:,} users, target {args.target}", "",
-             f"Command: `{cmd}`. Machine: {os.cpu_count()}-core {platform.machine()} ({_cpu_name()}, no GPU). "
+             f"Command: `{cmd}`. Machine: {machine()}. "
              "One process per model and torch thread count; peak RSS includes the loaded graph and features. "
              "Split: 60/20/20 of the labelled users, seed 0; test metrics.", "",
              "| model | threads | route | train users | epochs | s / epoch | s to best val | fit s | predict s | "

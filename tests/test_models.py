@@ -206,6 +206,7 @@ def test_lr_in_row_blocks_gives_the_whole_matrix_numbers(monkeypatch):
     ("full", 17_000, None, 30, 30),          # one step an epoch: patience in epochs
     ("minibatch", 17_000, None, 30, 5),      # 17 steps an epoch: 2 epochs of steps, but at least 5
     ("minibatch", 2_048, 1024, 30, 15),      # 2 steps an epoch: 15 epochs
+    ("minibatch", 1_793, None, 30, 5),       # batches of 225: 8 steps an epoch, 4 epochs of steps, at least 5
     ("minibatch", 17_000, None, 3, 3),       # never more epochs than asked for
 ])
 def test_gnn_patience_counts_optimiser_steps(route, n_train, batch, patience, expected):

@@ -235,9 +235,16 @@ def test_minibatch_gat_is_deterministic(sample):
     assert np.array_equal(a.predict_proba(inputs).to_numpy(), b.predict_proba(inputs).to_numpy())
 
 
-def test_route_choice_and_bad_settings(sample):
+def test_route_choice_and_bad_settings(sample, monkeypatch):
+    import graphprof.models.gnn as gnn
+
     inputs, target, parts = sample
     assert HeteroSAGE()._route(inputs) == "full"                 # a small graph, no batch size
+    monkeypatch.setattr(gnn, "FULL_BATCH_MAX_WORK", gnn._work(inputs) - 1)
+    assert HeteroSAGE()._route(inputs) == "minibatch"            # a whole-graph step over the budget
+    assert HeteroSAGE()._batch_size(1_793) == 225 and HeteroSAGE()._batch_size(17_000) == 1024
+    assert HeteroSAGE()._batch_size(100) == 32 and HeteroSAGE(batch_size=64)._batch_size(17_000) == 64
+    monkeypatch.undo()
     assert HeteroSAGE(batch_size=64)._route(inputs) == "minibatch"
     assert HeteroSAGE(batch_size=64, mode="full")._route(inputs) == "full"
     with pytest.raises(ConfigError, match="mode must be one of auto, full, minibatch. Got 'fast' instead"):

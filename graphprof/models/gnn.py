@@ -16,9 +16,15 @@ Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
   pass over chunks of destination nodes with all their incoming edges (CSR slices), holding one
   ``[num_nodes, hidden]`` table per layer plus one chunk's messages -- the same numbers as the full forward (up
   to float summation order), independent of the sampler's seed and of the batch size.
-  ``auto`` takes it when a ``batch_size`` is given or the graph is large (:data:`MINIBATCH_MIN_EDGES` edges
-  or :data:`MINIBATCH_MIN_USERS` users). A full-batch model predicting on a large graph uses the layer-wise
-  inference too.
+  ``auto`` takes it when a ``batch_size`` is given or when a whole-graph step is not cheap: more than
+  :data:`FULL_BATCH_MAX_WORK` nodes and edges (all types). A full-batch epoch is one optimiser step over the
+  whole graph and the route needs 100-200 of them, so its cost grows with the graph, not with the labelled
+  users: on a shop of 7,500 users and 100,000 items (1M nodes and edges, 0.7 s a step on 2 cores) it took
+  160 epochs and two minutes, where mini-batches took ten seconds (at a lower macro-F1 there; and on smaller
+  graphs, such as HetRec Last.fm's, full batch is the more accurate by far, which sets the threshold). Without a ``batch_size``, a batch holds
+  :data:`DEFAULT_BATCH_SIZE` users, or fewer on a small training set so that an epoch makes at least
+  :data:`MIN_STEPS` steps. A full-batch model predicting on a large graph (:data:`MINIBATCH_MIN_EDGES` edges or
+  :data:`MINIBATCH_MIN_USERS` users) uses the layer-wise inference too.
 
 The network itself (:class:`~graphprof.models.gnn_net.HeteroSAGENet`) is in :mod:`graphprof.models.gnn_net`.
 
@@ -47,12 +53,20 @@ log = logging.getLogger(__name__)
 
 MAX_ONE_HOT_CATEGORIES = 256
 MODES = ("auto", "full", "minibatch")
-#: ``mode="auto"`` trains in mini-batches from this many edges (all edge types, both directions counted) ...
+#: ``mode="auto"`` trains full batch only up to this many nodes and edges (all types, both directions counted):
+#: about 0.35 s an epoch on 2 cores. Below it full batch is worth its time: on HetRec Last.fm (about 300k) it
+#: scores a much higher macro-F1 than (15, 10)-sampled mini-batches; far above it, its 100-200 one-step epochs
+#: take minutes
+FULL_BATCH_MAX_WORK = 500_000
+#: a full-batch model predicts by layer-wise inference from this many edges (all edge types, both directions) ...
 MINIBATCH_MIN_EDGES = 2_000_000
 #: ... or this many users: a full-graph forward then holds several ``[E, hidden]`` message tensors.
 MINIBATCH_MIN_USERS = 200_000
-#: users per mini-batch when the mini-batch route is taken without a ``batch_size``
+#: users per mini-batch when the mini-batch route is taken without a ``batch_size`` ...
 DEFAULT_BATCH_SIZE = 1024
+#: ... or fewer, so that an epoch makes at least this many optimiser steps (and batches of at least MIN_BATCH)
+MIN_STEPS = 8
+MIN_BATCH = 32
 #: the fewest epochs without a better validation macro-F1 before stopping, whatever the steps per epoch
 MIN_PATIENCE_EPOCHS = 5
 
@@ -62,6 +76,12 @@ def _is_large(inputs: ModelInput) -> bool:
     d = inputs.graph.data
     n_edges = sum(int(d[et].edge_index.shape[1]) for et in d.edge_types)
     return n_edges >= MINIBATCH_MIN_EDGES or inputs.graph.num_users >= MINIBATCH_MIN_USERS
+
+
+def _work(inputs: ModelInput) -> int:
+    """Nodes and edges of every type: what one full-graph step visits."""
+    d = inputs.graph.data
+    return sum(int(d[et].edge_index.shape[1]) for et in d.edge_types) + sum(int(d[nt].num_nodes) for nt in d.node_types)
 
 
 def _hetero_data(x_dict: dict[str, torch.Tensor], edges: dict) -> HeteroData:
@@ -94,7 +114,8 @@ class HeteroSAGE(Model):
         counted at the end of each epoch and never fewer than :data:`MIN_PATIENCE_EPOCHS` epochs: a full-batch
         epoch is one step, a mini-batch epoch many, and each of those steps moves the model as far as a
         full-batch one, so the mini-batch route waits fewer epochs.
-        batch_size: training users per mini-batch; ``None`` / 0: full batch (unless ``mode`` says otherwise).
+        batch_size: training users per mini-batch (and the mini-batch route under ``mode="auto"``); ``None`` /
+            0: the route the graph's size picks, with :meth:`_batch_size`'s batches if it is mini-batch.
         fanout: incoming edges sampled per node, edge type and layer in the mini-batch route (one entry per
         layer, outermost hop last; -1: all).
         mode: ``"full"``, ``"minibatch"``, or ``"auto"``: mini-batches when ``batch_size`` is given or the graph
@@ -120,7 +141,13 @@ class HeteroSAGE(Model):
             return p["mode"]
         if p["batch_size"]:
             return "minibatch"
-        return "minibatch" if _is_large(inputs) else "full"
+        return "minibatch" if _work(inputs) > FULL_BATCH_MAX_WORK else "full"
+
+    def _batch_size(self, n_train: int) -> int:
+        """Users per mini-batch: ``batch_size``, else :data:`DEFAULT_BATCH_SIZE` or fewer so that an epoch makes
+        :data:`MIN_STEPS` steps."""
+        given = self.params["batch_size"]
+        return int(given) if given else int(min(DEFAULT_BATCH_SIZE, max(MIN_BATCH, -(-n_train // MIN_STEPS))))
 
     def _layerwise_inference(self, inputs: ModelInput) -> bool:
         """Predict by exact layer-wise inference (never a full-graph forward) after mini-batch training, or
@@ -210,7 +237,7 @@ class HeteroSAGE(Model):
     def _patience_epochs(self, n_train: int) -> int:
         """``patience`` (optimiser steps) in epochs of this route: at least :data:`MIN_PATIENCE_EPOCHS`."""
         p = self.params
-        steps = 1 if self.route_ == "full" else -(-n_train // int(p["batch_size"] or DEFAULT_BATCH_SIZE))
+        steps = 1 if self.route_ == "full" else -(-n_train // self._batch_size(n_train))
         return max(min(MIN_PATIENCE_EPOCHS, p["patience"]), -(-p["patience"] // max(steps, 1)))
 
     def _full_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
@@ -236,7 +263,7 @@ class HeteroSAGE(Model):
         data = _hetero_data(x_dict, edges)
         sampler = CSRNeighborSampler(data, p["fanout"], seed=self.seed)
         loader = NodeLoader(data, node_sampler=sampler, input_nodes=("user", torch.from_numpy(train_idx)),
-                            batch_size=int(p["batch_size"] or DEFAULT_BATCH_SIZE), shuffle=True,
+                            batch_size=self._batch_size(len(train_idx)), shuffle=True,
                             generator=torch.Generator().manual_seed(self.seed))
         va = torch.from_numpy(val_idx)
         for _ in range(p["epochs"]):
