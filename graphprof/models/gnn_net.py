@@ -56,11 +56,13 @@ class HeteroSAGENet(nn.Module):
         needed = self._needed(set(x_dict) if types is None else set(types), edge_index_dict)
         h = {nt: ops.dropout(F.relu(self.lin_in[nt](x)), self.dropout, self.training)
              for nt, x in x_dict.items() if nt in needed[0]}
-        reps = {nt: [h[nt]] for nt in needed[-1]}
+        order = list(x_dict)  # the types in the inputs' order, never a set's: dropout draws in this order
+        reps = {nt: [h[nt]] for nt in order if nt in needed[-1]}
         for layer, conv in enumerate(self.convs, start=1):
-            new = _bipartite_conv(conv, h, {nt: h[nt] for nt in needed[layer]}, edge_index_dict)
-            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else h[nt]
-                 for nt in needed[layer]}
+            dst = {nt: h[nt] for nt in order if nt in needed[layer]}
+            new = _bipartite_conv(conv, h, dst, edge_index_dict)
+            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
+                 for nt, v in dst.items()}
             for nt in reps:
                 reps[nt].append(h[nt])
         return {nt: torch.cat(v, dim=1) for nt, v in reps.items()}
