@@ -11,7 +11,7 @@ C search).
 
 Model specs: ``lr``, ``sign``, ``sage:full``, ``sage:minibatch``, ``gat:full``, ``gat:minibatch``.
 
-Run: ``python benchmarks/train.py --workdir W [--target gender] [--models lr,sign,sage:minibatch]
+Run: ``python benchmarks/train.py --workdir W [--target gender | community] [--models lr,sign,sage:minibatch]
 [--epochs N] [--threads 1,2]``: every model spec once per torch thread count; prints a table and appends it to ``benchmarks/RESULTS.md`` with the command and the machine.
 To build W at scale: ``python cli.py generate --users 1000000 --purchases-per-user 10 --file-format parquet
 --time-format epoch --out big/`` then ``python cli.py build-graph --data big/ --workdir W``.
@@ -47,13 +47,17 @@ def one(workdir: str, target: str, spec: str, epochs: int | None, seed: int, thr
     from graphprof.graph import load_graph
     from graphprof.graph.build import load_tables
     from graphprof.models import ModelInput, get_model
-    from graphprof.training.evaluate import make_target, scores, split
+    from graphprof.training.evaluate import scores, split
+    from graphprof.training.train import _make_target
+    from graphprof.workdir.manifest import load_manifest
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     graph = load_graph(workdir)
     inputs = ModelInput(graph=graph, features=load_features(workdir))
-    tgt = make_target(load_tables(workdir, "users"), graph.user_ids, target)
+    # a users-table column, or "community": the detected communities, as `train` takes them
+    graph_id = load_manifest(Path(workdir)).get("graph_id")
+    tgt = _make_target(Path(workdir), load_tables(workdir, "users"), graph.user_ids, target, graph_id, {})
     parts = split(tgt, seed)
     load_s = time.perf_counter() - t0
 
