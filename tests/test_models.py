@@ -215,3 +215,43 @@ def test_gnn_patience_counts_optimiser_steps(route, n_train, batch, patience, ex
     model = HeteroSAGE(patience=patience, batch_size=batch)
     model.route_ = route
     assert model._patience_epochs(n_train) == expected
+
+
+def test_lr_reads_the_bag_of_items_and_its_logits_are_the_two_parts(shop, tmp_path):
+    """lr's logit is the dense part plus the bag's part; a label carried by one item puts the bag's largest
+    coefficient on that item; a model saved without a bag loads and predicts as it did."""
+    import scipy.sparse as sp
+    from scipy.special import expit
+
+    from graphprof.models.bag import fit_idf, tfidf_bag
+    from graphprof.models.baseline import LogisticBaseline
+
+    inputs, targets = shop
+    _, parts = targets["gender"]
+    counts = inputs.graph.purchase_matrix("count").tocsr()
+    buyers = np.diff(counts.tocsc().indptr)
+    item = int(np.argsort(buyers)[len(buyers) * 3 // 4])  # a fairly popular item
+    y = (counts[:, item].toarray().ravel() > 0).astype(np.int64)  # "bought this item"
+    train, val = parts["train"], parts["val"]
+    test = np.setdiff1d(np.arange(len(y)), np.r_[train, val])
+    with_bag = LogisticBaseline(c_grid=(10.0,)).fit(inputs, y, train, val, ["no", "yes"])
+    dense = LogisticBaseline(c_grid=(10.0,), bag=False).fit(inputs, y, train, val, ["no", "yes"])
+    assert "idf" in with_bag.arrays_ and "idf" not in dense.arrays_
+    p_bag = with_bag.proba(inputs)[:, 1]
+    from sklearn.metrics import roc_auc_score
+
+    assert y[test].sum() >= 3
+    assert roc_auc_score(y[test], p_bag[test]) > 0.95
+    assert np.abs(with_bag.arrays_["bag_coef"][0, item]) == np.abs(with_bag.arrays_["bag_coef"][0]).max()
+
+    a = with_bag.arrays_
+    z = with_bag._embed_x(inputs.features.matrix)
+    bag = tfidf_bag(counts, fit_idf(counts))
+    assert sp.issparse(bag) and np.allclose(a["idf"], fit_idf(counts))
+    logit = z @ a["coef"][0] + bag @ a["bag_coef"][0] + a["intercept"][0]
+    np.testing.assert_allclose(p_bag, expit(logit), rtol=1e-9, atol=1e-12)
+
+    dense.save(tmp_path / "dense")
+    loaded = LogisticBaseline.load(tmp_path / "dense")
+    assert "idf" not in loaded.arrays_
+    np.testing.assert_array_equal(loaded.proba(inputs), dense.proba(inputs))

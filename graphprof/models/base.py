@@ -54,8 +54,8 @@ class Model(ABC):
     ``_from_state``."""
 
     name: str = ""
-    #: False where the model reads only ``inputs.features``: callers may then pass ``graph=None`` and skip
-    #: loading the graph (``export-embeddings`` of ``lr`` reads no graph)
+    #: False where the model's embeddings read only ``inputs.features``: ``embed`` may then be given
+    #: ``graph=None`` and the graph left unloaded (``export-embeddings`` of ``lr``)
     uses_graph: bool = True
     numpy_arrays: bool = False  #: weights load as numpy arrays (no torch import), else as torch tensors
 

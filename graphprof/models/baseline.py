@@ -1,9 +1,18 @@
-"""``lr``: the logistic-regression baseline on the user features (no message passing).
+"""``lr``: the logistic-regression baseline (no message passing): the strongest simple model a data scientist
+would write, so that what the graph adds is measured against it.
 
-A scikit-learn ``Pipeline(StandardScaler, PCA, LogisticRegression)`` fitted on training users only, with the
-regularisation ``C`` chosen on the validation users. After fitting, the pipeline is kept as its arrays
-(means, scales, components, coefficients) and applied with numpy, so saving and loading need no pickle and
-a loaded model predicts exactly what the fitted one did.
+It reads the user's own data only, in two parts side by side:
+
+- the user features, standardised and PCA-reduced (scikit-learn's ``StandardScaler`` and ``PCA``, fitted on
+  training users only);
+- the user's bag of items, ``log(1 + count) * idf`` with rows L2-normalised (:mod:`graphprof.models.bag`; idf
+  fitted label-free on every user). Item identity carries much of the signal on real data (on Deezer Europe a
+  logistic regression on this bag alone scores a higher test AUC than on the dense features), and a low-rank
+  SVD of it loses part of that.
+
+One ``LogisticRegression`` (balanced class weights) on both, with ``C`` chosen on the validation users' macro-F1.
+After fitting, the model is kept as its arrays (means, scales, components, idf, coefficients) and applied with
+numpy and scipy, so saving and loading need no pickle and a loaded model predicts exactly what the fitted one did.
 """
 
 from __future__ import annotations
@@ -14,46 +23,68 @@ from graphprof.models.base import Model, ModelInput, feature_rows
 
 BLOCK_ROWS = 1 << 15  # rows per block when applying the pipeline
 ARRAYS = ("scale_mean", "scale_scale", "pca_mean", "pca_components", "coef", "intercept")
+BAG_ARRAYS = ("idf", "bag_coef")  # with ``bag``: the items' idf and their coefficients
 
 
 class LogisticBaseline(Model):
-    """Logistic regression on standardised, PCA-reduced user features.
+    """Logistic regression on standardised, PCA-reduced user features and the user's TF-IDF bag of items.
 
     Args:
         max_components: upper bound on PCA components.
         c_grid: candidate inverse regularisation strengths, picked on validation macro-F1.
+        bag: read the bag of items beside the features (where the graph has purchases).
     """
 
     name = "lr"
-    uses_graph = False
+    uses_graph = False  # its embeddings (the PCA coordinates) read the features only; its probabilities read the bag
     numpy_arrays = True  # saved and loaded as numpy: predicting needs neither torch nor scikit-learn
 
-    def __init__(self, seed: int = 0, max_components: int = 64, c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)):
-        super().__init__(seed=seed, max_components=max_components, c_grid=list(c_grid))
+    def __init__(self, seed: int = 0, max_components: int = 64,
+                 c_grid: tuple[float, ...] = (0.01, 0.1, 0.3, 1.0, 3.0, 10.0), bag: bool = True):
+        super().__init__(seed=seed, max_components=max_components, c_grid=list(c_grid), bag=bag)
 
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
+        import scipy.sparse as sp
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import f1_score
-        from sklearn.pipeline import Pipeline
         from sklearn.preprocessing import StandardScaler
+
+        from graphprof.models.bag import fit_idf, tfidf_bag
 
         x = inputs.features.matrix
         k = int(min(self.params["max_components"], x.shape[1], len(train_idx)))
+        scale = StandardScaler().fit(x[train_idx])
+        pca = PCA(n_components=k, svd_solver="full", random_state=self.seed).fit(scale.transform(x[train_idx]))
+        z = pca.transform(scale.transform(x))
+        bag = None
+        if self.params["bag"] and inputs.graph is not None:
+            counts = inputs.graph.purchase_matrix("count").tocsr()
+            if counts.nnz:
+                idf = fit_idf(counts)  # label-free: every user's purchases
+                bag = tfidf_bag(counts, idf)
+        design = z if bag is None else sp.hstack([sp.csr_matrix(z), bag], format="csr")
         best = None
         for c in self.params["c_grid"]:
-            pipe = Pipeline([
-                ("scale", StandardScaler()),
-                ("pca", PCA(n_components=k, svd_solver="full", random_state=self.seed)),
-                ("lr", LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=self.seed)),
-            ]).fit(x[train_idx], y[train_idx])
-            f1 = f1_score(y[val_idx], pipe.predict(x[val_idx]), average="macro")
+            lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=self.seed)
+            lr.fit(design[train_idx], y[train_idx])
+            f1 = f1_score(y[val_idx], lr.predict(design[val_idx]), average="macro")
             if best is None or f1 > best[0]:
-                best = (f1, c, pipe)
-        _, self.c_, pipe = best
-        scale, pca, lr = pipe.named_steps["scale"], pipe.named_steps["pca"], pipe.named_steps["lr"]
+                best = (f1, c, lr)
+        _, self.c_, lr = best
         self.arrays_ = {"scale_mean": scale.mean_, "scale_scale": scale.scale_, "pca_mean": pca.mean_,
-                        "pca_components": pca.components_, "coef": lr.coef_, "intercept": lr.intercept_}
+                        "pca_components": pca.components_, "coef": lr.coef_[:, :k], "intercept": lr.intercept_}
+        if bag is not None:
+            self.arrays_.update(idf=idf, bag_coef=lr.coef_[:, k:])
+
+    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray | None):
+        """The TF-IDF bag of ``rows`` (every user where None), or None for a model fitted without one."""
+        if "idf" not in self.arrays_:
+            return None
+        from graphprof.models.bag import tfidf_bag
+
+        counts = inputs.graph.purchase_matrix("count").tocsr()
+        return tfidf_bag(counts if rows is None else counts[rows], self.arrays_["idf"])
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._embed_x(inputs.features.matrix)
@@ -62,26 +93,30 @@ class LogisticBaseline(Model):
         return self._embed_x(feature_rows(inputs.features, rows))  # per user: only the rows' features
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
-        return self._proba_x(inputs.features.matrix)
+        return self._proba_x(inputs.features.matrix, self._bag_rows(inputs, None))
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
-        return self._proba_x(feature_rows(inputs.features, rows))
+        return self._proba_x(feature_rows(inputs.features, rows), self._bag_rows(inputs, rows))
 
     def _embed_x(self, x: np.ndarray) -> np.ndarray:
         return self._blocks(x, self._embed_block, self.arrays_["pca_components"].shape[0])
 
-    def _proba_x(self, x: np.ndarray) -> np.ndarray:
-        return self._blocks(x, self._proba_block, len(self.classes_))
+    def _proba_x(self, x: np.ndarray, bag=None) -> np.ndarray:
+        """Probabilities from the features ``x`` and, for a model with a bag, the rows' TF-IDF ``bag``."""
+        if bag is None and "idf" in self.arrays_:
+            raise ValueError("lr: this model reads the bag of items; pass the rows' bag")  # an invariant
+        return self._blocks(x, self._proba_block, len(self.classes_), bag)
 
     @staticmethod
-    def _blocks(x: np.ndarray, fn, width: int) -> np.ndarray:
+    def _blocks(x: np.ndarray, fn, width: int, bag=None) -> np.ndarray:
         """``fn`` applied to ``BLOCK_ROWS`` rows at a time: the scaled and centred copies of a block stay small,
         where whole-matrix temporaries would each be as large as the features. A row's numbers do not depend on
         the other rows, up to the order in which BLAS sums a product (its kernel can change with the block's
         size)."""
         out = np.empty((len(x), width))
         for start in range(0, len(x), BLOCK_ROWS):
-            out[start:start + BLOCK_ROWS] = fn(x[start:start + BLOCK_ROWS])
+            block = slice(start, start + BLOCK_ROWS)
+            out[block] = fn(x[block]) if bag is None else fn(x[block], bag[block])
         return out
 
     def _embed_block(self, x: np.ndarray) -> np.ndarray:
@@ -89,9 +124,11 @@ class LogisticBaseline(Model):
         z = (x - a["scale_mean"]) / a["scale_scale"]
         return (z - a["pca_mean"]) @ a["pca_components"].T
 
-    def _proba_block(self, x: np.ndarray) -> np.ndarray:
+    def _proba_block(self, x: np.ndarray, bag=None) -> np.ndarray:
         a = self.arrays_
         logits = self._embed_block(x) @ a["coef"].T + a["intercept"]
+        if bag is not None:
+            logits = logits + np.asarray(bag @ a["bag_coef"].T)
         if logits.shape[1] == 1:  # binary: scikit-learn keeps one coefficient row for the positive class
             from scipy.special import expit  # no overflow warning for large |logit|
 
@@ -102,8 +139,10 @@ class LogisticBaseline(Model):
         return e / e.sum(axis=1, keepdims=True)
 
     def _state(self):
-        return {"C": self.c_}, {k: np.asarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
+        config = {"C": self.c_, "bag": "idf" in self.arrays_}
+        return config, {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in self.arrays_.items()}
 
     def _from_state(self, config, arrays) -> None:
         self.c_ = config["C"]
-        self.arrays_ = {k: np.asarray(arrays[k]) for k in ARRAYS}
+        names = ARRAYS + (BAG_ARRAYS if config.get("bag") else ())  # a config without "bag": features only
+        self.arrays_ = {k: np.asarray(arrays[k]) for k in names}
