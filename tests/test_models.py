@@ -255,3 +255,16 @@ def test_lr_reads_the_bag_of_items_and_its_logits_are_the_two_parts(shop, tmp_pa
     loaded = LogisticBaseline.load(tmp_path / "dense")
     assert "idf" not in loaded.arrays_
     np.testing.assert_array_equal(loaded.proba(inputs), dense.proba(inputs))
+
+
+def test_lr_and_its_bag_import_no_torch():
+    """lr fits and predicts with numpy, scipy and scikit-learn: `predict` and `export-embeddings` with lr never
+    pay for importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import graphprof.models.bag, graphprof.models.baseline; "
+            "from graphprof.models import MODELS; MODELS['lr']; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

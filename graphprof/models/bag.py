@@ -1,4 +1,4 @@
-"""The users' bag of items as ``lr`` and ``sign`` read it: ``log(1 + count) * idf``, rows L2-normalised.
+"""The users' bag of items as ``lr`` and ``sign`` read it (numpy and scipy only: ``lr`` imports no torch): ``log(1 + count) * idf``, rows L2-normalised.
 
 ``idf`` is fitted label-free on every user of the graph a model is fitted on (``log((1 + users) / (1 + users who
 bought the item)) + 1``, scikit-learn's smooth idf) and saved with the model, so a graph with more users (``graphprof
@@ -10,7 +10,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from graphprof.models.sign.sparse_hops import row_scale
+
+def row_scale(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
+    """Rows divided by their L1 (``"l1"``) or L2 (``"l2"``) norm; empty rows stay empty."""
+    m = m.tocsr()
+    if norm == "l1":
+        s = np.asarray(abs(m).sum(axis=1)).ravel()
+    else:
+        s = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    return sp.csr_matrix(sp.diags(inv) @ m)
 
 
 def fit_idf(counts: sp.csr_matrix) -> np.ndarray:

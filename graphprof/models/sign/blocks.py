@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from graphprof.models.bag import row_scale, tfidf_bag
 from graphprof.models.base import ModelInput, feature_rows
-from graphprof.models.sign.sparse_hops import row_scale, sparse_hop
+from graphprof.models.sign.sparse_hops import sparse_hop
 
 CLIP = 6.0
 
@@ -36,14 +37,18 @@ class SIGNBlocks:
     """The block computations of :class:`graphprof.models.sign.SIGN`, which fits what they read: ``params``
     (``hops``, ``top_k``), ``social_``, ``copurchase_``, ``f_mean_`` / ``f_std_``, ``idf_`` and ``n_items_``."""
 
-    def _bag(self, inputs: ModelInput) -> sp.csr_matrix:
-        """``T``: ``log(1 + count) * idf``, rows L2-normalised ``[num_users, num_items]``."""
+    def _counts(self, inputs: ModelInput) -> sp.csr_matrix:
+        """The user x item purchase counts, on the items the model was fitted on."""
         counts = inputs.graph.purchase_matrix("count").tocsr()
         if counts.shape[1] != self.n_items_:
             # an invariant: graphprof predict keeps the saved graph's items
             raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
                              f"Got {counts.shape[1]} instead")
-        return row_scale(counts.log1p() @ sp.diags(self.idf_), "l2")
+        return counts
+
+    def _bag(self, inputs: ModelInput) -> sp.csr_matrix:
+        """``T``: ``log(1 + count) * idf``, rows L2-normalised ``[num_users, num_items]`` (:mod:`graphprof.models.bag`)."""
+        return tfidf_bag(self._counts(inputs), self.idf_)
 
     def _raw_blocks(self, inputs: ModelInput) -> tuple[list[str], list[np.ndarray], list]:
         """Block names, dense parts (unstandardised aggregates of the standardised ``F``) and sparse parts."""
@@ -77,11 +82,7 @@ class SIGNBlocks:
 
     def _bag_rows(self, inputs: ModelInput, rows: np.ndarray) -> sp.csr_matrix:
         """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
-        counts = inputs.graph.purchase_matrix("count").tocsr()
-        if counts.shape[1] != self.n_items_:  # an invariant, as in _bag
-            raise ValueError(f"sign: the graph must have the {self.n_items_} items the model was fitted on. "
-                             f"Got {counts.shape[1]} instead")
-        return row_scale(counts[rows].log1p() @ sp.diags(self.idf_), "l2")
+        return tfidf_bag(self._counts(inputs)[rows], self.idf_)
 
     def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
         """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by

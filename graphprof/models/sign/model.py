@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from graphprof.errors import ConfigError
+from graphprof.models.bag import fit_idf
 from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.ops import adam
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
@@ -171,8 +172,7 @@ class SIGN(SIGNBlocks, Model):
         self.f_mean_, self.f_std_ = stats(x[train_idx])
         counts = g.purchase_matrix("count").tocsr()
         self.n_items_ = int(counts.shape[1])
-        df = np.diff(counts.tocsc().indptr).astype(np.float64)  # label-free: over all users
-        self.idf_ = np.log((1.0 + g.num_users) / (1.0 + df)) + 1.0
+        self.idf_ = fit_idf(counts)  # label-free: over all users
         self.world_size_ = parallel.world_size() if parallel.active() else 1
         self.social_ = bool(g.social_adjacency().nnz > 0 and self.params["hops"] > 0)
         self.copurchase_ = bool(self.params["copurchase"] and counts.nnz > 0)

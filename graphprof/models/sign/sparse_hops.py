@@ -1,5 +1,6 @@
-"""Sparse helpers of ``sign``'s aggregates: row scaling, the top-k entries of each row, and the social hop of a
-sparse bag of items (``A @ T`` cut to the top-k of each row) in row blocks over the cores."""
+"""Sparse helpers of ``sign``'s aggregates (row scaling is :func:`graphprof.models.bag.row_scale`): the top-k
+entries of each row, and the social hop of a sparse bag of items (``A @ T`` cut to the top-k of each row) in row
+blocks over the cores."""
 
 from __future__ import annotations
 
@@ -13,17 +14,6 @@ import scipy.sparse as sp
 HOP_BLOCK_NNZ = 20_000_000
 #: Below this many entries a hop is one product (threads would cost more than they save).
 PARALLEL_MIN_NNZ = 1_000_000
-
-
-def row_scale(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
-    """Rows divided by their L1 (``"l1"``) or L2 (``"l2"``) norm; empty rows stay empty."""
-    m = m.tocsr()
-    if norm == "l1":
-        s = np.asarray(abs(m).sum(axis=1)).ravel()
-    else:
-        s = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-    return sp.csr_matrix(sp.diags(inv) @ m)
 
 
 def top_k_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
