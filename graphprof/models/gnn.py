@@ -19,9 +19,9 @@ Two routes (``mode``; the one taken is ``route_`` and ``config["route"]``):
   ``auto`` takes it when a ``batch_size`` is given or when a whole-graph step is not cheap: more than
   :data:`FULL_BATCH_MAX_WORK` nodes and edges (all types). A full-batch epoch is one optimiser step over the
   whole graph and the route needs 100-200 of them, so its cost grows with the graph, not with the labelled
-  users: on a shop of 7,500 users and 100,000 items (1M nodes and edges, 0.7 s a step on 2 cores) it took
-  160 epochs and two minutes, where mini-batches took ten seconds (at a lower macro-F1 there; and on smaller
-  graphs, such as HetRec Last.fm's, full batch is the more accurate by far, which sets the threshold). Without a ``batch_size``, a batch holds
+  users: on a shop with many more items than labelled users, mini-batches take a fraction of its time (at a
+  somewhat lower macro-F1), while on a graph the size of HetRec Last.fm's full batch is both quick and clearly
+  the more accurate, which sets the threshold (benchmarks/RESULTS.md, training speed). Without a ``batch_size``, a batch holds
   :data:`DEFAULT_BATCH_SIZE` users, or fewer on a small training set so that an epoch makes at least
   :data:`MIN_STEPS` steps. A full-batch model predicting on a large graph (:data:`MINIBATCH_MIN_EDGES` edges or
   :data:`MINIBATCH_MIN_USERS` users) uses the layer-wise inference too.
@@ -54,9 +54,8 @@ log = logging.getLogger(__name__)
 MAX_ONE_HOT_CATEGORIES = 256
 MODES = ("auto", "full", "minibatch")
 #: ``mode="auto"`` trains full batch only up to this many nodes and edges (all types, both directions counted):
-#: about 0.35 s an epoch on 2 cores. Below it full batch is worth its time: on HetRec Last.fm (about 300k) it
-#: scores a much higher macro-F1 than (15, 10)-sampled mini-batches; far above it, its 100-200 one-step epochs
-#: take minutes
+#: below it a full-batch epoch is quick and full batch is the more accurate route (HetRec Last.fm is under it);
+#: far above it, its 100-200 one-step epochs take minutes
 FULL_BATCH_MAX_WORK = 500_000
 #: a full-batch model predicts by layer-wise inference from this many edges (all edge types, both directions) ...
 MINIBATCH_MIN_EDGES = 2_000_000
@@ -70,8 +69,7 @@ MIN_BATCH = 32
 #: neighbours sampled per node, edge type and layer (outermost hop last) in the mini-batch route ...
 DEFAULT_FANOUT = (15, 10)
 #: ... and where batches are smaller than DEFAULT_BATCH_SIZE (a small training set on a large graph): such a
-#: batch (at most a few hundred users) samples no more than 1,024 users at DEFAULT_FANOUT, and on the shop of
-#: 7,500 users and 100,000 items it scores closer to full batch (test macro-F1 0.933 against 0.920, 5 seeds)
+#: batch (at most a few hundred users) samples no more than 1,024 users do at DEFAULT_FANOUT
 SMALL_BATCH_FANOUT = (25, 15)
 #: the fewest epochs without a better validation macro-F1 before stopping, whatever the steps per epoch
 MIN_PATIENCE_EPOCHS = 5

@@ -44,8 +44,7 @@ def make_bag(sub: sp.csr_matrix, transpose: bool) -> Bag:
 class _BagSum(torch.autograd.Function):
     """``EmbeddingBag``'s weighted sum (``out[r] = sum_j weights[j] * table[indices[j]]`` over row ``r``'s entries),
     with the table's gradient as the sparse product ``Sᵀ @ grad`` (``S`` the batch's bag, its transpose built once
-    per batch): the same gradient as ``EmbeddingBag``'s dense backward, which sorts every index per call and was
-    half of a training step."""
+    per batch): the same gradient as ``EmbeddingBag``'s dense backward, which sorts every index on every call."""
 
     @staticmethod
     def forward(ctx, table, bag: Bag, weights):
