@@ -77,11 +77,13 @@ def _add_train(sub, common) -> None:
     from graphprof.training import DEFAULT_MODELS, PROTOCOLS
 
     t = _command(sub, "train", common, "train and compare models per target on the same seeded splits",
-                 "examples:\n  graphprof train                              # every usable target, lr + sage\n"
+                 "examples:\n  graphprof train                              # every usable target, lr + sign\n"
                  "  graphprof train --target gender --models lr,sage --seeds 5 --json\n"
                  "  graphprof train --target gender --models lr,sign --nproc 2\n\n"
                  "For each target, makes --seeds stratified 60/20/20 splits of the labelled users and fits every "
-                 "model on each; prints accuracy, macro-F1 and AUC on the test users, mean ± std over seeds.")
+                 "model on each; prints accuracy, balanced accuracy, macro-F1, AUC and the calibration of the "
+                 "probabilities (ECE, Brier) on the test users, mean ± std over seeds, and the model picked on "
+                 "validation.")
     t.add_argument("--target", action="append", metavar="COL",
                    help="users-table column to predict (repeatable; default: every categorical column with "
                         "enough labels)")

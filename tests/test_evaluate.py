@@ -182,8 +182,11 @@ def test_scores_binary_exact():
     y = np.array([0, 0, 1, 1])
     p1 = np.array([0.1, 0.6, 0.4, 0.9])
     out = evaluate.scores(y, np.stack([1 - p1, p1], axis=1))
-    # predicted [0, 1, 0, 1]: half right; F1 0.5 for each class; 3 of the 4 (neg, pos) pairs ranked right
-    assert out == pytest.approx({"accuracy": 0.5, "macro_f1": 0.5, "auc": 0.75}, rel=1e-12)
+    # predicted [0, 1, 0, 1]: half right; F1 0.5 for each class; 3 of the 4 (neg, pos) pairs ranked right;
+    # recall 1/2 per class; top-class confidences 0.9 (both right: gap 0.1) and 0.6 (both wrong: gap 0.6);
+    # Brier 0.02 + 0.72 + 0.72 + 0.02 over 4
+    assert out == pytest.approx({"accuracy": 0.5, "balanced_accuracy": 0.5, "macro_f1": 0.5, "auc": 0.75,
+                                 "ece": (2 * 0.1 + 2 * 0.6) / 4, "brier": 1.48 / 4}, rel=1e-12)
     assert set(out) == set(evaluate.METRICS)
 
 
@@ -197,9 +200,12 @@ def test_scores_three_classes_exact():
                       [0.5, 0.1, 0.4]])   # -> 0 wrong
     out = evaluate.scores(y, proba)
     # F1: class 0 P=1/2 R=1/2 -> 1/2; class 1 P=2/3 R=1 -> 4/5; class 2 P=1 R=1/2 -> 2/3
-    # AUC one-vs-rest: class 0 7/8, class 1 7/8, class 2 1
-    assert out == pytest.approx({"accuracy": 4 / 6, "macro_f1": (1 / 2 + 4 / 5 + 2 / 3) / 3,
-                                 "auc": (7 / 8 + 7 / 8 + 1) / 3}, rel=1e-12)
+    # AUC one-vs-rest: class 0 7/8, class 1 7/8, class 2 1; recalls 1/2, 1, 1/2
+    # confidence bins: 0.7 x2 (right: gap 0.3 each), 0.8 (right: 0.2), 0.6 (wrong: 0.6), 0.5 x2 (one right: 0)
+    # Brier per user 0.14, 0.06, 0.14, 0.86, 0.38, 0.62
+    assert out == pytest.approx({"accuracy": 4 / 6, "balanced_accuracy": 2 / 3,
+                                 "macro_f1": (1 / 2 + 4 / 5 + 2 / 3) / 3, "auc": (7 / 8 + 7 / 8 + 1) / 3,
+                                 "ece": (0.6 + 0.2 + 0.6) / 6, "brier": 2.2 / 6}, rel=1e-12)
 
 
 def test_scores_macro_f1_counts_a_never_predicted_class_as_zero():

@@ -22,6 +22,7 @@ from graphprof.errors import ArtifactError, ConfigError
 from graphprof.graph.build import build
 from graphprof.ingest.generate import generate, write_tables
 from graphprof.models.lightgcn import LightGCNConfig
+from graphprof.prediction.predict import picked_model
 from graphprof.reporting.report import write_report
 from graphprof.training.train import train
 
@@ -29,7 +30,7 @@ HTML_CLASS = "<b>x</b>"   # replaces gender 'f': must appear escaped, never as m
 MATH_CLASS = "$5^_$"      # replaces spend_level 'high': invalid mathtext if it reached matplotlib unescaped
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = LightGCNConfig(dim=8, layers=2, epochs=4, eval_every=2, batch_size=512)
-FULL_SECTIONS = ["Input data", "Graph", "Attribute prediction", "Confusion matrices", "Training curves",
+FULL_SECTIONS = ["Input data", "Graph", "Attribute prediction", "Confusion matrices", "Calibration", "Training curves",
                  "Communities", "User map"]
 TARGETS = ["gender", "spend_level"]
 METHODS = ["leiden", "louvain"]
@@ -125,16 +126,17 @@ def test_every_section_is_there_in_order(full, full_page):
     assert result.missing == []
     assert "Not in this report yet" not in page.all_text
     # one sub-heading per target in each model section, one per community method
-    assert page.h3 == TARGETS * 3 + METHODS
+    assert page.h3 == TARGETS * 4 + METHODS
     assert result.to_json() == {"path": str(result.path), "sections": FULL_SECTIONS, "missing": [],
                                 "images": result.images}
-    assert result.summary_lines()[0].startswith(f"report: {result.path} (7 sections: Input data, Graph")
+    assert result.summary_lines()[0].startswith(f"report: {result.path} (8 sections: Input data, Graph")
 
 
 def test_images_are_embedded_pngs(full, full_page):
     _, page = full_page
-    # a confusion matrix and a training-curve figure per target, a size chart per method, the user map
-    expected = 2 * len(TARGETS) + len(METHODS) + 1
+    # a confusion matrix, a reliability diagram and a training-curve figure per target, a size chart per
+    # method, the user map
+    expected = 3 * len(TARGETS) + len(METHODS) + 1
     assert len(page.imgs) == expected == full[1].images
     for src in page.imgs:
         prefix = "data:image/png;base64,"
@@ -172,6 +174,23 @@ def test_metrics_table_matches_metrics_json(full, full_page):
     assert page.all_text.count("Majority-class rate") == len(TARGETS)
     assert page.all_text.count("picked") >= len(TARGETS)
     assert "sage vs lr: macro-F1" in page.all_text
+    for header in ("balanced accuracy", "ECE", "Brier"):
+        assert header in page.all_text
+    ece = m["test"]["ece"]
+    assert f"{ece['mean']:.3f} ± {ece['std']:.3f}" in page.all_text
+
+
+def test_calibration_section_names_the_picked_model_and_its_temperature(full, full_page):
+    work, _, _ = full
+    _, page = full_page
+    text = page.all_text
+    assert "temperature-scaled on the validation users" in text
+    for target in TARGETS:
+        picked = picked_model(work, target)
+        seed_dir = workdir.run_dir(work, target, picked, 0)
+        meta = json.loads((seed_dir / workdir.MODEL_META).read_text())
+        assert meta["calibration"]["method"] == "temperature"
+        assert meta["calibration"]["temperature"] > 0
 
 
 def test_community_profiles_and_map_are_described(full_page):
@@ -189,6 +208,17 @@ def test_report_reads_only_and_is_deterministic(full, tmp_path):
     assert again.path.read_bytes() == result.path.read_bytes()
     assert (work / workdir.MANIFEST).read_bytes() == manifest   # no stage recorded, nothing retrained
     assert not list(tmp_path.glob(".copy.html.*"))             # the atomic write left no temp file
+
+
+def test_every_combination_of_models_reports(tmp_path):
+    """sign records a history without a validation loss; sage records one with it; the report draws both."""
+    work = build_shop(tmp_path)
+    train(work, targets=["gender"], models=["lr", "sage", "sign"], seeds=1, epochs=3)
+    result = write_report(work)
+    page = Page(result.path.read_text(encoding="utf-8"))
+    assert "Training curves" in result.sections and "Calibration" in result.sections
+    assert page.h3.count("gender") == 4
+    assert "sign" in page.all_text and "sage" in page.all_text
 
 
 # -------------------------------------------------------------------------------------- partial / errors

@@ -38,13 +38,13 @@ def test_to_json_has_every_metric_per_model(result):
     assert list(doc["targets"]["gender"]) == MODELS_RUN
     for model in MODELS_RUN:
         summary = doc["targets"]["gender"][model]
-        assert set(summary) == {"accuracy", "macro_f1", "auc"}
+        assert set(summary) == {"accuracy", "balanced_accuracy", "macro_f1", "auc", "ece", "brier"} == set(METRICS)
         for metric in METRICS:
             cell = summary[metric]
             assert set(cell) == {"mean", "std", "values"}
             assert len(cell["values"]) == SEEDS
             vals = np.array(cell["values"], dtype=float)
-            assert ((vals >= 0) & (vals <= 1)).all()
+            assert ((vals >= 0) & (vals <= (2 if metric == "brier" else 1))).all()  # Brier: 2 = all wrong
             assert cell["mean"] == pytest.approx(vals.mean(), abs=1e-12)
             assert cell["std"] == pytest.approx(vals.std(), abs=1e-12)
 

@@ -18,6 +18,7 @@ import pandas as pd
 from graphprof.errors import ArtifactError
 from graphprof.features import UserFeatures
 from graphprof.graph import ProfileGraph
+from graphprof.models.calibration import apply_temperature, fit_temperature
 
 
 @dataclass
@@ -90,9 +91,29 @@ class Model(ABC):
         """:meth:`predict_proba`'s numbers as an array ``[n, n_classes]`` (columns in ``classes_``' order), without
         the frame (building its index of user ids is a cost per target), for callers that have the ids."""
         self._check_fitted()
-        if rows is None:
-            return self._proba(inputs)
-        return self._proba_rows(inputs, np.asarray(rows, dtype=np.int64))
+        proba = self._proba(inputs) if rows is None else self._proba_rows(inputs, np.asarray(rows, dtype=np.int64))
+        return apply_temperature(proba, self.temperature)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature :meth:`proba` divides the log-probabilities by (:meth:`calibrate`; 1.0: none)."""
+        return float(getattr(self, "temperature_", 1.0))
+
+    def calibrate(self, inputs: ModelInput, y: np.ndarray, val_idx: np.ndarray,
+                  raw: np.ndarray | None = None) -> Model:
+        """Fit the temperature on the validation users ``val_idx`` (:mod:`graphprof.models.calibration`): from
+        then on :meth:`proba` gives calibrated probabilities, with the same predicted class per user.
+        ``raw``: the uncalibrated probabilities of every user, where already computed.
+
+        Returns:
+            self
+        """
+        val_idx = np.asarray(val_idx, dtype=np.int64)
+        if raw is None:
+            self.temperature_ = 1.0
+            raw = self.proba(inputs)
+        self.temperature_ = fit_temperature(y[val_idx], raw[val_idx])
+        return self
 
     def embed(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
         """User embeddings ``[num_users, dim]`` (the representation the classifier head reads); ``rows``: only
@@ -118,7 +139,8 @@ class Model(ABC):
         path = Path(path)
         config, arrays = self._state()
         meta = {"model": self.name, "seed": self.seed, "params": self.params, "classes": self.classes_,
-                "config": config}
+                "config": config, "calibration": {"method": "temperature", "temperature": self.temperature,
+                                                  "fitted_on": "validation users"}}
         workdir.write_safetensors(path / workdir.MODEL_WEIGHTS, arrays)
         workdir.write_json(path / workdir.MODEL_META, meta)
 
@@ -136,6 +158,7 @@ class Model(ABC):
         model = cls(seed=meta["seed"], **meta["params"])
         model.classes_ = meta["classes"]
         model._from_state(meta["config"], arrays)
+        model.temperature_ = float((meta.get("calibration") or {}).get("temperature", 1.0))  # absent: uncalibrated
         return model
 
     def _check_fitted(self) -> None:

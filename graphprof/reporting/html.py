@@ -44,13 +44,13 @@ def html_table(header: list[str], rows: list[list], left: tuple[int, ...] = (0,)
     return f"<table><tr>{cells('th', header)}</tr>{body}</table>"
 
 
-def figure(width: float, height: float, ncols: int = 1):
+def figure(width: float, height: float, ncols: int = 1, nrows: int = 1, height_ratios=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, ncols)
+    return fig, fig.subplots(nrows, ncols, height_ratios=height_ratios)
 
 
 def png_img(fig, alt: str) -> str:

@@ -50,24 +50,33 @@ def _dropped(dropped: dict) -> str:
 
 def metrics_html(t: dict, graph_id: str | None) -> str:
     models, pred = t["models"], t["pred"]
-    rows = []
-    for m, a in models.items():
-        test = a["metrics"].get("test", {})
-        rows.append([m, mean_std(test.get("accuracy")), mean_std(test.get("macro_f1")), mean_std(test.get("auc")),
-                     mean_std(a["metrics"].get("val_macro_f1")), ", ".join(map(str, a["metrics"].get("seeds", []))),
-                     "picked" if m == t["picked"] else ""])
     labelled = pred[pred["split"].isin(SPLITS)]
     counts = labelled["label"].value_counts()
     sizes = labelled["split"].value_counts()
     config = models[t["picked"]]["config"]
-    body = html_table(["model", "accuracy", "macro-F1", "AUC", "val macro-F1", "seeds", ""], rows)
     majority = counts.max() / counts.sum() if len(counts) else float("nan")
+    rows, below = [], False
+    for m, a in models.items():
+        test = a["metrics"].get("test", {})
+        acc = mean_std(test.get("accuracy"))
+        if ((test.get("accuracy") or {}).get("mean") or 0.0) < majority:
+            acc, below = acc + " !", True
+        rows.append([m, acc, *(mean_std(test.get(k)) for k in ("balanced_accuracy", "macro_f1", "auc", "ece", "brier")),
+                     mean_std(a["metrics"].get("val_macro_f1")), ", ".join(map(str, a["metrics"].get("seeds", []))),
+                     "picked" if m == t["picked"] else ""])
+    body = html_table(["model", "accuracy", "balanced accuracy", "macro-F1", "AUC", "ECE", "Brier", "val macro-F1",
+                       "seeds", ""], rows)
+    if below:
+        body += ("<p class=warn>! accuracy below the majority-class rate: always answering the largest class scores "
+                 "higher; read balanced accuracy and macro-F1.</p>")
     body += (f"<p>Majority-class rate {majority:.3f}; {len(labelled):,} labelled users, "
              f"{'/'.join(str(int(sizes.get(s, 0))) for s in SPLITS)} train/val/test (split of seed "
              f"{esc(config.get('predictions_from_seed'))}); classes: {esc(', '.join(map(str, config.get('classes', []))))}"
              + _dropped(config.get("dropped_classes") or {})
              + ". The picked model has the best validation macro-F1; metrics are on test users, mean ± std over "
-               "seeds.</p>")
+               "seeds. Probabilities are calibrated on the validation users (temperature scaling); ECE is the "
+               "expected calibration error of the top class over 15 bins, Brier the mean squared error of the "
+               "probabilities (lower is better for both).</p>")
     base = models.get("lr", {}).get("metrics")
     for m, a in models.items():
         other = a["metrics"]
@@ -129,10 +138,42 @@ def curves_html(root: Path, t: dict) -> str:
             if best is not None and best in set(h["epoch"]):
                 f1.plot([best], h.loc[h["epoch"] == best, "val_macro_f1"], "o", color=colour)
             loss.plot(h["epoch"], h["train_loss"], "--", color=colour, label=f"train, seed {s}")
-            loss.plot(h["epoch"], h["val_loss"], color=colour, label=f"val, seed {s}")
+            if "val_loss" in h:  # sage / gat record it; sign stops on validation macro-F1 alone
+                loss.plot(h["epoch"], h["val_loss"], color=colour, label=f"val, seed {s}")
         f1.set(xlabel="epoch", ylabel="validation macro-F1", title=f"{plot_text(t['name'])} / {plot_text(m)} (o = kept epoch)")
-        loss.set(xlabel="epoch", ylabel="loss", title="training (dashed) and validation loss")
+        loss.set(xlabel="epoch", ylabel="loss", title="training (dashed) and validation loss (where recorded)")
         f1.legend(fontsize=8)
         loss.legend(fontsize=7, ncol=2)
         out += png_img(fig, f"training curves of {m} for {t['name']}")
     return out
+
+
+def reliability_html(t: dict) -> str:
+    """The picked model's reliability diagram on the test users of the first seed's split: per bin of the top
+    class's probability, the share of those users whose top class is right, against the diagonal of perfect
+    calibration; below it, how many users each bin holds."""
+    from graphprof.models.calibration import ECE_BINS, ece, reliability
+
+    classes = [str(c) for c in t["models"][t["picked"]]["config"].get("classes", [])]
+    test = t["pred"][t["pred"]["split"] == "test"]
+    index = {c: j for j, c in enumerate(classes)}
+    y = test["label"].astype(str).map(index)
+    cols = [f"proba_{c}" for c in classes]
+    if test.empty or y.isna().any() or any(c not in test for c in cols):
+        return "<p>No test users with a known class in the saved predictions.</p>"
+    y, proba = y.astype(int).to_numpy(), test[cols].to_numpy(np.float64)
+    r = reliability(y, proba)
+    centres = (np.arange(ECE_BINS) + 0.5) / ECE_BINS
+    fig, (top, bottom) = figure(5.0, 6.0, nrows=2, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    filled = np.asarray(r["count"]) > 0
+    top.bar(centres[filled], np.asarray(r["accuracy"])[filled], width=1.0 / ECE_BINS, edgecolor="black",
+            alpha=0.7, label="share right")
+    top.plot(np.asarray(r["confidence"])[filled], np.asarray(r["accuracy"])[filled], "o-", color="C1",
+             label="at the bin's mean probability")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="share of users whose top class is right",
+            title=f"{plot_text(t['name'])}: {plot_text(t['picked'])}, ECE {ece(y, proba):.3f} ({len(y)} test users)")
+    top.legend(fontsize=8, loc="upper left")
+    bottom.bar(centres, r["count"], width=1.0 / ECE_BINS, edgecolor="black", color="C0")
+    bottom.set(xlim=(0, 1), xlabel="probability of the top class (calibrated)", ylabel="users")
+    return png_img(fig, f"reliability diagram of {t['picked']} for {t['name']}")

@@ -19,7 +19,13 @@ from graphprof import workdir
 from graphprof.errors import ConfigError
 from graphprof.reporting.community_sections import community_html, user_map
 from graphprof.reporting.html import CSS, Section, esc, html_table, note
-from graphprof.reporting.model_sections import confusion_html, curves_html, metrics_html, target_summaries
+from graphprof.reporting.model_sections import (
+    confusion_html,
+    curves_html,
+    metrics_html,
+    reliability_html,
+    target_summaries,
+)
 
 
 @dataclass
@@ -87,7 +93,8 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
     """Write one self-contained HTML report of the work directory (default ``<workdir>/report.html``).
 
     Sections, each only where its artifacts exist: input data (row accounting), graph, attribute prediction
-    (metrics per target), confusion matrices (picked model, test users), training curves (models that record
+    (metrics per target), confusion matrices (picked model, test users), calibration (reliability diagram of the
+    picked model, test users), training curves (models that record
     a history, e.g. sage), communities (sizes, profiles; per method), user map (PCA of the exported
     embeddings, else of the features, coloured by community). Trains nothing; reads only.
 
@@ -110,6 +117,11 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
             sections.append(Section("confusion", "Confusion matrices", "<p>Picked model per target, on the test "
                                      "users of the first seed's split; colour = share of the true class.</p>"
                                      + "".join(f"<h3>{esc(t['name'])}</h3>{confusion_html(t)}" for t in targets)))
+            sections.append(Section("calibration", "Calibration", "<p>Picked model per target, on the test users "
+                                     "of the first seed's split. Its probabilities are temperature-scaled on the "
+                                     "validation users; in a well-calibrated model, of the users given 70% for "
+                                     "their top class, 70% have it (the diagonal).</p>"
+                                     + "".join(f"<h3>{esc(t['name'])}</h3>{reliability_html(t)}" for t in targets)))
             curves = "".join(f"<h3>{esc(t['name'])}</h3>{c}" for t in targets if (c := curves_html(root, t)))
             if curves:
                 sections.append(Section("curves", "Training curves", "<p>Per epoch and seed; training stops "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from graphprof import workdir
 from graphprof.errors import ConfigError
+from graphprof.models.calibration import apply_temperature, brier, ece, reliability
 from graphprof.runtime import distributed
 from graphprof.training.evaluate import scores
 
@@ -73,12 +74,19 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
     if not main:
         return None, None
-    proba = model.proba(inputs)
-    result = {"test": scores(target.y[parts["test"]], proba[parts["test"]]),
+    raw = model.proba(inputs)
+    model.calibrate(inputs, target.y, parts["val"], raw=raw)
+    proba = apply_temperature(raw, model.temperature)
+    test_y = target.y[parts["test"]]
+    result = {"test": scores(test_y, proba[parts["test"]]),
               "val": scores(target.y[parts["val"]], proba[parts["val"]]),
               "fit_seconds": time.perf_counter() - t0,
               "extra": {"best_epoch": getattr(model, "best_epoch_", None), "C": getattr(model, "c_", None),
-                        "route": getattr(model, "route_", None)}}
+                        "route": getattr(model, "route_", None),
+                        "calibration": {"temperature": model.temperature,
+                                        "test_uncalibrated": {"ece": ece(test_y, raw[parts["test"]]),
+                                                              "brier": brier(test_y, raw[parts["test"]])},
+                                        "test_reliability": reliability(test_y, proba[parts["test"]])}}}
     model.save(run)
     workdir.write_json(run / workdir.RUN_RESULT, result)  # last: the checkpoint is complete
     log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],

@@ -13,7 +13,7 @@ from graphprof.errors import ConfigError
 MIN_CLASS_SIZE = 10   # a class needs this many labelled users to appear in train, validation and test
 MIN_LABELS = 30       # a column needs this many labelled users to be a default target
 MAX_CLASSES = 50      # more distinct values than this is not a categorical column
-METRICS = ("accuracy", "macro_f1", "auc")
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece", "brier")
 
 
 @dataclass
@@ -130,14 +130,21 @@ def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dic
 
 
 def scores(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro-F1 and AUC (one-vs-rest, macro, for more than two classes) of probabilities
-    ``proba`` [n, n_classes] against class indices ``y_true`` [n]."""
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    """Accuracy, balanced accuracy (the mean of the per-class recalls), macro-F1, AUC (one-vs-rest, macro, for
+    more than two classes), expected calibration error (top class, :data:`~graphprof.models.calibration.ECE_BINS`
+    bins) and Brier score of probabilities ``proba`` [n, n_classes] against class indices ``y_true`` [n]."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
+
+    from graphprof.models.calibration import brier, ece
 
     n_classes = proba.shape[1]
+    labels = np.arange(n_classes)
     pred = proba.argmax(axis=1)
+    present = np.unique(y_true)  # balanced accuracy: the recalls of the classes the users have
     out = {"accuracy": float(accuracy_score(y_true, pred)),
-           "macro_f1": float(f1_score(y_true, pred, average="macro", labels=np.arange(n_classes), zero_division=0))}
+           "balanced_accuracy": float(recall_score(y_true, pred, labels=present, average="macro", zero_division=0)),
+           "macro_f1": float(f1_score(y_true, pred, average="macro", labels=labels, zero_division=0)),
+           "ece": ece(y_true, proba), "brier": brier(y_true, proba)}
     try:
         if n_classes == 2:
             out["auc"] = float(roc_auc_score(y_true, proba[:, 1]))
@@ -153,7 +160,7 @@ def summarize(per_seed: list[dict[str, float]]) -> dict[str, dict]:
     """``{metric: {"mean", "std", "values"}}`` over seeds (population std; NaN-aware)."""
     out = {}
     for m in METRICS:
-        vals = np.array([r[m] for r in per_seed], dtype=np.float64)
+        vals = np.array([r.get(m, float("nan")) for r in per_seed], dtype=np.float64)
         finite = vals[np.isfinite(vals)]
         out[m] = {"mean": float(finite.mean()) if len(finite) else None,
                   "std": float(finite.std()) if len(finite) else None,

@@ -50,7 +50,9 @@ class TrainResult:
     """Metrics per target and model, plus what a reader needs to trust them.
 
     Attributes:
-        targets: ``{target: {model: {"accuracy"|"macro_f1"|"auc": {"mean", "std", "values"}}}}``.
+        targets: ``{target: {model: {metric: {"mean", "std", "values"}}}}``, the metrics of
+            :data:`~graphprof.training.evaluate.METRICS` (accuracy, balanced accuracy, macro-F1, AUC, expected
+            calibration error, Brier score) on test users, probabilities calibrated on validation.
         info: per target: classes, dropped classes, labelled users, majority-class rate, split sizes, the
             validation macro-F1 of each model, the picked model, each model's paired macro-F1 difference to
             the ``lr`` baseline (``vs_baseline``), fit seconds, and ``routes`` (``sage`` / ``gat``: ``full`` batch
@@ -71,15 +73,24 @@ class TrainResult:
     def summary_lines(self) -> list[str]:
         """The lines of the side-by-side table: per target and model, test metrics (mean ± std over seeds) and
         validation macro-F1, then what to read them against (majority rate, split sizes, the pick, vs ``lr``)."""
-        head = f"{'target':<14}{'model':<8}" + "".join(f"{m:<18}" for m in METRICS) + "val macro_f1"
+        head = f"{'target':<14}{'model':<8}" + "".join(f"{COLUMN[m]:<16}" for m in METRICS) + "val macro_f1"
         lines = [head, "-" * len(head)]
         for target, models in self.targets.items():
             info = self.info[target]
+            below = False
             for j, (name, summary) in enumerate(models.items()):
-                cells = "".join(f"{_fmt(summary[m]):<18}" for m in METRICS)
+                cells = ""
+                for m in METRICS:
+                    mark = ""
+                    if m == "accuracy" and (summary[m].get("mean") or 0.0) < info["majority_rate"]:
+                        mark, below = " !", True
+                    cells += f"{_fmt(summary.get(m)) + mark:<16}"
                 val = _fmt(info["val_macro_f1"][name])
                 pick = "  <- picked" if info["picked"] == name else ""
                 lines.append(f"{target if j == 0 else '':<14}{name:<8}{cells}{val}{pick}")
+            if below:
+                lines.append(f"{'':<14}! accuracy below the majority-class rate: always answering the largest "
+                             "class scores higher (read balanced accuracy and macro-F1)")
             note = (f"{'':<14}majority-class rate {info['majority_rate']:.3f}; {info['labelled']} labelled users, "
                     f"{info['split_sizes']['train']}/{info['split_sizes']['val']}/{info['split_sizes']['test']} "
                     f"train/val/test per seed")
@@ -106,8 +117,13 @@ class TrainResult:
         return lines
 
 
-def _fmt(s: dict) -> str:
-    return "n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+#: the table's column headers
+COLUMN = {"accuracy": "accuracy", "balanced_accuracy": "bal. accuracy", "macro_f1": "macro_f1", "auc": "auc",
+          "ece": "ece", "brier": "brier"}
+
+
+def _fmt(s: dict | None) -> str:
+    return "n/a" if not s or s.get("mean") is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
 def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> list[str]:
