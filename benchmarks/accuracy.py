@@ -1,5 +1,7 @@
-"""Every model on every dataset present: accuracy, macro-F1 and AUC (mean ± std over seeds), side by side with
-the logistic-regression baseline and, where they exist, published figures for the same data set.
+"""Every model on every dataset present: accuracy, balanced accuracy, macro-F1, AUC and the calibration of the
+probabilities (ECE, Brier), mean ± std over seeds, side by side with the logistic-regression baseline, ``lr``
+on the dense features alone (the baseline without the bag of items, as a reference row), the model ``train``'s
+default set picks, and, where they exist, published figures for the same data set.
 
 Protocol: seeded stratified 60/20/20 train/validation/test splits of the labelled users (split k uses seed k),
 the same splits for every model; hyper-parameters and early stopping on validation only; metrics on test users.
@@ -33,6 +35,8 @@ import torch  # noqa: E402
 from graphprof.communities.stage import detect_communities  # noqa: E402
 from graphprof.graph.build import build  # noqa: E402
 from graphprof.models import MODELS  # noqa: E402
+from graphprof.training import DEFAULT_MODELS  # noqa: E402
+from graphprof.training.evaluate import pick_model  # noqa: E402
 from graphprof.training.train import train  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -63,6 +67,35 @@ def fmt(s: dict) -> str:
     return "n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
+def dense_only_lr(work: Path, targets: list[str], seeds: int, protocol: str) -> dict[str, dict]:
+    """``lr`` without the bag of items (``bag=False``: the dense features alone), fitted and calibrated on the
+    same splits as ``train``'s, for the reference row: the summary of its test metrics per target."""
+    from graphprof import workdir
+    from graphprof.models.baseline import LogisticBaseline
+    from graphprof.training.evaluate import scores, split, summarize
+    from graphprof.training.train import _inductive_inputs, _load
+
+    graph_id = workdir.require_built(work).get("graph_id")
+    inputs, _, target_objs, _ = _load(work, graph_id, targets, cache=False)
+    out = {}
+    for target in target_objs:
+        per_seed = []
+        for s in range(seeds):
+            parts = split(target, s)
+            fit_on = _inductive_inputs(inputs, parts["test"]) if protocol == "inductive" else inputs
+            model = LogisticBaseline(seed=s, bag=False).fit(fit_on, target.y, parts["train"], parts["val"],
+                                                         target.classes)
+            model.calibrate(inputs, target.y, parts["val"])
+            per_seed.append(scores(target.y[parts["test"]], model.proba(inputs)[parts["test"]]))
+        out[target.name] = summarize(per_seed)
+    return out
+
+
+def row(model: str, summary: dict, *rest: str) -> str:
+    cells = [fmt(summary[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece", "brier")]
+    return "| " + " | ".join([model, *cells, *rest]) + " |"
+
+
 def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[str], epochs: int | None,
         lines: list[str]) -> None:
     if not Path(spec["data"]).is_dir():
@@ -81,22 +114,28 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
                            protocol=protocol)
             secs = time.perf_counter() - t0
             print(result.table())
+            dense = dense_only_lr(work, list(result.targets), seeds, protocol) if "lr" in models else {}
             for target, per_model in result.targets.items():
                 info = result.info[target]
+                default = [m for m in DEFAULT_MODELS if m in per_model]
+                default_pick = pick_model({m: info["val_macro_f1"][m] for m in default}) if default else None
                 lines += ["", f"### {name} / {target} / {protocol}", "",
                           f"{info['labelled']} labelled users, {len(info['classes'])} classes, majority-class rate "
-                          f"{info['majority_rate']:.3f}; {seeds} seeds; picked on validation: **{info['picked']}**; "
-                          f"train stage {secs:.0f} s for all models and seeds.", "",
-                          "| model | accuracy | macro-F1 | AUC | val macro-F1 | vs lr (macro-F1, paired) | fit s |",
-                          "|---|---|---|---|---|---|---:|"]
+                          f"{info['majority_rate']:.3f}; {seeds} seeds; picked on validation among the models "
+                          f"below: **{info['picked']}**; among the default set ({', '.join(default)}): "
+                          f"**{default_pick}**; train stage {secs:.0f} s for all models and seeds.", "",
+                          "| model | accuracy | bal. accuracy | macro-F1 | AUC | ECE | Brier | val macro-F1 | "
+                          "vs lr (macro-F1, paired) | fit s |",
+                          "|---|---|---|---|---|---|---|---|---|---:|"]
                 for model, summary in per_model.items():
                     vs = info["vs_baseline"].get(model)
                     verdict = "baseline" if vs is None else (
                         f"{vs['macro_f1_diff']:+.3f} ({'beyond' if abs(vs['macro_f1_diff']) > vs['spread'] else 'within'}"
                         f" spread {vs['spread']:.3f})")
-                    lines.append(f"| {model} | {fmt(summary['accuracy'])} | {fmt(summary['macro_f1'])} | "
-                                 f"{fmt(summary['auc'])} | {fmt(info['val_macro_f1'][model])} | {verdict} | "
-                                 f"{info['fit_seconds'][model]:.1f} |")
+                    lines.append(row(model, summary, fmt(info["val_macro_f1"][model]), verdict,
+                                     f"{info['fit_seconds'][model]:.1f}"))
+                if target in dense:
+                    lines.append(row("lr, dense features only (reference)", dense[target], "", "", ""))
                 for ref in PUBLISHED.get((name, target), []) if protocol == protocols[0] else []:
                     lines.append("")
                     lines.append(f"Published: {ref}")
