@@ -1,7 +1,7 @@
 """Every model on every dataset present: accuracy, balanced accuracy, macro-F1, AUC and the calibration of the
-probabilities (ECE, Brier), mean ± std over seeds, side by side with the logistic-regression baseline, ``lr``
-on the dense features alone (the baseline without the bag of items, as a reference row), the model ``train``'s
-default set picks, and, where they exist, published figures for the same data set.
+probabilities (ECE, Brier), mean ± std over seeds, side by side with the logistic-regression baseline,
+reference rows on the same splits (``lr`` on the dense features alone, without the bag of items; ``sign``
+without its blend with ``lr``), the model ``train``'s default set picks, and, where they exist, published figures for the same data set.
 
 Protocol: seeded stratified 60/20/20 train/validation/test splits of the labelled users (split k uses seed k),
 the same splits for every model; hyper-parameters and early stopping on validation only; metrics on test users.
@@ -67,11 +67,16 @@ def fmt(s: dict) -> str:
     return "n/a" if s["mean"] is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
 
 
-def dense_only_lr(work: Path, targets: list[str], seeds: int, protocol: str) -> dict[str, dict]:
-    """``lr`` without the bag of items (``bag=False``: the dense features alone), fitted and calibrated on the
-    same splits as ``train``'s, for the reference row: the summary of its test metrics per target."""
+#: reference rows: a model with other settings, fitted and calibrated on the same splits as train's
+REFERENCES = {"lr": ("lr, dense features only (reference)", {"bag": False}),
+              "sign": ("sign without the blend with lr (reference)", {"blend": False})}
+
+
+def reference(work: Path, targets: list[str], seeds: int, protocol: str, model: str) -> dict[str, dict]:
+    """``model`` with :data:`REFERENCES`' settings (``lr`` on the dense features alone; ``sign`` without its
+    blend), fitted and calibrated on the same splits as ``train``'s: the summary of its test metrics per
+    target."""
     from graphprof import workdir
-    from graphprof.models.baseline import LogisticBaseline
     from graphprof.training.evaluate import scores, split, summarize
     from graphprof.training.train import _inductive_inputs, _load
 
@@ -83,10 +88,10 @@ def dense_only_lr(work: Path, targets: list[str], seeds: int, protocol: str) -> 
         for s in range(seeds):
             parts = split(target, s)
             fit_on = _inductive_inputs(inputs, parts["test"]) if protocol == "inductive" else inputs
-            model = LogisticBaseline(seed=s, bag=False).fit(fit_on, target.y, parts["train"], parts["val"],
-                                                         target.classes)
-            model.calibrate(inputs, target.y, parts["val"])
-            per_seed.append(scores(target.y[parts["test"]], model.proba(inputs)[parts["test"]]))
+            fitted = MODELS[model](seed=s, **REFERENCES[model][1]).fit(fit_on, target.y, parts["train"],
+                                                                       parts["val"], target.classes)
+            fitted.calibrate(inputs, target.y, parts["val"])
+            per_seed.append(scores(target.y[parts["test"]], fitted.proba(inputs)[parts["test"]]))
         out[target.name] = summarize(per_seed)
     return out
 
@@ -114,7 +119,7 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
                            protocol=protocol)
             secs = time.perf_counter() - t0
             print(result.table())
-            dense = dense_only_lr(work, list(result.targets), seeds, protocol) if "lr" in models else {}
+            refs = {m: reference(work, list(result.targets), seeds, protocol, m) for m in REFERENCES if m in models}
             for target, per_model in result.targets.items():
                 info = result.info[target]
                 default = [m for m in DEFAULT_MODELS if m in per_model]
@@ -134,8 +139,8 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
                         f" spread {vs['spread']:.3f})")
                     lines.append(row(model, summary, fmt(info["val_macro_f1"][model]), verdict,
                                      f"{info['fit_seconds'][model]:.1f}"))
-                if target in dense:
-                    lines.append(row("lr, dense features only (reference)", dense[target], "", "", ""))
+                for m, per_target in refs.items():
+                    lines.append(row(REFERENCES[m][0], per_target[target], "", "", ""))
                 for ref in PUBLISHED.get((name, target), []) if protocol == protocols[0] else []:
                     lines.append("")
                     lines.append(f"Published: {ref}")

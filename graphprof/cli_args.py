@@ -88,9 +88,11 @@ def _add_train(sub, common) -> None:
                    help="users-table column to predict (repeatable; default: every categorical column with "
                         "enough labels)")
     t.add_argument("--models", default=",".join(DEFAULT_MODELS), metavar="LIST",
-                   help="comma-separated models among lr (baseline), sage, gat (GNNs; full batch or neighbour-"
-                        "sampled mini-batches by graph size), sign (precomputed neighbourhood aggregates + MLP "
-                        "on mini-batches: the one for item-heavy data and millions of users) (default: %(default)s)")
+                   help="comma-separated models among lr (baseline: logistic regression on the user's features "
+                        "and bag of items), sign (precomputed neighbourhood aggregates + MLP on mini-batches: "
+                        "the one for item-heavy data and millions of users), sage, gat (GNNs; full batch or "
+                        "neighbour-sampled mini-batches by graph size). The graph models blend their "
+                        "probabilities with an lr, weighted on validation (default: %(default)s)")
     t.add_argument("--seeds", type=int, default=3, metavar="N", help="number of seeded splits (default: 3)")
     t.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum epochs for GNN models (default: 200)")
     t.add_argument("--protocol", default="transductive", choices=list(PROTOCOLS),

@@ -52,17 +52,26 @@ def _batches(data, fanout, seed, n=3):
     return [b for _, b in zip(range(n), loader)]
 
 
-def _net(data, conv):
+#: the plain net, and the tuned one (identity skips + LayerNorm): every way of running it gives the same numbers
+ARCHS = {"plain": {}, "residual+norm": {"residual": True, "norm": True}}
+
+
+def _net(data, conv, arch="plain"):
     torch.manual_seed(0)
     net = HeteroSAGENet({nt: data[nt].x.shape[1] for nt in data.node_types}, list(data.edge_types), hidden=16,
-                        out=3, layers=2, dropout=0.3, conv=conv)
+                        out=3, layers=2, dropout=0.3, conv=conv, **ARCHS[arch])
+    if arch != "plain":  # LayerNorm starts as the identity affine map: move it, so a skipped norm would show
+        with torch.no_grad():
+            for p in net.norms.parameters():
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.5)
     return net.eval()
 
 
 # ------------------------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("conv", ["sage", "gat"])
-def test_all_neighbours_minibatch_forward_equals_full_batch(data, conv):
-    net = _net(data, conv)
+def test_all_neighbours_minibatch_forward_equals_full_batch(data, conv, arch):
+    net = _net(data, conv, arch)
     with torch.no_grad():
         full_logits, full_emb = net(data.x_dict, data.edge_index_dict)
         seeds = torch.randperm(3000, generator=torch.Generator().manual_seed(1))[:300]
@@ -78,9 +87,10 @@ def test_all_neighbours_minibatch_forward_equals_full_batch(data, conv):
             torch.testing.assert_close(untrimmed[:n], full_logits[ids], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("conv", ["sage", "gat"])
-def test_layerwise_inference_equals_full_batch_for_every_node_type(data, conv):
-    net = _net(data, conv)
+def test_layerwise_inference_equals_full_batch_for_every_node_type(data, conv, arch):
+    net = _net(data, conv, arch)
     with torch.no_grad():
         full = net.node_reps(data.x_dict, data.edge_index_dict)
         chunked = net.layerwise_reps(data.x_dict, CSRGraph(data), chunk_nodes=1000, chunk_edges=2000)

@@ -76,6 +76,10 @@ class LogisticBaseline(Model):
                         "pca_components": pca.components_, "coef": lr.coef_[:, :k], "intercept": lr.intercept_}
         if bag is not None:
             self.arrays_.update(idf=idf, bag_coef=lr.coef_[:, k:])
+        if self.params == LogisticBaseline(seed=self.seed).params:  # the blend of the graph models reuses it
+            from graphprof.models.blend import remember_baseline
+
+            remember_baseline(self, inputs, y, train_idx, val_idx)
 
     def _bag_rows(self, inputs: ModelInput, rows: np.ndarray | None):
         """The TF-IDF bag of ``rows`` (every user where None), or None for a model fitted without one."""

@@ -44,6 +44,7 @@ from torch_geometric.loader import NodeLoader
 
 from graphprof.errors import ConfigError
 from graphprof.models.base import Model, ModelInput, macro_f1
+from graphprof.models.blend import BlendWithBaseline
 from graphprof.models.gnn_net import HeteroSAGENet
 from graphprof.models.ops import adam
 from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
@@ -108,7 +109,7 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.where(std > 1e-12, std, 1.0)
 
 
-class HeteroSAGE(Model):
+class HeteroSAGE(BlendWithBaseline, Model):
     """Heterogeneous GraphSAGE classifier.
 
     Args:
@@ -124,6 +125,10 @@ class HeteroSAGE(Model):
             layer, outermost hop last; -1: all); ``None``: :meth:`_fanout`'s.
         mode: ``"full"``, ``"minibatch"``, or ``"auto"``: mini-batches when ``batch_size`` is given or a
             whole-graph step visits more than :data:`FULL_BATCH_MAX_WORK` nodes and edges, else full batch.
+        residual, norm: identity skips and a ``LayerNorm`` per layer and node type
+            (:class:`~graphprof.models.gnn_net.HeteroSAGENet`).
+        blend: average the net's probabilities with those of an ``lr`` fitted on the same users, the net's
+            weight chosen on validation (:mod:`graphprof.models.blend`).
     """
 
     name = "sage"
@@ -131,10 +136,12 @@ class HeteroSAGE(Model):
 
     def __init__(self, seed: int = 0, hidden: int = 64, layers: int = 2, dropout: float = 0.3, lr: float = 0.01,
                  weight_decay: float = 5e-4, epochs: int = 200, patience: int = 30, batch_size: int | None = None,
-                 fanout: tuple[int, ...] | list[int] | None = None, mode: str = "auto"):
+                 fanout: tuple[int, ...] | list[int] | None = None, mode: str = "auto", residual: bool = True,
+                 norm: bool = True, blend: bool = True):
         super().__init__(seed=seed, hidden=hidden, layers=layers, dropout=dropout, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, batch_size=batch_size,
-                         fanout=None if fanout is None else [int(k) for k in fanout], mode=mode)
+                         fanout=None if fanout is None else [int(k) for k in fanout], mode=mode,
+                         residual=residual, norm=norm, blend=blend)
 
     def _route(self, inputs: ModelInput) -> str:
         """``"full"`` or ``"minibatch"``, from ``mode``, ``batch_size`` and the graph's size."""
@@ -216,8 +223,9 @@ class HeteroSAGE(Model):
         edges = self._edges(inputs)
         self.in_dims_ = {nt: int(x.shape[1]) for nt, x in x_dict.items()}
         self.edge_types_ = [list(et) for et in edges]
+        self.arch_ = {"residual": bool(p.get("residual")), "norm": bool(p.get("norm"))}
         self.net_ = HeteroSAGENet(self.in_dims_, list(edges), p["hidden"], len(self.classes_), p["layers"],
-                                  p["dropout"], conv=self.conv)
+                                  p["dropout"], conv=self.conv, **self.arch_)
         opt = adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         yt = torch.as_tensor(np.array(y, dtype=np.int64))  # a writable copy: y may be a read-only view
         counts = np.bincount(y[train_idx], minlength=len(self.classes_)).astype(np.float64)
@@ -247,6 +255,10 @@ class HeteroSAGE(Model):
         self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.history_ = history
+        self.blend_, self.lr_ = None, None
+        if p.get("blend"):
+            net_val = torch.softmax(self._forward(inputs)[0][val_idx].double(), dim=1).numpy()
+            self._fit_blend(inputs, y, train_idx, val_idx, net_val)
         log.debug("%s: %s route, best epoch %d of %d", self.name, self.route_, self.best_epoch_, len(history))
 
     def _patience_epochs(self, n_train: int) -> int:
@@ -316,7 +328,7 @@ class HeteroSAGE(Model):
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
         logits, _ = self._forward(inputs)
-        return torch.softmax(logits.double(), dim=1).numpy()
+        return self._blended(torch.softmax(logits.double(), dim=1).numpy(), lambda: self.lr_.proba(inputs))
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
@@ -338,7 +350,9 @@ class HeteroSAGE(Model):
             arrays[f"norm.{nt}.mean"] = torch.from_numpy(mean)
             arrays[f"norm.{nt}.std"] = torch.from_numpy(std)
         config = {"in_dims": self.in_dims_, "edge_types": self.edge_types_, "best_epoch": self.best_epoch_,
-                  "history": self.history_, "route": self.route_, "fanout": getattr(self, "fanout_", None)}
+                  "history": self.history_, "route": self.route_, "fanout": getattr(self, "fanout_", None),
+                  **self.arch_}
+        self._blend_state(config, arrays)
         return config, arrays
 
     def _from_state(self, config, arrays) -> None:
@@ -351,10 +365,13 @@ class HeteroSAGE(Model):
         self.fanout_ = config.get("fanout")  # the mini-batch route's sampling (None: full batch)
         self.norm_ = {nt: (arrays[f"norm.{nt}.mean"].numpy(), arrays[f"norm.{nt}.std"].numpy())
                       for nt in self.in_dims_}
+        # a config without them: a net without skips or norms
+        self.arch_ = {"residual": bool(config.get("residual", False)), "norm": bool(config.get("norm", False))}
         self.net_ = HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], p["hidden"],
-                                  len(self.classes_), p["layers"], p["dropout"], conv=self.conv)
+                                  len(self.classes_), p["layers"], p["dropout"], conv=self.conv, **self.arch_)
         self.net_.load_state_dict({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
+        self._blend_from_state(config, arrays)
 
 
 class HeteroGAT(HeteroSAGE):

@@ -34,18 +34,35 @@ def _conv(kind: str, hidden: int):
 
 class HeteroSAGENet(nn.Module):
     """Per-type input projections, ``layers`` ``HeteroConv`` layers (one ``conv`` -- ``"sage"`` or ``"gat"`` --
-    per edge type), the user's representations after every layer concatenated, and a linear head."""
+    per edge type), the user's representations after every layer concatenated, and a linear head.
+
+    Each layer's output for a node type is ``h + dropout(relu(norm(conv(h))))``: with ``norm``, a ``LayerNorm``
+    per layer and node type; with ``residual``, the identity skip ``h +`` (the tuned classic GNNs of Luo et
+    al., NeurIPS 2024: residual connections and normalisation let deeper and wider nets train). Without both,
+    ``dropout(relu(conv(h)))``."""
 
     def __init__(self, in_dims: dict[str, int], edge_types: list[tuple[str, str, str]], hidden: int,
-                 out: int, layers: int, dropout: float, conv: str = "sage"):
+                 out: int, layers: int, dropout: float, conv: str = "sage", residual: bool = False,
+                 norm: bool = False):
         super().__init__()
         self.dropout = dropout
+        self.residual = residual
         self.lin_in = nn.ModuleDict({nt: nn.Linear(d, hidden) for nt, d in in_dims.items()})
         self.convs = nn.ModuleList([
             HeteroConv({et: _conv(conv, hidden) for et in edge_types}, aggr="sum")
             for _ in range(layers)
         ])
+        self.norms = nn.ModuleList([nn.ModuleDict({nt: nn.LayerNorm(hidden) for nt in in_dims})
+                                    for _ in range(layers)]) if norm else None
         self.head = nn.Linear(hidden * (layers + 1), out)
+
+    def _post(self, layer: int, nt: str, new: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """Layer ``layer`` (0-based)'s output for type ``nt`` from its conv output ``new`` and its input ``prev``
+        (the same rows)."""
+        if self.norms is not None:
+            new = self.norms[layer][nt](new)
+        new = ops.dropout(F.relu(new), self.dropout, self.training)
+        return prev + new if self.residual else new
 
     def node_reps(self, x_dict: dict[str, torch.Tensor], edge_index_dict: dict,
                   types: set[str] | None = None) -> dict[str, torch.Tensor]:
@@ -61,8 +78,7 @@ class HeteroSAGENet(nn.Module):
         for layer, conv in enumerate(self.convs, start=1):
             dst = {nt: h[nt] for nt in order if nt in needed[layer]}
             new = _bipartite_conv(conv, h, dst, edge_index_dict)
-            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
-                 for nt, v in dst.items()}
+            h = {nt: self._post(layer - 1, nt, new[nt], v) if nt in new else v for nt, v in dst.items()}
             for nt in reps:
                 reps[nt].append(h[nt])
         return {nt: torch.cat(v, dim=1) for nt, v in reps.items()}
@@ -98,8 +114,7 @@ class HeteroSAGENet(nn.Module):
             dst = {nt: v[:sum(num_nodes[nt][:hops])] for nt, v in h.items()}
             edges = {et: ei[:, :sum(num_edges[et][:hops])] for et, ei in edge_index_dict.items()}
             new = _bipartite_conv(conv, h, dst, edges)
-            h = {nt: ops.dropout(F.relu(new[nt]), self.dropout, self.training) if nt in new else v
-                 for nt, v in dst.items()}
+            h = {nt: self._post(layer, nt, new[nt], v) if nt in new else v for nt, v in dst.items()}
             reps.append(h[seed_type][:batch_size])
         emb = torch.cat(reps, dim=1)
         return self.head(emb), emb
@@ -132,7 +147,8 @@ class HeteroSAGENet(nn.Module):
                 parts = []
                 for start, stop in graph.chunks(nt, into, chunk_nodes, chunk_edges):
                     edges = {et: graph.in_edges_of_range(et, start, stop) for et in into}
-                    parts.append(F.relu(_bipartite_conv(conv, h, {nt: v[start:stop]}, edges)[nt]))
+                    out = _bipartite_conv(conv, h, {nt: v[start:stop]}, edges)[nt]
+                    parts.append(self._post(layer, nt, out, v[start:stop]))
                 new[nt] = torch.cat(parts)
             h = new
             for nt, v in h.items():

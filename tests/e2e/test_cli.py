@@ -47,18 +47,18 @@ def test_train_json_and_artifacts(built):
     doc = json.loads(r.stdout)  # stdout holds one JSON document and nothing else
     assert set(doc["targets"]) == {"gender", "age_band", "spend_level"}
     for target, models in doc["targets"].items():
-        assert set(models) == {"lr", "sage"}
+        assert set(models) == {"lr", "sign"}  # the default set
         for summary in models.values():
-            for metric in ("accuracy", "macro_f1", "auc"):
+            for metric in ("accuracy", "balanced_accuracy", "macro_f1", "auc", "ece"):
                 assert 0.0 <= summary[metric]["mean"] <= 1.0
                 assert len(summary[metric]["values"]) == 2
         assert doc["target_info"][target]["picked"] in models
-        pred = pd.read_parquet(work / "models" / target / "sage" / "predictions.parquet")
+        pred = pd.read_parquet(work / "models" / target / "sign" / "predictions.parquet")
         assert len(pred) == 3000
         assert set(pred["split"]) == {"train", "val", "test", "unlabelled"}
         probs = pred.filter(like="proba_")
         assert ((probs.sum(axis=1) - 1).abs() < 1e-6).all()
-        assert (work / "models" / target / "sage" / "seed_0" / "weights.safetensors").exists()
+        assert (work / "models" / target / "sign" / "seed_0" / "weights.safetensors").exists()
     # same seed, same numbers (one target is enough: each target's runs are seeded on their own)
     again = run("train", "--workdir", str(work), "--json", "--seeds", "2", "--epochs", "40", "-q",
                 "--target", "gender")

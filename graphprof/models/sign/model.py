@@ -78,6 +78,7 @@ from torch.nn.parallel import DistributedDataParallel
 from graphprof.errors import ConfigError
 from graphprof.models.bag import fit_idf
 from graphprof.models.base import Model, ModelInput, macro_f1
+from graphprof.models.blend import BlendWithBaseline
 from graphprof.models.ops import adam
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
 from graphprof.models.sign.net import SIGNNet, make_bag
@@ -99,7 +100,7 @@ LARGE_TRAIN_USERS = 100_000
 
 
 # -------------------------------------------------------------------------------------------------- model
-class SIGN(SIGNBlocks, Model):
+class SIGN(SIGNBlocks, BlendWithBaseline, Model):
     """SIGN-style classifier over precomputed per-relation, per-hop aggregates (see the module docstring).
 
     Args:
@@ -110,7 +111,9 @@ class SIGN(SIGNBlocks, Model):
         lr, weight_decay: Adam settings. batch_size: users per step (smaller where the training users would
             make fewer than 8 steps an epoch). epochs: maximum epochs per grid point. patience: epochs without a
             better validation macro-F1 before stopping. item_dropout: share of a bag's entries dropped in
-            training. wide: add the bags' linear terms to the logits.
+            training. wide: add the bags' linear terms to the logits. blend: on the grid route, average the
+            net's probabilities with those of an ``lr`` fitted on the same users, the net's weight chosen on
+            validation (:mod:`graphprof.models.blend`).
 
     Raises (in ``fit``):
         ConfigError: a ``block_sets`` entry other than ``"all"`` / ``"own"``, or an empty grid.
@@ -123,11 +126,11 @@ class SIGN(SIGNBlocks, Model):
                  block_sets: tuple[str, ...] = ("all", "own"), hidden_grid: tuple[int, ...] = (64,),
                  dropout_grid: tuple[float, ...] = (0.3, 0.5), lr: float = 0.003, weight_decay: float = 1e-4,
                  batch_size: int = 1024, epochs: int = 60, patience: int = 6, item_dropout: float = 0.3,
-                 wide: bool = True):
+                 wide: bool = True, blend: bool = True):
         super().__init__(seed=seed, hops=hops, top_k=top_k, copurchase=copurchase, block_sets=list(block_sets),
                          hidden_grid=list(hidden_grid), dropout_grid=list(dropout_grid), lr=lr,
                          weight_decay=weight_decay, batch_size=batch_size, epochs=epochs, patience=patience,
-                         item_dropout=item_dropout, wide=wide)
+                         item_dropout=item_dropout, wide=wide, blend=blend)
 
     # -------------------------------------------------------------------------------------------- blocks
     def _blocks(self, inputs: ModelInput, raw: tuple | None = None) -> tuple[list[torch.Tensor], list]:
@@ -214,6 +217,10 @@ class SIGN(SIGNBlocks, Model):
         self.net_ = self._new_net(hidden, dropout, self.dense_dims_, self.sparse_)
         self.net_.load_state_dict(state)
         self.net_.eval()
+        self.blend_, self.lr_ = None, None
+        if p.get("blend", False) and self.route_ == "grid":
+            net_val = self._run(self.net_, [dense[b] for b in keep], [bags[b] for b in keep], val_idx)[0]
+            self._fit_blend(inputs, y, train_idx, val_idx, torch.softmax(net_val.double(), dim=1).numpy())
 
     def _new_net(self, hidden: int, dropout: float, dense_dims: list[int], sparse: list[bool]) -> SIGNNet:
         p = self.params
@@ -296,7 +303,8 @@ class SIGN(SIGNBlocks, Model):
         return self._run(self.net_, dense, bags, np.arange(inputs.graph.num_users))
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
-        return torch.softmax(self._forward(inputs)[0].double(), dim=1).numpy()
+        net = torch.softmax(self._forward(inputs)[0].double(), dim=1).numpy()
+        return self._blended(net, lambda: self.lr_.proba(inputs))
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
@@ -306,7 +314,8 @@ class SIGN(SIGNBlocks, Model):
         return self._run(self.net_, dense, bags, np.arange(len(rows)))
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
-        return torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()
+        net = torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()
+        return self._blended(net, lambda: self.lr_.proba(inputs, rows))
 
     def _embed_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         return self._forward_rows(inputs, rows)[1].numpy().astype(np.float64)
@@ -325,6 +334,7 @@ class SIGN(SIGNBlocks, Model):
                   "choice": self.choice_, "best_epoch": self.best_epoch_, "history": self.history_,
                   "route": self.route_,
                   "world_size": self.world_size_}
+        self._blend_state(config, arrays)
         return config, arrays
 
     def _from_state(self, config, arrays) -> None:
@@ -347,3 +357,4 @@ class SIGN(SIGNBlocks, Model):
         self.net_ = self._new_net(c["hidden"], c["dropout"], self.dense_dims_, self.sparse_)
         self.net_.load_state_dict({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
+        self._blend_from_state(config, arrays)  # none on the large route
