@@ -100,7 +100,7 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
     from graphprof.graph import load_graph
     from graphprof.models import ModelInput, get_model
 
-    trained = [d.parent.name for d in workdir.model_dirs(root) if d.name == model]
+    trained = [workdir.target_name(d.parent) for d in workdir.model_dirs(root) if d.name == model]
     if target is None:
         if not trained:
             raise ArtifactError(f"{root}/: no trained '{model}' model found; run 'graphprof train' first "

@@ -89,16 +89,17 @@ def picked_model(root: Path, target: str) -> str:
 
     scores = {}
     for d in workdir.model_dirs(root, workdir.MODEL_METRICS):
-        if d.parent.name == target:
+        if d.parent.name == workdir.folder_name(target):
             m = workdir.read_json(d / workdir.MODEL_METRICS, missing="run 'graphprof train'")
             scores[d.name] = m["val_macro_f1"]
     if not scores:
-        raise ArtifactError(f"{root / workdir.MODELS_DIR / target}/: no trained model; run 'graphprof train' first")
+        raise ArtifactError(f"{root / workdir.MODELS_DIR / workdir.folder_name(target)}/: no trained model for target "
+                            f"{target!r}; run 'graphprof train' first")
     return pick_model(scores)
 
 
 def trained_targets(root: Path) -> list[str]:
-    return sorted({d.parent.name for d in workdir.model_dirs(root, workdir.MODEL_METRICS)})
+    return sorted({workdir.target_name(d.parent) for d in workdir.model_dirs(root, workdir.MODEL_METRICS)})
 
 
 def _friend_community(root: Path, graph: extend.ExtendedGraph, new_index: np.ndarray) -> np.ndarray | None:

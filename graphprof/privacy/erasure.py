@@ -266,7 +266,7 @@ class ErasurePlan(DerivedErasure):
         for d in workdir.model_dirs(root):
             c = workdir.load_json_if_any(d / workdir.MODEL_CONFIG)
             if c and c.get(workdir.NEEDS_RETRAINING):
-                marked.append(f"{d.parent.name}/{d.name}")
+                marked.append(f"{workdir.target_name(d.parent)}/{d.name}")
         lg = workdir.load_json_if_any(root / workdir.LIGHTGCN_DIR / workdir.MODEL_META)
         if lg and lg.get("info", {}).get(workdir.NEEDS_RETRAINING):
             marked.append(Path(workdir.LIGHTGCN_DIR).name)

@@ -22,13 +22,14 @@ def target_summaries(root: Path, manifest: dict) -> list[dict]:
         return []
     train = manifest.get("stages", {}).get("train", {})
     t_order, m_order = train.get("targets", []), ["lr", *[m for m in train.get("models", []) if m != "lr"]]
-    names = sorted((d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("_")),
-                   key=lambda t: (t_order.index(t) if t in t_order else len(t_order), t))
+    folders = {workdir.target_name(d): d for d in base.iterdir()
+               if d.is_dir() and not d.name.startswith(("_", "."))}
+    names = sorted(folders, key=lambda t: (t_order.index(t) if t in t_order else len(t_order), t))
     found = []
     for name in names:
         hint = f"run 'graphprof train --target {name}' again"
         models = {}
-        dirs = sorted((d for d in (base / name).iterdir() if (d / workdir.MODEL_METRICS).is_file()),
+        dirs = sorted((d for d in folders[name].iterdir() if (d / workdir.MODEL_METRICS).is_file()),
                       key=lambda d: (m_order.index(d.name) if d.name in m_order else len(m_order), d.name))
         for d in dirs:
             model_dir = workdir.model_dir(root, name, d.name)

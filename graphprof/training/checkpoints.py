@@ -26,7 +26,7 @@ log = logging.getLogger("graphprof")
 def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool,
              protocol: str = "transductive") -> Path:
     """The folder this target's run is written to; on ``resume``, an interrupted run with the same settings."""
-    staging = Path(root) / workdir.PARTIAL_TRAIN / target.name
+    staging = Path(root) / workdir.PARTIAL_TRAIN / workdir.folder_name(target.name)
     settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
                 "classes": target.classes, "protocol": protocol}
     found = workdir.load_json_if_any(staging / workdir.RUN_SETTINGS)

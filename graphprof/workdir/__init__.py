@@ -68,6 +68,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     community_methods,
     embedding_files,
     export_sidecars,
+    folder_name,
     ids_path,
     model_dir,
     model_dirs,
@@ -76,5 +77,6 @@ from graphprof.workdir.paths import (  # noqa: F401
     run_dir,
     seed_dir,
     table_path,
+    target_name,
 )
 

@@ -5,6 +5,8 @@ No other module spells an artifact's file name; each stage asks here for the pat
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -80,8 +82,45 @@ def rejects_path(root: Path, table: str) -> Path:
     return Path(root) / REJECTS_DIR / f"{table}.csv"
 
 
+#: a name taken from the data (a users-table column) is its own folder name only if it looks like this
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: names Windows keeps for devices, with or without an extension
+_DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
+def folder_name(name: str) -> str:
+    """The folder a name from the data (a target column) is written under: the name itself where it is plain
+    (letters, digits, ``_ . -``, not starting with a dot or ``_``, at most 64 characters, not ending in a dot, not
+    a reserved device name), else a slug of its plain characters and a hash of the whole name
+    (``<slug>-<12 hex>``). So no name -- ``..``, ``/``, ``\\``, NUL, 300 characters, ``CON`` -- forms a path
+    outside its folder, and two names never share one. The real name is kept in the folder's ``config.json``."""
+    if (_PLAIN_NAME.fullmatch(name) and not name.endswith(".")
+            and name.split(".")[0].lower() not in _DEVICE_NAMES):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_.-")[:40] or "target"
+    if slug.split(".")[0].lower() in _DEVICE_NAMES:
+        slug = f"t_{slug}"
+    return f"{slug}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
+
 def model_dir(root: Path, target: str, model: str) -> Path:
-    return Path(root) / MODELS_DIR / target / model
+    """``models/<target's folder>/<model>/`` (:func:`folder_name`; model names come from the registry)."""
+    return Path(root) / MODELS_DIR / folder_name(target) / model
+
+
+def target_name(target_folder: Path) -> str:
+    """The real target name of a ``models/<folder>/`` (the ``target`` its models' ``config.json`` records; the
+    folder name where none does)."""
+    import json
+
+    for config in sorted(Path(target_folder).glob(f"*/{MODEL_CONFIG}")):
+        try:
+            found = json.loads(config.read_text(encoding="utf-8")).get("target")
+        except (OSError, ValueError):
+            continue
+        if isinstance(found, str):
+            return found
+    return Path(target_folder).name
 
 
 def seed_dir(folder: Path, seed: int) -> Path:
