@@ -517,3 +517,45 @@ def test_random_defects_never_crash_and_every_row_is_kept_or_rejected_once(purch
     # and each rejected tie's duplicate names a kept line
     dup_lines = v.rejects["friendships"]["reason"].str.extract(r"duplicate of line (\d+)")[0].dropna().astype(int)
     assert set(dup_lines) <= set(f[ROW])
+
+
+# --------------------------------------------------------------------------------- timestamp units
+@pytest.mark.parametrize(("unit", "per_second"), [("milliseconds", 10**3), ("microseconds", 10**6),
+                                                   ("nanoseconds", 10**9)])
+def test_a_column_in_another_epoch_unit_is_converted_and_said(tmp_path, unit, per_second):
+    rows = "".join(f"1,a,{(1704067200 + 3600 * k) * per_second}\n" for k in range(5))
+    kept, rejects, acc = validate_one(tmp_path, "purchases", "user_id,item_id,timestamp\n" + rows)
+    assert len(rejects) == 0
+    assert kept["timestamp"].tolist() == [JAN_1_2024 + 3600.0 * k for k in range(5)]
+    assert acc["timestamp_unit"] == unit
+
+
+def test_epoch_seconds_say_no_unit_and_an_outlier_does_not_change_the_unit(tmp_path):
+    rows = "1,a,1704067200\n1,a,1704070800\n1,a,9999999999\n"
+    kept, rejects, acc = validate_one(tmp_path, "purchases", "user_id,item_id,timestamp\n" + rows)
+    assert "timestamp_unit" not in acc
+    assert kept["timestamp"].tolist() == [JAN_1_2024, JAN_1_2024 + 3600.0]
+    assert rejects_as_tuples(rejects) == [
+        (4, "timestamp", "9999999999", "timestamp must lie between 1970 and 2100. Got '9999999999' instead.")]
+
+
+def test_a_row_out_of_range_in_a_milliseconds_column_says_how_it_was_read(tmp_path):
+    rows = "1,a,1704067200000\n1,a,1704070800000\n1,a,9999999999999999\n"
+    kept, rejects, acc = validate_one(tmp_path, "purchases", "user_id,item_id,timestamp\n" + rows)
+    assert acc["timestamp_unit"] == "milliseconds" and len(kept) == 2
+    assert rejects_as_tuples(rejects) == [
+        (4, "timestamp", "9999999999999999", "timestamp must lie between 1970 and 2100 (read as epoch "
+         "milliseconds, the unit of the column as a whole). Got '9999999999999999' instead.")]
+
+
+def test_build_says_the_unit_it_converted(tmp_path):
+    from graphprof.graph.build import build
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "".join(f"u{k % 7},i{k % 5},{(1704067200 + 60 * k) * 1000}\n" for k in range(40))
+    (data / "purchases.csv").write_text("user_id,item_id,timestamp\n" + rows)
+    result = build(tmp_path / "work", data=data)
+    assert result.accounting["purchases"]["rejected"] == 0
+    assert ("purchases: timestamps are epoch milliseconds (judged from the column as a whole); converted to "
+            "seconds") in result.summary_lines()

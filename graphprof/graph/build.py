@@ -43,6 +43,9 @@ class BuildResult:
         for name, acc in self.accounting.items():
             where = f", see {workdir.rejects_path(self.workdir, name)}" if acc["rejected"] else ""
             lines.append(f"{name}: read {acc['read']} = kept {acc['kept']} + rejected {acc['rejected']}{where}")
+            if acc.get("timestamp_unit"):
+                lines.append(f"{name}: timestamps are epoch {acc['timestamp_unit']} (judged from the column as a "
+                             "whole); converted to seconds")
         nodes = ", ".join(f"{n} {t}" for t, n in self.graph["nodes"].items())
         edges = ", ".join(f"{n} {t.split('__')[1]}" for t, n in self.graph["edges"].items()
                           if not t.split("__")[1].startswith("rev_"))

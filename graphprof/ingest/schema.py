@@ -33,6 +33,12 @@ REJECT_COLUMNS = ["source_file", "source_row", "column", "value", "reason"]
 UNKNOWN_CATEGORY = "unknown"
 # Epoch seconds accepted for timestamps: 1970-01-01 .. 2100-01-01.
 TIME_MIN, TIME_MAX = 0.0, 4102444800.0
+#: epoch units a numeric timestamp column may be in, with their number per second (a clock in seconds reads
+#: 1.7e9 today, in milliseconds 1.7e12)
+TIME_UNITS = (("seconds", 1.0), ("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+#: the dates a shop's purchase plausibly has, 1990 .. 2100, which :func:`time_unit` judges a unit by
+PLAUSIBLE_TIME = (631152000.0, TIME_MAX)
+_UNIT_SAMPLE = 1_000_000  # numbers of a column that judge its unit, evenly spaced
 MAX_QUANTITY = 1e9  # beyond this a quantity is a typo, and beyond 2**63 it cannot even be stored
 _PII = re.compile(r"e[-_]?mail|phone|mobile|address|street|name|ssn|passport|(^|[_\W])ip($|[_\W])|ip_?addr",
                   re.IGNORECASE)
@@ -144,8 +150,24 @@ def _numbers(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s, errors="coerce").astype("float64")
 
 
-def parse_timestamps(s: pd.Series) -> pd.Series:
-    """Epoch seconds (numbers) or ISO-8601 text (with or without zone; naive = UTC) -> float epoch seconds."""
+def time_unit(s: pd.Series) -> tuple[str, float]:
+    """The epoch unit of a timestamp column's numbers, judged from the column as a whole: the unit of
+    :data:`TIME_UNITS` under which most of its numbers are plausible dates (:data:`PLAUSIBLE_TIME`; ties go to
+    the smaller unit, seconds first), and how many of it make a second. Seconds where no unit makes any number a
+    plausible date (the out-of-range rows are then rejected as such)."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return TIME_UNITS[0]
+    numbers = _numbers(s).to_numpy()
+    numbers = numbers[::max(1, len(numbers) // _UNIT_SAMPLE)]
+    lo, hi = PLAUSIBLE_TIME
+    counts = [int(((numbers >= lo * k) & (numbers < hi * k)).sum()) for _, k in TIME_UNITS]
+    best = int(np.argmax(counts))  # the first of the largest: seconds on a tie
+    return TIME_UNITS[best] if counts[best] > 0 else TIME_UNITS[0]
+
+
+def parse_timestamps(s: pd.Series, per_second: float = 1.0) -> pd.Series:
+    """Epoch numbers in a unit with ``per_second`` of it a second (:func:`time_unit`), or ISO-8601 text (with or
+    without zone; naive = UTC) -> float epoch seconds."""
     if pd.api.types.is_datetime64_any_dtype(s):
         ts = pd.to_datetime(s, utc=True)
         out = pd.Series(np.nan, index=s.index)
@@ -153,6 +175,8 @@ def parse_timestamps(s: pd.Series) -> pd.Series:
         out[ok] = _epoch_seconds(ts[ok])
         return out
     out = _numbers(s)
+    if per_second != 1.0:
+        out = out / per_second
     text = s.notna() & out.isna()
     if text.any():
         ts = pd.to_datetime(s[text].astype(str), format="ISO8601", utc=True, errors="coerce")
@@ -181,11 +205,14 @@ def _validate_purchases(raw: RawTable):
     c.require_columns()
     df = c.df
     out = _id_columns(c, ("user_id", "item_id"))
+    unit = TIME_UNITS[0]
     if "timestamp" in df:
-        ts = parse_timestamps(df["timestamp"])
+        unit = time_unit(df["timestamp"])
+        ts = parse_timestamps(df["timestamp"], unit[1])
         given = df["timestamp"].notna()
         c.reject(given & ts.isna(), "timestamp", "be epoch seconds or an ISO-8601 date")
-        c.reject(given & ((ts < TIME_MIN) | (ts >= TIME_MAX)), "timestamp", "lie between 1970 and 2100")
+        read_as = "" if unit[1] == 1.0 else f" (read as epoch {unit[0]}, the unit of the column as a whole)"
+        c.reject(given & ((ts < TIME_MIN) | (ts >= TIME_MAX)), "timestamp", f"lie between 1970 and 2100{read_as}")
         out["timestamp"] = ts
     else:
         out["timestamp"] = np.nan
@@ -210,7 +237,10 @@ def _validate_purchases(raw: RawTable):
     out["weight"] = out["rating"].fillna(1.0) if "rating" in out else 1.0
     out = out.drop(columns=["rating"], errors="ignore")
     out[ROW] = df[ROW].to_numpy()
-    return c.result(_rows(out, ~c.bad))
+    kept, rejects, acc = c.result(_rows(out, ~c.bad))
+    if unit[1] != 1.0:  # said in the accounting and by build-graph: the numbers were converted
+        acc["timestamp_unit"] = unit[0]
+    return kept, rejects, acc
 
 
 def _validate_friendships(raw: RawTable):
