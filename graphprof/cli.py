@@ -10,9 +10,11 @@ Exit codes: 0 success; 2 bad usage or bad input (one clear message, no traceback
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 
@@ -184,8 +186,34 @@ def _threads(parser: argparse.ArgumentParser, given: int | None) -> int | None:
     return given
 
 
+#: what the machine said, in words, and what to do: the failures of the user's environment, not of graphprof
+ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: ("no space left on the device", "free some space and run the command again"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or raise the quota, and run the command again"),
+    errno.EACCES: ("permission denied", "give this user write access, or choose another --workdir"),
+    errno.EPERM: ("operation not permitted", "give this user write access, or choose another --workdir"),
+    errno.EROFS: ("the file system is read-only", "choose a --workdir on a writable file system"),
+}
+
+
+def environment_message(exc: OSError, workdir: str | None) -> str | None:
+    """One line for a failure of the machine (disk full, permission denied, read-only), naming the path and
+    saying that the previous artifacts are intact; None for any other OSError."""
+    code = exc.errno
+    if code is None:  # Arrow's writers say it in the message only: "[errno 28] No space left on device"
+        found = re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)
+        code = int(found.group(1)) if found else None
+    what = ENVIRONMENT_ERRORS.get(code)
+    if what is None:
+        return None
+    where = exc.filename or workdir or "the work directory"
+    return (f"{what[0]} while writing {where}: {what[1]}. Every file is replaced only once it is complete (a "
+            "build or a train run as a whole), so the previous artifacts are intact")
+
+
 def _run(args) -> int:
-    """The command, with its exit code: 2 for a user's mistake, 130 when interrupted, 1 for a bug."""
+    """The command, with its exit code: 2 for a user's mistake or the environment (a full disk, a permission
+    denied), 130 when interrupted, 1 for a bug."""
     from graphprof.runtime import distributed
 
     # a failed data-parallel worker exits inside the handler (distributed.exit_worker): freeing the traceback
@@ -205,6 +233,13 @@ def _run(args) -> int:
         distributed.exit_worker(130)
         return 130
     except Exception as exc:
+        # the machine failing (disk full, permission denied) is said plainly; any other OSError is a bug of ours
+        said = environment_message(exc, getattr(args, "workdir", None)) if isinstance(exc, OSError) else None
+        if said is not None:
+            if distributed.is_main():
+                print(f"error: {said}", file=sys.stderr)
+            distributed.exit_worker(2)
+            return 2
         if distributed.lost_peer(exc):  # another data-parallel worker stopped first; it says why
             print(f"error: training process {distributed.rank()} stopped: another one stopped first", file=sys.stderr)
             distributed.exit_worker(1, note=False)

@@ -5,6 +5,7 @@ This is the one function the command line calls; a notebook calls it the same wa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -128,7 +129,10 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
         # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL),
         # so the build does not wait for them. Each task writes its own files; all are awaited before the
         # manifest is written and the lock released, and their errors raised here.
-        with workdir.locked(root, "build-graph"), ThreadPoolExecutor(max_workers=1) as io:
+        # written into .partial-build/ first; its folders replace the previous build's only once all are
+        # written, so a build that fails half-way (a bad file, a full disk) leaves the previous one whole
+        staging = root / workdir.PARTIAL_BUILD
+        with workdir.locked(root, "build-graph"), _staged(staging), ThreadPoolExecutor(max_workers=1) as io:
             hashes = io.submit(lambda: {name: workdir.sha256_file(p) for name, p in named.items()})
             log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
             stage("validate")
@@ -136,9 +140,10 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             seconds["read_validate"] = time.perf_counter() - t0
             notes = adapted.notes
             del raw, adapted  # the tables as read, in Arrow memory: validation made its own
-            tables_written = io.submit(_write_tables, root, validated)
+            tables_written = io.submit(_write_tables, staging, validated)
             if validated.accounting["purchases"]["kept"] == 0:
                 tables_written.result()
+                workdir.replace_dir(staging / workdir.REJECTS_DIR, root / workdir.REJECTS_DIR)  # why: for the user
                 acc = validated.accounting["purchases"]
                 got = ("no data rows" if acc["read"] == 0 else
                        f"all {acc['read']} rows rejected; see {workdir.rejects_path(root, 'purchases')}")
@@ -153,22 +158,44 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
 
             graph = build_graph(validated)
             seconds["graph"] = time.perf_counter() - t0
-            graph_saved = io.submit(_save_graph_and_hash, graph, root)
+            graph_saved = io.submit(_save_graph_and_hash, graph, staging)
             stage("features")
             t0 = time.perf_counter()
             features = build_features(graph, seed=seed)
-            save_features(features, root, seed)
+            save_features(features, staging, seed)
             seconds["features"] = time.perf_counter() - t0
             log.info("features: %d users x %d columns", *features.frame.shape)
             stage("write")
             tables_written.result()
             graph_id = graph_saved.result()
+            _promote(staging, root)
             _clear_stale(root)
             result = BuildResult(workdir=root, accounting=validated.accounting, graph=describe(graph),
                                  dropped_columns=validated.dropped_columns, seconds=seconds, format=format,
                                  notes=notes)
             _record(root, named, hashes.result(), validated, graph_id, seed, format, keep_pii, seconds, notes)
     return result
+
+
+@contextlib.contextmanager
+def _staged(staging: Path):
+    """An empty staging folder for the build (a leftover of a cut-off build is removed), removed again however
+    the build ends."""
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _promote(staging: Path, root: Path) -> None:
+    """Replace the previous build's folders by the staged ones (each by two renames, :func:`workdir.replace_dir`;
+    a folder the new build did not write is removed)."""
+    for name in workdir.BUILD_DIRS:
+        if (staging / name).exists():
+            workdir.replace_dir(staging / name, root / name)
+        elif (root / name).exists():
+            shutil.rmtree(root / name)
 
 
 def _record(root: Path, named: dict, sha: dict, validated: ValidatedTables, graph_id: str, seed: int,

@@ -27,6 +27,7 @@ from graphprof.workdir.manifest import (  # noqa: F401
     update_manifest,
 )
 from graphprof.workdir.paths import (  # noqa: F401
+    BUILD_DIRS,
     CACHE_DIR,
     COMMUNITIES_DIR,
     COMMUNITY_ASSIGNMENTS,
@@ -36,6 +37,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     EMBEDDINGS_DIR,
     EMBEDDINGS_META,
     ERASURES,
+    FEATURES_DIR,
     FEATURES_ITEMS,
     FEATURES_META,
     FEATURES_STATE,
@@ -55,6 +57,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     MODEL_WEIGHTS,
     MODELS_DIR,
     NEEDS_RETRAINING,
+    PARTIAL_BUILD,
     PARTIAL_TRAIN,
     PREDICTIONS_NEW,
     REJECTS_DIR,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from graphprof.errors import ArtifactError
-from graphprof.workdir.paths import MODELS_DIR
+from graphprof.workdir.paths import BUILD_DIRS, MODELS_DIR
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -69,10 +69,13 @@ def replace_dir(src: Path, dst: Path) -> Path:
 def recover_dirs(root: Path) -> None:
     """Undo a :func:`replace_dir` cut off between its two renames: restore ``.old-<name>`` where ``<name>`` is
     missing, and drop it where the new folder is in place."""
+    asides = [Path(root) / f".old-{name}" for name in BUILD_DIRS]
     models = Path(root) / MODELS_DIR
-    if not models.exists():
-        return
-    for aside in models.glob("*/.old-*"):
+    if models.exists():
+        asides += list(models.glob("*/.old-*"))
+    for aside in asides:
+        if not aside.exists():
+            continue
         dst = aside.with_name(aside.name[len(".old-"):])
         if dst.exists():
             shutil.rmtree(aside)

@@ -25,6 +25,10 @@ FEATURES_ITEMS = "features/items.parquet"
 FEATURES_META = "features/meta.json"
 FEATURES_STATE = "features/state.safetensors"
 MODELS_DIR = "models"
+PARTIAL_BUILD = ".partial-build"  # a build in progress; its folders replace the previous build's only when done
+FEATURES_DIR = "features"
+#: the folders one build writes, all replaced together when it is done
+BUILD_DIRS = (TABLES_DIR, REJECTS_DIR, GRAPH_DIR, FEATURES_DIR)
 PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
 CACHE_DIR = "cache"                # cache/<graph id>/<key>/: label-free arrays the models reuse (workdir.cache)
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
