@@ -62,7 +62,8 @@ def _cmd_train(args) -> int | None:
         preflight(args.workdir, models, args.seeds, args.epochs, args.protocol)
         return distributed.launch(args.argv, args.nproc)
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
-                   seed=args.seed, resume=args.resume, protocol=args.protocol, cache=not args.no_cache)
+                   seed=args.seed, resume=args.resume, protocol=args.protocol, cache=not args.no_cache,
+                   audit=args.audit)
     if distributed.is_main():  # the other workers print nothing
         _emit(args, "\n".join(result.summary_lines()), result.to_json())
     return None

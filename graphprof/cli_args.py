@@ -102,6 +102,11 @@ def _add_train(sub, common) -> None:
     t.add_argument("--no-cache", action="store_true",
                    help="compute the label-free arrays (sign's bag of items and its hops) in every fit instead of "
                         "reusing them from the work directory's cache/ (the numbers are the same either way)")
+    t.add_argument("--audit", default=None, metavar="COL",
+                   help="fairness audit by a users-table column that is not a target of the run (e.g. gender, "
+                        "age_band): per group of COL on the test users, the picked model's support, accuracy, "
+                        "selection rate, true- and false-positive rates, and the demographic-parity and "
+                        "equalized-odds differences (fairlearn's definitions), mean ± std over the seeds")
     t.add_argument("--resume", action="store_true",
                    help="continue an interrupted run with the same settings from its last finished (model, seed)")
     t.add_argument("--nproc", type=int, default=None, metavar="N",

@@ -178,3 +178,31 @@ def reliability_html(t: dict) -> str:
     bottom.bar(centres, r["count"], width=1.0 / ECE_BINS, edgecolor="black", color="C0")
     bottom.set(xlim=(0, 1), xlabel="probability of the top class (calibrated)", ylabel="users")
     return png_img(fig, f"reliability diagram of {t['picked']} for {t['name']}")
+
+
+def audit_html(t: dict) -> str:
+    """The fairness audit of the picked model (``train --audit COL``), where the last run made one: per group of
+    COL on the test users, support, accuracy and the class's rates; the two differences; a plain sentence where
+    a difference exceeds the seeds' spread. Empty where there is none."""
+    s = t["models"][t["picked"]]["metrics"].get("audit")
+    if not s:
+        return ""
+    if s.get("class") is None:
+        return (f"<p>{esc(t['picked'])} by {esc(s['column'])}: fewer than two groups with enough test users to "
+                "compare.</p>")
+    def cell(m):
+        return "n/a" if m["mean"] is None else f"{m['mean']:.3f} ± {m['std']:.3f}"
+    rows = [[g, f"{m['support']['mean']:.0f}", *(cell(m[k]) for k in ("accuracy", "selection_rate", "tpr", "fpr"))]
+            for g, m in s["groups"].items()]
+    what = (f"the positive class {s['class']}" if s["positive"] is not None else
+            f"class {s['class']} against the rest, the class whose selection rate differs most between the groups")
+    body = (f"<p>{esc(t['picked'])} by {esc(s['column'])}, on the test users, mean ± std over the seeds; rates of "
+            f"{esc(what)}. {s['unknown']} test users with no {esc(s['column'])} are left out.</p>"
+            + html_table([s["column"], "test users", "accuracy", "selection rate", "TPR", "FPR"], rows))
+    for key, name in (("demographic_parity_difference", "demographic-parity"),
+                      ("equalized_odds_difference", "equalized-odds")):
+        d = s[key]
+        body += f"<p>{name.capitalize()} difference {cell(d)}"
+        body += (" — <b>larger than the seeds' spread</b>: the gap between the groups is not an accident of one "
+                 "split.</p>" if d.get("beyond_spread") else ".</p>")
+    return body

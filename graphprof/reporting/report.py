@@ -20,6 +20,7 @@ from graphprof.errors import ConfigError
 from graphprof.reporting.community_sections import community_html, user_map
 from graphprof.reporting.html import CSS, Section, esc, html_table, note
 from graphprof.reporting.model_sections import (
+    audit_html,
     confusion_html,
     curves_html,
     metrics_html,
@@ -94,7 +95,7 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
 
     Sections, each only where its artifacts exist: input data (row accounting), graph, attribute prediction
     (metrics per target), confusion matrices (picked model, test users), calibration (reliability diagram of the
-    picked model, test users), training curves (models that record
+    picked model, test users), fairness audit (after ``train --audit``), training curves (models that record
     a history, e.g. sage), communities (sizes, profiles; per method), user map (PCA of the exported
     embeddings, else of the features, coloured by community). Trains nothing; reads only.
 
@@ -122,6 +123,12 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
                                      "validation users; in a well-calibrated model, of the users given 70% for "
                                      "their top class, 70% have it (the diagonal).</p>"
                                      + "".join(f"<h3>{esc(t['name'])}</h3>{reliability_html(t)}" for t in targets)))
+            audits = "".join(f"<h3>{esc(t['name'])}</h3>{a}" for t in targets if (a := audit_html(t)))
+            if audits:
+                sections.append(Section("fairness", "Fairness audit", "<p>How the picked model's predictions "
+                                         "differ between the groups of a users-table column it never reads "
+                                         "(<code>graphprof train --audit COL</code>; fairlearn's definitions).</p>"
+                                         + audits))
             curves = "".join(f"<h3>{esc(t['name'])}</h3>{c}" for t in targets if (c := curves_html(root, t)))
             if curves:
                 sections.append(Section("curves", "Training curves", "<p>Per epoch and seed; training stops "

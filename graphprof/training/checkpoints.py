@@ -24,11 +24,11 @@ log = logging.getLogger("graphprof")
 
 
 def _staging(root: Path, target, model_classes, run_seeds, epochs, graph_id, resume: bool,
-             protocol: str = "transductive") -> Path:
+             protocol: str = "transductive", audit: str | None = None) -> Path:
     """The folder this target's run is written to; on ``resume``, an interrupted run with the same settings."""
     staging = Path(root) / workdir.PARTIAL_TRAIN / workdir.folder_name(target.name)
     settings = {"models": list(model_classes), "seeds": run_seeds, "epochs": epochs, "graph_id": graph_id,
-                "classes": target.classes, "protocol": protocol}
+                "classes": target.classes, "protocol": protocol, **({"audit": audit} if audit else {})}
     found = workdir.load_json_if_any(staging / workdir.RUN_SETTINGS)
     if found is not None:
         if resume and found == settings:
@@ -51,7 +51,7 @@ def _shared(cls) -> bool:
     return bool(getattr(cls, "distributed", False)) and distributed.active()
 
 
-def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs=None):
+def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs=None, groups=None):
     """Fit one (model, seed), or load it where its checkpoint (``result.json``, written last) exists.
 
     Data parallel: rank 0 decides whether the checkpoint exists; the other ranks fit with it and get
@@ -87,6 +87,11 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
                                         "test_uncalibrated": {"ece": ece(test_y, raw[parts["test"]]),
                                                               "brier": brier(test_y, raw[parts["test"]])},
                                         "test_reliability": reliability(test_y, proba[parts["test"]])}}}
+    if groups is not None:  # train --audit: the test users' predictions by group
+        from graphprof.training.fairness import audit
+
+        test = parts["test"]
+        result["audit"] = audit(test_y, proba[test].argmax(axis=1), groups[test], target.classes)
     model.save(run)
     workdir.write_json(run / workdir.RUN_RESULT, result)  # last: the checkpoint is complete
     log.info("%s / %s / seed %d: test macro-F1 %.3f (%.1fs)", target.name, name, s, result["test"]["macro_f1"],

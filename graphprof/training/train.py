@@ -110,6 +110,10 @@ class TrainResult:
                 d, spread = v["macro_f1_diff"], v["spread"]
                 verdict = "better than" if d > spread else "worse than" if d < -spread else "within"
                 lines.append(f"{'':<14}{m} vs lr: macro-F1 {d:+.3f}, {verdict} the seeds' spread ({spread:.3f})")
+            if info.get("audit"):
+                from graphprof.training.fairness import audit_lines
+
+                lines.extend(f"{'':<14}{line}" for line in audit_lines(info["audit"], info["picked"]))
         protocol = next(iter(self.info.values()), {}).get("protocol", "transductive")
         seen = ("unseen while fitting: inductive" if protocol == "inductive"
                 else "in the graph while fitting, labels hidden: transductive")
@@ -139,7 +143,8 @@ def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> li
 
 def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
           models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
-          seed: int = 0, resume: bool = False, protocol: str = "transductive", cache: bool = True) -> TrainResult:
+          seed: int = 0, resume: bool = False, protocol: str = "transductive", cache: bool = True,
+          audit: str | None = None) -> TrainResult:
     """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
     ``models/<target>/<model>/``.
 
@@ -156,6 +161,10 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         resume: continue an interrupted run with the same settings: every (model, seed) fit that finished is
             kept (its checkpoint is in ``.partial-train/``), the rest is fitted. Without it, a leftover
             interrupted run is discarded.
+        audit: a users-table column (gender, an age band) to audit every model's test predictions by
+            (:mod:`graphprof.training.fairness`): per group support, accuracy, selection rate, true- and
+            false-positive rates, and the demographic-parity and equalized-odds differences; in the table, the
+            JSON (``target_info[t]["audit"]``, the picked model's) and each model's ``metrics.json``.
         cache: reuse (and write) the label-free arrays of this graph under ``cache/``
             (:mod:`graphprof.workdir.cache`): computed by the first fit that needs them, memory-mapped by every
             later one (other seeds, targets, runs). The numbers are the same without it.
@@ -173,7 +182,8 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     Raises:
         ArtifactError: no graph in the work directory (run ``build-graph`` first), or ``community`` asked for
             and no (current) communities found (run ``communities`` first).
-        ConfigError: unknown model or target, or ``seeds`` < 1.
+        ConfigError: unknown model or target, or ``seeds`` < 1, or an ``audit`` column the users table lacks or
+            that is a target of the run.
     """
     root = Path(workdir_path)
     model_classes = check_args(models, seeds, epochs, protocol)
@@ -190,12 +200,13 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         # every rank reads the same files (on several machines: shared storage)
         inputs, target_names, target_objs, sources = distributed.everywhere(
             lambda: _load(root, manifest.get("graph_id"), targets, cache))
+        groups = _audit_groups(root, inputs, audit, target_names) if audit is not None else None
         run_seeds = [seed + k for k in range(seeds)]
         result = TrainResult(seeds=run_seeds)
         t_start = time.perf_counter()
         for target in target_objs:
             summaries, info = _train_target(root, inputs, target, model_classes, run_seeds, epochs,
-                                            manifest.get("graph_id"), resume, protocol)
+                                            manifest.get("graph_id"), resume, protocol, (audit, groups))
             if not main:
                 continue
             result.targets[target.name], result.info[target.name] = summaries, info
@@ -293,12 +304,28 @@ def _inductive_inputs(inputs: ModelInput, test_idx: np.ndarray) -> ModelInput:
     return ModelInput(graph=graph, features=features)
 
 
+def _audit_groups(root: Path, inputs: ModelInput, column: str, target_names: list[str]) -> np.ndarray:
+    """The ``--audit`` column aligned to the graph's users (None where unknown), once it is checked."""
+    from graphprof.training.fairness import group_labels
+
+    users = load_tables(root, "users")
+    present = [c for c in (users.columns if users is not None else []) if c != "user_id"]
+    if column not in present:
+        raise ConfigError(f"--audit must be a users-table column ({', '.join(present) or 'no users table'}). "
+                          f"Got {column!r} instead")
+    if column in target_names:
+        raise ConfigError(f"--audit must not be a target of the same run: auditing {column!r} by itself says "
+                          f"nothing. Got --audit {column} with targets {', '.join(target_names)}")
+    return group_labels(users, inputs.graph.user_ids, column)
+
+
 def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_id, resume=False,
-                  protocol="transductive"):
+                  protocol="transductive", audit=(None, None)):
+    column, groups = audit
     staging = Path(distributed.on_main(
-        lambda: _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol)))
+        lambda: _staging(root, target, model_classes, run_seeds, epochs, graph_id, resume, protocol, column)))
     runs, first_split, first_proba = _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs,
-                                                protocol)
+                                                protocol, groups)
     if not distributed.is_main():
         return None, None
     per_seed = {m: [r["test"] for r in runs[m]] for m in model_classes}
@@ -322,12 +349,19 @@ def _train_target(root, inputs, target, model_classes, run_seeds, epochs, graph_
             "val_macro_f1": val_f1, "picked": picked, "vs_baseline": versus,
             "fit_seconds": {m: float(np.mean(v)) for m, v in fit_seconds.items()},
             "routes": {m: e[0].get("route") for m, e in extra.items() if e and e[0].get("route")}}
+    audits = {}
+    if column is not None:
+        from graphprof.training.fairness import summarize_audit
+
+        audits = {m: summarize_audit(column, [r["audit"] for r in runs[m]]) for m in model_classes}
+        info["audit"] = {**audits[picked], "model": picked}
     for name in model_classes:
         out = staging / name
         workdir.write_json(out / workdir.MODEL_METRICS, {"target": target.name, "model": name, "seeds": run_seeds,
                                                   "test": summaries[name], "val_macro_f1": val_f1[name],
                                                   "per_seed_test": per_seed[name], "per_seed_val": val[name],
-                                                  "runs": extra[name]})
+                                                  "runs": extra[name],
+                                                  **({"audit": audits[name]} if name in audits else {})})
         # timings apart, so metrics.json is byte-identical for the same inputs and seed
         workdir.write_json(out / workdir.MODEL_TIMINGS, {"fit_seconds": fit_seconds[name]})
         workdir.write_json(out / workdir.MODEL_CONFIG, {"target": target.name, "model": name, "classes": target.classes,
@@ -350,7 +384,7 @@ def _torch_threads() -> int | None:
     return int(torch.get_num_threads()) if torch is not None else None
 
 
-def _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs, protocol):
+def _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs, protocol, groups=None):
     """Every (model, seed) fit of one target (or resumed from its checkpoint), seed by seed on that seed's
     split, with one progress bar over them. Returns ``({model: [the fit's result.json, per seed]}, the first
     seed's split, {model: the first seed's probabilities})``; on the other ranks of a data-parallel run the
@@ -367,7 +401,8 @@ def _fit_seeds(staging, inputs, target, model_classes, run_seeds, epochs, protoc
             fit_inputs = (_inductive_inputs(inputs, parts["test"]) if protocol == "inductive" and mine else None)
             for name, cls in mine.items():
                 fits.set_postfix_str(f"{name} seed {s}")
-                done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs)
+                done, proba = _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inputs,
+                                             groups)
                 fits.update()
                 if not main:
                     continue
