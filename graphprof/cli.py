@@ -107,6 +107,13 @@ def _cmd_forget(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
+def _cmd_explain(args) -> None:
+    from graphprof.explaining.explain import explain
+
+    result = explain(args.workdir, args.user_id, target=args.target, top=args.top)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_report(args) -> None:
     from graphprof.reporting.report import write_report
 
@@ -142,7 +149,7 @@ def _cmd_similar(args) -> None:
 
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
             "predict": _cmd_predict, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
-            "similar": _cmd_similar, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
+            "similar": _cmd_similar, "explain": _cmd_explain, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"graphprof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_export_embeddings,
-                _add_recommend_similar, _add_forget, _add_report, _add_generate):
+                _add_recommend_similar, _add_explain, _add_forget, _add_report, _add_generate):
         add(sub, common)
     return parser
 
@@ -175,6 +175,19 @@ def _add_recommend_similar(sub, common) -> None:
         r.add_argument("user_id", metavar="USER_ID", help="a user id as in your data")
         r.add_argument("-k", type=int, default=10, help="how many (default: 10)")
         r.add_argument("--key-file", metavar="FILE", help="the key, where the export was pseudonymized")
+
+
+def _add_explain(sub, common) -> None:
+    ex = _command(sub, "explain", common, "why the picked models gave a user their profile",
+                  "examples:\n  graphprof explain C00042\n  graphprof explain C00042 --target gender --top 5 --json\n\n"
+                  "Per target, the picked model's prediction and the signed contributions of the user's features, "
+                  "items bought and friends, largest first, each with its share. lr: exact (coefficient x value; "
+                  "with the intercept they sum to its logit). sign: integrated gradients (Captum) of the "
+                  "calibrated probability from the average training user with no items and no friends; they sum "
+                  "to the distance between the two. sage and gat are not explained. Reads only.")
+    ex.add_argument("user_id", metavar="USER_ID", help="a user id as in your data")
+    ex.add_argument("--target", metavar="COL", help="one trained target (default: every one)")
+    ex.add_argument("--top", type=int, default=10, metavar="K", help="contributions shown per target (default: 10)")
 
 
 def _add_forget(sub, common) -> None:

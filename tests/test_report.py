@@ -30,7 +30,8 @@ HTML_CLASS = "<b>x</b>"   # replaces gender 'f': must appear escaped, never as m
 MATH_CLASS = "$5^_$"      # replaces spend_level 'high': invalid mathtext if it reached matplotlib unescaped
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = LightGCNConfig(dim=8, layers=2, epochs=4, eval_every=2, batch_size=512)
-FULL_SECTIONS = ["Input data", "Graph", "Attribute prediction", "Confusion matrices", "Calibration", "Training curves",
+FULL_SECTIONS = ["Input data", "Graph", "Attribute prediction", "Confusion matrices", "Calibration", "Why this profile",
+                 "Training curves",
                  "Communities", "User map"]
 TARGETS = ["gender", "spend_level"]
 METHODS = ["leiden", "louvain"]
@@ -126,10 +127,10 @@ def test_every_section_is_there_in_order(full, full_page):
     assert result.missing == []
     assert "Not in this report yet" not in page.all_text
     # one sub-heading per target in each model section, one per community method
-    assert page.h3 == TARGETS * 4 + METHODS
+    assert page.h3 == TARGETS * 5 + METHODS
     assert result.to_json() == {"path": str(result.path), "sections": FULL_SECTIONS, "missing": [],
                                 "images": result.images}
-    assert result.summary_lines()[0].startswith(f"report: {result.path} (8 sections: Input data, Graph")
+    assert result.summary_lines()[0].startswith(f"report: {result.path} (9 sections: Input data, Graph")
 
 
 def test_images_are_embedded_pngs(full, full_page):
@@ -217,7 +218,7 @@ def test_every_combination_of_models_reports(tmp_path):
     result = write_report(work)
     page = Page(result.path.read_text(encoding="utf-8"))
     assert "Training curves" in result.sections and "Calibration" in result.sections
-    assert page.h3.count("gender") == 4
+    assert page.h3.count("gender") == 5  # metrics, confusion, calibration, why this profile, curves
     assert "sign" in page.all_text and "sage" in page.all_text
 
 

@@ -203,6 +203,31 @@ def audit_html(t: dict) -> str:
                       ("equalized_odds_difference", "equalized-odds")):
         d = s[key]
         body += f"<p>{name.capitalize()} difference {cell(d)}"
-        body += (" — <b>larger than the seeds' spread</b>: the gap between the groups is not an accident of one "
+        body += (" — <strong>larger than the seeds' spread</strong>: the gap between the groups is not an accident of one "
                  "split.</p>" if d.get("beyond_spread") else ".</p>")
     return body
+
+
+def explain_html(root, t: dict) -> str:
+    """One worked example of ``graphprof explain`` for the target: the first test user (by id) of the first
+    seed's split, its picked model's prediction and its 8 largest contributions."""
+    from graphprof.errors import ConfigError
+    from graphprof.explaining.explain import explain
+
+    test = t["pred"][t["pred"]["split"] == "test"]
+    if test.empty:
+        return "<p>No test users in the saved predictions.</p>"
+    user = str(sorted(test["user_id"].astype(str))[0])
+    try:
+        e = explain(root, user, target=t["name"], top=8).targets[t["name"]]
+    except ConfigError as exc:  # a model explain does not support: say so
+        return f"<p>{esc(str(exc))}</p>"
+    rows = [[c["kind"], c["name"], "" if c["value"] is None else f"{c['value']:.4g}", f"{c['contribution']:+.4f}",
+             f"{c['share']:.1%}"] for c in e["contributions"]]
+    if e["rest"]["count"]:
+        rows.append(["", f"{e['rest']['count']} smaller terms", "", f"{e['rest']['contribution']:+.4f}",
+                     f"{e['rest']['share']:.1%}"])
+    return (f"<p>User <code>{esc(user)}</code>: <strong>{esc(e['predicted'])}</strong> (p = {e['probability']:.3f}) by "
+            f"{esc(e['model'])}. Method: {esc(e['method'])}. In {esc(e['unit'])}: {esc(e['explained'])}. "
+            f"<code>graphprof explain {esc(user)} --target {esc(t['name'])}</code> gives the same.</p>"
+            + html_table(["kind", "name", "value", "contribution", "share"], rows, left=(0, 1)))

@@ -23,6 +23,7 @@ from graphprof.reporting.model_sections import (
     audit_html,
     confusion_html,
     curves_html,
+    explain_html,
     metrics_html,
     reliability_html,
     target_summaries,
@@ -95,7 +96,8 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
 
     Sections, each only where its artifacts exist: input data (row accounting), graph, attribute prediction
     (metrics per target), confusion matrices (picked model, test users), calibration (reliability diagram of the
-    picked model, test users), fairness audit (after ``train --audit``), training curves (models that record
+    picked model, test users), why this profile (one
+    worked example of ``explain`` per target), fairness audit (after ``train --audit``), training curves (models that record
     a history, e.g. sage), communities (sizes, profiles; per method), user map (PCA of the exported
     embeddings, else of the features, coloured by community). Trains nothing; reads only.
 
@@ -123,6 +125,11 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
                                      "validation users; in a well-calibrated model, of the users given 70% for "
                                      "their top class, 70% have it (the diagonal).</p>"
                                      + "".join(f"<h3>{esc(t['name'])}</h3>{reliability_html(t)}" for t in targets)))
+            sections.append(Section("explain", "Why this profile", "<p>One worked example per target: the "
+                                     "signed contributions of a test user's features, items and friends to the "
+                                     "picked model's prediction, largest first.</p>"
+                                     + "".join(f"<h3>{esc(t['name'])}</h3>{explain_html(root, t)}"
+                                               for t in targets)))
             audits = "".join(f"<h3>{esc(t['name'])}</h3>{a}" for t in targets if (a := audit_html(t)))
             if audits:
                 sections.append(Section("fairness", "Fairness audit", "<p>How the picked model's predictions "
