@@ -212,7 +212,7 @@ def test_picked_model_hand_written(tmp_path, scores, expected):
 
 
 def test_picked_model_without_metrics(tmp_path):
-    with pytest.raises(ArtifactError, match=r"no trained model; run 'graphprof train' first"):
+    with pytest.raises(ArtifactError, match=r"no trained model for target 'gender'; run 'graphprof train' first"):
         picked_model(tmp_path, "gender")
 
 
