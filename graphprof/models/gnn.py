@@ -126,7 +126,9 @@ class HeteroSAGE(BlendWithBaseline, Model):
         mode: ``"full"``, ``"minibatch"``, or ``"auto"``: mini-batches when ``batch_size`` is given or a
             whole-graph step visits more than :data:`FULL_BATCH_MAX_WORK` nodes and edges, else full batch.
         residual, norm: identity skips and a ``LayerNorm`` per layer and node type
-            (:class:`~graphprof.models.gnn_net.HeteroSAGENet`).
+            (:class:`~graphprof.models.gnn_net.HeteroSAGENet`; Luo et al. 2024). Off by default: at this
+            depth and width, with the jumping-knowledge head, they lowered the bundled sample's age_band and
+            left Deezer as it was (docs/models.md).
         blend: average the net's probabilities with those of an ``lr`` fitted on the same users, the net's
             weight chosen on validation (:mod:`graphprof.models.blend`).
     """
@@ -136,8 +138,8 @@ class HeteroSAGE(BlendWithBaseline, Model):
 
     def __init__(self, seed: int = 0, hidden: int = 64, layers: int = 2, dropout: float = 0.3, lr: float = 0.01,
                  weight_decay: float = 5e-4, epochs: int = 200, patience: int = 30, batch_size: int | None = None,
-                 fanout: tuple[int, ...] | list[int] | None = None, mode: str = "auto", residual: bool = True,
-                 norm: bool = True, blend: bool = True):
+                 fanout: tuple[int, ...] | list[int] | None = None, mode: str = "auto", residual: bool = False,
+                 norm: bool = False, blend: bool = True):
         super().__init__(seed=seed, hidden=hidden, layers=layers, dropout=dropout, lr=lr,
                          weight_decay=weight_decay, epochs=epochs, patience=patience, batch_size=batch_size,
                          fanout=None if fanout is None else [int(k) for k in fanout], mode=mode,
