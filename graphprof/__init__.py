@@ -13,6 +13,7 @@ result with ``summary_lines()`` and ``to_json()`` (what the command line prints)
 ``export_embeddings``      ``graphprof export-embeddings``: user (and item) embeddings
 ``recommend``, ``similar`` ``graphprof recommend`` / ``similar``: items for a user, nearest users
 ``predict``                ``graphprof predict``: profiles of users the models never saw
+``explain``                ``graphprof explain``: why the picked models gave a user their profile
 ``forget``                 ``graphprof forget``: erase users from every artifact
 ``write_report``           ``graphprof report``: one self-contained HTML file
 ``generate``               ``graphprof generate``: a synthetic shop
@@ -22,7 +23,7 @@ Loaders (``load_graph``, ``load_features``, ``load_embeddings``) and the in-memo
 ``validate_tables``, ``build_graph``, ``build_features``, ``find_communities``, ``profile_communities``,
 ``to_networkx``) serve notebooks. The implementation lives in one sub-package per stage (``ingest``,
 ``graph``, ``features``, ``models``, ``training``, ``communities``, ``embeddings``, ``prediction``,
-``privacy``, ``reporting``, ``runtime``); their module paths are not part of the API.
+``explaining``, ``privacy``, ``reporting``, ``runtime``); their module paths are not part of the API.
 
 Names are imported on first use (PEP 562): ``import graphprof``, and so every command and its ``--help``,
 pays for torch, PyG and scikit-learn only when a stage needs them.
@@ -47,6 +48,7 @@ _EXPORTS = {
     "graphprof.embeddings.export": ("Embeddings", "ExportResult", "export_embeddings", "load_embeddings"),
     "graphprof.embeddings.query": ("recommend", "similar"),
     "graphprof.prediction.predict": ("PredictResult", "predict"),
+    "graphprof.explaining.explain": ("ExplainResult", "explain"),
     "graphprof.privacy.forget": ("ForgetResult", "forget"),
     "graphprof.reporting.report": ("ReportResult", "write_report"),
 }
