@@ -5,7 +5,8 @@ Per group: support, accuracy, selection rate, true- and false-positive rates; ac
 demographic-parity difference (the largest gap in selection rate) and the equalized-odds difference (the larger
 of the largest gaps in true- and false-positive rate), with fairlearn's definitions and functions. A binary
 target's positive class is its second class (sorted); a target of more classes is audited one class against the
-rest for each class, and the differences are the largest over the classes (the class is named).
+rest for each class, and the class whose demographic-parity difference is the largest on average over the
+seeds is shown, with both its differences (the class is named).
 """
 
 from __future__ import annotations
