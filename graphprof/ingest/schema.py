@@ -157,8 +157,7 @@ def time_unit(s: pd.Series) -> tuple[str, float]:
     plausible date (the out-of-range rows are then rejected as such)."""
     if pd.api.types.is_datetime64_any_dtype(s):
         return TIME_UNITS[0]
-    numbers = _numbers(s).to_numpy()
-    numbers = numbers[::max(1, len(numbers) // _UNIT_SAMPLE)]
+    numbers = _numbers(s.iloc[::max(1, len(s) // _UNIT_SAMPLE)]).to_numpy()  # parse the sample only
     lo, hi = PLAUSIBLE_TIME
     counts = [int(((numbers >= lo * k) & (numbers < hi * k)).sum()) for _, k in TIME_UNITS]
     best = int(np.argmax(counts))  # the first of the largest: seconds on a tie

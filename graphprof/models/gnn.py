@@ -128,7 +128,7 @@ class HeteroSAGE(BlendWithBaseline, Model):
         residual, norm: identity skips and a ``LayerNorm`` per layer and node type
             (:class:`~graphprof.models.gnn_net.HeteroSAGENet`; Luo et al. 2024). Off by default: at this
             depth and width, with the jumping-knowledge head, they lowered the bundled sample's age_band and
-            left Deezer as it was (docs/models.md).
+            HetRec's communities and left Deezer as it was (docs/models.md).
         blend: average the net's probabilities with those of an ``lr`` fitted on the same users, the net's
             weight chosen on validation (:mod:`graphprof.models.blend`).
     """
@@ -247,7 +247,7 @@ class HeteroSAGE(BlendWithBaseline, Model):
                 shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
                 shown.update()
                 if val_f1 > best_f1:
-                    best_f1, bad = val_f1, 0
+                    best_f1, bad, best_val = val_f1, 0, val_logits
                     best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
                     self.best_epoch_ = epoch
                 else:
@@ -259,7 +259,8 @@ class HeteroSAGE(BlendWithBaseline, Model):
         self.history_ = history
         self.blend_, self.lr_ = None, None
         if p.get("blend"):
-            net_val = torch.softmax(self._forward(inputs)[0][val_idx].double(), dim=1).numpy()
+            # the best epoch's validation logits: the eval-mode forward of the weights kept, no second pass
+            net_val = torch.softmax(best_val.double(), dim=1).numpy()
             self._fit_blend(inputs, y, train_idx, val_idx, net_val)
         log.debug("%s: %s route, best epoch %d of %d", self.name, self.route_, self.best_epoch_, len(history))
 
