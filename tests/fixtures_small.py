@@ -40,6 +40,15 @@ def load_inputs(work: Path) -> tuple[ModelInput, pd.DataFrame]:
     return inputs, build.load_tables(work, "users")
 
 
+def split_shop(root: Path, target: str):
+    """A shop built into ``root``, with ``target``'s labels and its seed-0 split: ``(inputs, target, split)``."""
+    from graphprof.training import evaluate
+
+    inputs, users = load_inputs(build_shop(root))
+    labels = evaluate.make_target(users, inputs.graph.user_ids, target)
+    return inputs, labels, evaluate.split(labels, seed=0)
+
+
 def small_kwargs(cls) -> dict:
     """Keyword arguments that keep a model quick in tests: few epochs where the model has epochs."""
     return {"epochs": 5} if "epochs" in cls().params else {}

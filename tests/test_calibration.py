@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_small import build_shop, load_inputs, small_kwargs
+from fixtures_small import small_kwargs, split_shop
 from sklearn.metrics import balanced_accuracy_score
 
 from graphprof.models import MODELS
@@ -72,10 +72,7 @@ def test_balanced_accuracy_is_scikit_learns_on_imbalanced_classes():
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    work = build_shop(tmp_path_factory.mktemp("calibration_shop"))
-    inputs, users = load_inputs(work)
-    target = evaluate.make_target(users, inputs.graph.user_ids, "age_band")
-    return inputs, target, evaluate.split(target, seed=0)
+    return split_shop(tmp_path_factory.mktemp("calibration_shop"), "age_band")
 
 
 @pytest.mark.parametrize("name", ["lr", "sign"])

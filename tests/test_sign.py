@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from fixtures_small import build_shop, load_inputs
+from fixtures_small import load_inputs, split_shop
 
 from graphprof.errors import ConfigError
 from graphprof.features import UserFeatures
@@ -32,10 +32,7 @@ ALL_BLOCKS = ["own", "social_1", "social_2", "copurchase"]
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    work = build_shop(tmp_path_factory.mktemp("sign_shop"))
-    inputs, users = load_inputs(work)
-    target = evaluate.make_target(users, inputs.graph.user_ids, "age_band")
-    return inputs, target, evaluate.split(target, seed=0)
+    return split_shop(tmp_path_factory.mktemp("sign_shop"), "age_band")
 
 
 def _fit(shop, seed=0, **kwargs) -> SIGN:

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixtures_small import build_shop, load_inputs
+from fixtures_small import split_shop
 
 from graphprof.models import blend
 from graphprof.models.baseline import LogisticBaseline
@@ -21,10 +21,7 @@ FAST = {"epochs": 5, "hidden_grid": [16], "dropout_grid": [0.3]}
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    work = build_shop(tmp_path_factory.mktemp("blend_shop"))
-    inputs, users = load_inputs(work)
-    target = evaluate.make_target(users, inputs.graph.user_ids, "gender")
-    parts = evaluate.split(target, seed=0)
+    inputs, target, parts = split_shop(tmp_path_factory.mktemp("blend_shop"), "gender")
     model = SIGN(seed=0, **FAST).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
     return inputs, target, parts, model
 
@@ -101,3 +98,19 @@ def test_the_blend_reuses_train_s_lr_of_the_same_split_and_gives_the_same_number
     assert blend.fitted_baseline(inputs, 1, target.classes, flipped, parts["train"], parts["val"]) is None
     again = blend.fitted_baseline(inputs, 1, target.classes, target.y, parts["train"], parts["val"])
     assert again is not lr and np.array_equal(again.arrays_["coef"], lr.arrays_["coef"])
+
+
+def test_sage_blends_the_same_way_from_its_best_epoch_s_validation_logits(shop, tmp_path):
+    from graphprof.models.gnn import HeteroSAGE
+
+    inputs, target, parts, _ = shop
+    model = HeteroSAGE(seed=0, epochs=5).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    w = model.blend_["weight"]
+    net = torch.softmax(model._forward(inputs)[0].double(), dim=1).numpy()
+    lr = LogisticBaseline(seed=0).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    assert np.allclose(model.proba(inputs), w * net + (1 - w) * lr.proba(inputs), atol=1e-12)
+    # the weight chosen from the kept epoch's validation logits is the one the saved net's own give
+    again, _ = blend.choose_weight(target.y[parts["val"]], net[parts["val"]], lr.proba(inputs, parts["val"]))
+    assert again == w
+    model.save(tmp_path / "sage")
+    assert np.array_equal(HeteroSAGE.load(tmp_path / "sage").proba(inputs), model.proba(inputs))
