@@ -68,15 +68,18 @@ def fmt(s: dict) -> str:
 
 
 #: reference rows: a model with other settings, fitted and calibrated on the same splits as train's
-REFERENCES = {"lr": ("lr, dense features only (reference)", {"bag": False}),
-              "sign": ("sign without the blend with lr (reference)", {"blend": False}),
-              "sage": ("sage with identity skips and LayerNorm (reference)", {"residual": True, "norm": True})}
+#: reference rows: (model, label, parameters), each beside its model's row where that model is measured
+REFERENCES = [("lr", "lr, dense features only (reference)", {"bag": False}),
+              ("sign", "sign without the blend with lr (reference)", {"blend": False}),
+              ("sage", "sage with identity skips and LayerNorm (reference)", {"residual": True, "norm": True}),
+              ("sage", "sage with width and depth searched, {64, 128} x {1, 2} (reference)",
+               {"hidden": [64, 128], "layers": [1, 2]})]
 
 
-def reference(work: Path, targets: list[str], seeds: int, protocol: str, model: str) -> dict[str, dict]:
-    """``model`` with :data:`REFERENCES`' settings (``lr`` on the dense features alone; ``sign`` without its
-    blend), fitted and calibrated on the same splits as ``train``'s: the summary of its test metrics per
-    target."""
+def reference(work: Path, targets: list[str], seeds: int, protocol: str, model: str,
+              params: dict) -> dict[str, tuple[dict, float]]:
+    """``model`` with a reference row's ``params``, fitted and calibrated on the same splits as ``train``'s:
+    per target, the summary of its test metrics and the mean seconds of a fit (with its calibration)."""
     from graphprof import workdir
     from graphprof.training.evaluate import scores, split, summarize
     from graphprof.training.train import _inductive_inputs, _load
@@ -85,15 +88,17 @@ def reference(work: Path, targets: list[str], seeds: int, protocol: str, model: 
     inputs, _, target_objs, _ = _load(work, graph_id, targets, cache=False)
     out = {}
     for target in target_objs:
-        per_seed = []
+        per_seed, secs = [], []
         for s in range(seeds):
             parts = split(target, s)
             fit_on = _inductive_inputs(inputs, parts["test"]) if protocol == "inductive" else inputs
-            fitted = MODELS[model](seed=s, **REFERENCES[model][1]).fit(fit_on, target.y, parts["train"],
-                                                                       parts["val"], target.classes)
+            t0 = time.perf_counter()
+            fitted = MODELS[model](seed=s, **params).fit(fit_on, target.y, parts["train"], parts["val"],
+                                                         target.classes)
             fitted.calibrate(inputs, target.y, parts["val"])
+            secs.append(time.perf_counter() - t0)
             per_seed.append(scores(target.y[parts["test"]], fitted.proba(inputs)[parts["test"]]))
-        out[target.name] = summarize(per_seed)
+        out[target.name] = (summarize(per_seed), sum(secs) / len(secs))
     return out
 
 
@@ -120,8 +125,9 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
                            protocol=protocol)
             secs = time.perf_counter() - t0
             print(result.table())
-            refs = ({m: reference(work, list(result.targets), seeds, protocol, m) for m in REFERENCES if m in models}
-                    if protocol == protocols[0] else {})  # the reference rows once per data set
+            refs = ([(label, reference(work, list(result.targets), seeds, protocol, m, params))
+                     for m, label, params in REFERENCES if m in models]
+                    if protocol == protocols[0] else [])  # the reference rows once per data set
             for target, per_model in result.targets.items():
                 info = result.info[target]
                 default = [m for m in DEFAULT_MODELS if m in per_model]
@@ -141,8 +147,9 @@ def run(name: str, spec: dict, models: list[str], seeds: int, protocols: list[st
                         f" spread {vs['spread']:.3f})")
                     lines.append(row(model, summary, fmt(info["val_macro_f1"][model]), verdict,
                                      f"{info['fit_seconds'][model]:.1f}"))
-                for m, per_target in refs.items():
-                    lines.append(row(REFERENCES[m][0], per_target[target], "", "", ""))
+                for label, per_target in refs:
+                    summary, fit_s = per_target[target]
+                    lines.append(row(label, summary, "", "", f"{fit_s:.1f}"))
                 for ref in PUBLISHED.get((name, target), []) if protocol == protocols[0] else []:
                     lines.append("")
                     lines.append(f"Published: {ref}")

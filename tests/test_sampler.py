@@ -254,15 +254,21 @@ def test_route_choice_and_bad_settings(sample, monkeypatch):
     assert HeteroSAGE()._route(inputs) == "minibatch"            # a whole-graph step over the budget
     assert HeteroSAGE()._batch_size(1_793) == 225 and HeteroSAGE()._batch_size(17_000) == 1024
     assert HeteroSAGE()._batch_size(100) == 32 and HeteroSAGE(batch_size=64)._batch_size(17_000) == 64
-    assert HeteroSAGE()._fanout(1_793) == [25, 15] and HeteroSAGE()._fanout(17_000) == [15, 10]
-    assert HeteroSAGE(fanout=(5, 3))._fanout(1_793) == [5, 3]
+    assert HeteroSAGE()._fanout(1_793, 2) == [25, 15] and HeteroSAGE()._fanout(17_000, 2) == [15, 10]
+    assert HeteroSAGE()._fanout(17_000, 1) == [15] and HeteroSAGE()._fanout(17_000, 3) == [15, 10, 10]
+    assert HeteroSAGE(fanout=(5, 3))._fanout(1_793, 2) == [5, 3] and HeteroSAGE(fanout=(5, 3))._fanout(9, 1) == [5]
     monkeypatch.undo()
     assert HeteroSAGE(batch_size=64)._route(inputs) == "minibatch"
     assert HeteroSAGE(batch_size=64, mode="full")._route(inputs) == "full"
     with pytest.raises(ConfigError, match="mode must be one of auto, full, minibatch. Got 'fast' instead"):
         HeteroSAGE(mode="fast").fit(inputs, target.y, parts["train"], parts["val"], target.classes)
     with pytest.raises(ConfigError, match=r"fanout must give one neighbour count .* \(3 layers\). Got \[25, 15\]"):
-        HeteroSAGE(layers=3, mode="minibatch").fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+        HeteroSAGE(layers=(1, 3), fanout=(25, 15), mode="minibatch").fit(inputs, target.y, parts["train"],
+                                                                       parts["val"], target.classes)
+    with pytest.raises(ConfigError, match=r"layers must be a positive integer or a non-empty list of them"):
+        HeteroSAGE(layers=()).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    with pytest.raises(ConfigError, match=r"hidden must be a positive integer .* Got 0 instead"):
+        HeteroSAGE(hidden=0).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
 
 
 def test_minibatch_never_reads_labels_outside_train_and_val(sample):

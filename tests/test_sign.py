@@ -112,7 +112,7 @@ def test_successive_halving_prunes_and_the_winner_is_its_own_fit(shop):
     """The grid is searched by successive halving: the worse half stops after each round, the winner trains to
     its early stop, and its model is exactly what fitting its grid point alone gives (each point draws from its
     own random state, however the search interleaves them)."""
-    from graphprof.models.sign.search import ROUND_EPOCHS
+    from graphprof.models.search import ROUND_EPOCHS
 
     inputs = shop[0]
     model = _fit(shop, hidden_grid=[8, 16], dropout_grid=[0.0, 0.5], epochs=12, patience=4)

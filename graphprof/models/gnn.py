@@ -35,6 +35,7 @@ Shapes: ``x_dict[t]`` is ``[num_nodes[t], in_dims[t]]``; logits ``[num_users, n_
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from graphprof.models.blend import BlendWithBaseline
 from graphprof.models.gnn_net import HeteroSAGENet
 from graphprof.models.ops import adam
 from graphprof.models.sampler import CSRGraph, CSRNeighborSampler
+from graphprof.models.search import GridRun, successive_halving
 from graphprof.runtime import progress
 
 log = logging.getLogger(__name__)
@@ -109,11 +111,39 @@ def _stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.where(std > 1e-12, std, 1.0)
 
 
+def _as_grid(value, name: str) -> list[int]:
+    """``hidden`` / ``layers`` as the list of values searched: one int, or a non-empty sequence of them (>= 1)."""
+    values = [value] if isinstance(value, (int, np.integer)) else list(value)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ConfigError(f"{name} must be a positive integer or a non-empty list of them. Got {value!r} instead")
+    return [int(v) for v in values]
+
+
+@dataclass
+class _FitInputs:
+    """What every grid point of one fit trains on: standardized features, edges, the CSR graph (mini-batch
+    route), labels (tensor and array), the split and the class weights."""
+
+    x_dict: dict[str, torch.Tensor]
+    edges: dict
+    graph: CSRGraph | None
+    yt: torch.Tensor
+    y: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    weight: torch.Tensor
+
+
 class HeteroSAGE(BlendWithBaseline, Model):
     """Heterogeneous GraphSAGE classifier.
 
     Args:
-        hidden: width of every layer. layers: message-passing layers. dropout: dropout rate.
+        hidden: width of every layer. layers: message-passing layers. Either may be a list: the grid of their
+            combinations is searched on validation macro-F1 by successive halving (rounds of half the patience,
+            each point trained from its own random state, so the winner is the model its point gives alone;
+            the search is ``config["choice"]``). One point by default: on the bundled sample and HetRec
+            Last.fm, searching {64, 128} x {1, 2} did not raise the test metrics and cost 1.6-1.9x the time
+            (docs/models.md). dropout: dropout rate.
         lr, weight_decay: Adam settings. epochs: maximum epochs (an epoch is one pass over the training users
         in either route). patience: optimiser steps without a better validation macro-F1 before stopping,
         counted at the end of each epoch and never fewer than :data:`MIN_PATIENCE_EPOCHS` epochs: a full-batch
@@ -122,7 +152,8 @@ class HeteroSAGE(BlendWithBaseline, Model):
         batch_size: training users per mini-batch (and the mini-batch route under ``mode="auto"``); ``None`` /
             0: the route the graph's size picks, with :meth:`_batch_size`'s batches if it is mini-batch.
         fanout: incoming edges sampled per node, edge type and layer in the mini-batch route (one entry per
-            layer, outermost hop last; -1: all); ``None``: :meth:`_fanout`'s.
+            layer of the deepest net searched, outermost hop last; -1: all; shallower nets use its first
+            entries); ``None``: :meth:`_fanout`'s.
         mode: ``"full"``, ``"minibatch"``, or ``"auto"``: mini-batches when ``batch_size`` is given or a
             whole-graph step visits more than :data:`FULL_BATCH_MAX_WORK` nodes and edges, else full batch.
         residual, norm: identity skips and a ``LayerNorm`` per layer and node type
@@ -162,26 +193,30 @@ class HeteroSAGE(BlendWithBaseline, Model):
         given = self.params["batch_size"]
         return int(given) if given else int(min(DEFAULT_BATCH_SIZE, max(MIN_BATCH, -(-n_train // MIN_STEPS))))
 
-    def _fanout(self, n_train: int) -> list[int]:
-        """Neighbours sampled per layer: ``fanout``, else :data:`DEFAULT_FANOUT`, or :data:`SMALL_BATCH_FANOUT`
-        where the batches are smaller than :data:`DEFAULT_BATCH_SIZE`."""
+    def _fanout(self, n_train: int, layers: int) -> list[int]:
+        """Neighbours sampled per layer for a ``layers``-deep net: the first ``layers`` entries of ``fanout``,
+        else of :data:`DEFAULT_FANOUT`, or :data:`SMALL_BATCH_FANOUT` where the batches are smaller than
+        :data:`DEFAULT_BATCH_SIZE` (the last entry repeated for deeper nets)."""
         given = self.params["fanout"]
         if given is not None:
-            return list(given)
+            return list(given)[:layers]
         small = self._batch_size(n_train) < DEFAULT_BATCH_SIZE
-        return list(SMALL_BATCH_FANOUT if small else DEFAULT_FANOUT)
+        fanout = list(SMALL_BATCH_FANOUT if small else DEFAULT_FANOUT)
+        return (fanout + fanout[-1:] * layers)[:layers]
 
     def _layerwise_inference(self, inputs: ModelInput) -> bool:
         """Predict by exact layer-wise inference (never a full-graph forward) after mini-batch training, or
         when the graph to predict on is large; else the full forward, the one the full-batch route trained with."""
         return getattr(self, "route_", "full") == "minibatch" or _is_large(inputs)
 
-    def _check_minibatch_params(self, n_train: int) -> None:
+    def _check_minibatch_params(self, n_train: int, depth: int) -> None:
+        """``fanout`` (if given) has one entry per layer of the deepest net searched (shallower nets use its first
+        entries), each >= 0 or -1; ``batch_size`` (if given) is positive."""
         p = self.params
-        fanout = self._fanout(n_train)
-        if len(fanout) != p["layers"] or any(k < -1 for k in fanout):
+        given = p["fanout"]
+        if given is not None and (len(given) != depth or any(k < -1 for k in given)):
             raise ConfigError(f"fanout must give one neighbour count (>= 0, or -1 for all) per layer "
-                              f"({p['layers']} layers). Got {fanout} instead")
+                              f"({depth} layers). Got {given} instead")
         if p["batch_size"] is not None and p["batch_size"] < 0:
             raise ConfigError(f"batch_size must be a positive number of users. Got {p['batch_size']} instead")
 
@@ -213,11 +248,11 @@ class HeteroSAGE(BlendWithBaseline, Model):
     # ---------------------------------------------------------------------------------------- training
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
         p = self.params
+        hiddens, depths = _as_grid(p["hidden"], "hidden"), _as_grid(p["layers"], "layers")
         self.route_ = self._route(inputs)
         self.fanout_ = None
         if self.route_ == "minibatch":
-            self._check_minibatch_params(len(train_idx))
-        torch.manual_seed(self.seed)
+            self._check_minibatch_params(len(train_idx), max(depths))
         raw = self._raw_inputs(inputs)
         # user scaling from training users only; item/category scaling is label-free
         self.norm_ = {nt: _stats(x[train_idx] if nt == "user" else x) for nt, x in raw.items()}
@@ -226,43 +261,75 @@ class HeteroSAGE(BlendWithBaseline, Model):
         self.in_dims_ = {nt: int(x.shape[1]) for nt, x in x_dict.items()}
         self.edge_types_ = [list(et) for et in edges]
         self.arch_ = {"residual": bool(p.get("residual")), "norm": bool(p.get("norm"))}
-        self.net_ = HeteroSAGENet(self.in_dims_, list(edges), p["hidden"], len(self.classes_), p["layers"],
-                                  p["dropout"], conv=self.conv, **self.arch_)
-        opt = adam(self.net_.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         yt = torch.as_tensor(np.array(y, dtype=np.int64))  # a writable copy: y may be a read-only view
         counts = np.bincount(y[train_idx], minlength=len(self.classes_)).astype(np.float64)
         weight = torch.tensor(len(train_idx) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        graph = None
         if self.route_ == "minibatch":
-            epochs = self._minibatch_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
-        else:
-            epochs = self._full_epochs(x_dict, edges, yt, train_idx, val_idx, weight, opt)
-        best_f1, best_state, bad, history = -1.0, None, 0, []
+            graph = CSRGraph(_hetero_data(x_dict, edges))  # shared by every grid point's sampler
+        fit = _FitInputs(x_dict, edges, graph, yt, y, train_idx, val_idx, weight)
+        runs = [self._start_run((hidden, depth), fit) for depth in depths for hidden in hiddens]
         patience = self._patience_epochs(len(train_idx))
-        with progress.bar(total=p["epochs"], desc=self.name, unit="epoch", leave=False) as shown:
-            for epoch, (train_loss, val_logits) in enumerate(epochs):
-                val_loss = float(F.cross_entropy(val_logits, yt[val_idx], weight=weight))
-                val_f1 = macro_f1(y[val_idx], val_logits.argmax(1).numpy())
-                history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                                "val_macro_f1": val_f1})
-                shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
-                shown.update()
-                if val_f1 > best_f1:
-                    best_f1, bad, best_val = val_f1, 0, val_logits
-                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
-                    self.best_epoch_ = epoch
-                else:
-                    bad += 1
-                    if bad >= patience:
-                        break
-        self.net_.load_state_dict(best_state)
+        winner = successive_halving(runs, round_epochs=max(1, patience // 2))
+        self.hidden_, self.layers_ = winner.point
+        self.net_, self.best_epoch_, self.history_ = winner.net, winner.best_epoch, winner.history
+        self.net_.load_state_dict(winner.best_state)
         self.net_.eval()
-        self.history_ = history
+        if self.route_ == "minibatch":
+            self.fanout_ = self._fanout(len(train_idx), self.layers_)
+        self.choice_ = {"hidden": self.hidden_, "layers": self.layers_, "val_macro_f1": winner.best_f1,
+                        "grid": [{"hidden": r.point[0], "layers": r.point[1], "val_macro_f1": r.best_f1,
+                                  "best_epoch": r.best_epoch, "epochs": len(r.history)} for r in runs],
+                        "search": {"method": "successive halving", "round_epochs": max(1, patience // 2)}}
         self.blend_, self.lr_ = None, None
         if p.get("blend"):
             # the best epoch's validation logits: the eval-mode forward of the weights kept, no second pass
-            net_val = torch.softmax(best_val.double(), dim=1).numpy()
+            net_val = torch.softmax(winner.best_extra.double(), dim=1).numpy()
             self._fit_blend(inputs, y, train_idx, val_idx, net_val)
-        log.debug("%s: %s route, best epoch %d of %d", self.name, self.route_, self.best_epoch_, len(history))
+        log.debug("%s: %s route, %d x %d chosen, best epoch %d of %d", self.name, self.route_, self.layers_,
+                  self.hidden_, self.best_epoch_, len(self.history_))
+
+    def _new_net(self, hidden: int, layers: int) -> HeteroSAGENet:
+        return HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], hidden, len(self.classes_),
+                             layers, self.params["dropout"], conv=self.conv, **self.arch_)
+
+    def _start_run(self, point: tuple[int, int], fit: _FitInputs) -> GridRun:
+        """One (hidden, layers) point ready to train: its net built under ``torch.manual_seed(seed)`` and the
+        torch random state it continues from, so it trains as it would alone however the search interleaves."""
+        torch.manual_seed(self.seed)
+        run = GridRun(point=point, net=self._new_net(*point), rng=torch.get_rng_state())
+        run.steps = self._train(run, fit)
+        return run
+
+    def _train(self, run: GridRun, fit: _FitInputs):
+        """Train ``run``'s net epoch by epoch with early stopping on validation macro-F1, keeping its best
+        macro-F1, epoch, weights, validation logits (``best_extra``) and history in ``run``; yields after each
+        epoch."""
+        p = self.params
+        opt = adam(run.net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        if self.route_ == "minibatch":
+            epochs = self._minibatch_epochs(run.net, fit, opt)
+        else:
+            epochs = self._full_epochs(run.net, fit, opt)
+        bad, patience = 0, self._patience_epochs(len(fit.train_idx))
+        y_val, yt_val = fit.y[fit.val_idx], fit.yt[fit.val_idx]
+        with progress.bar(total=p["epochs"], desc=f"{self.name} {run.point[1]}x{run.point[0]}", unit="epoch",
+                          leave=False) as shown:
+            for epoch, (train_loss, val_logits) in enumerate(epochs):
+                val_loss = float(F.cross_entropy(val_logits, yt_val, weight=fit.weight))
+                val_f1 = macro_f1(y_val, val_logits.argmax(1).numpy())
+                run.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                                    "val_macro_f1": val_f1})
+                shown.set_postfix(val_f1=f"{val_f1:.3f}", refresh=False)
+                shown.update()
+                if val_f1 > run.best_f1:
+                    run.best_f1, run.best_epoch, run.best_extra, bad = val_f1, epoch, val_logits, 0
+                    run.best_state = {k: v.detach().clone() for k, v in run.net.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= patience:
+                        return
+                yield
 
     def _patience_epochs(self, n_train: int) -> int:
         """``patience`` (optimiser steps) in epochs of this route: at least :data:`MIN_PATIENCE_EPOCHS`."""
@@ -270,51 +337,52 @@ class HeteroSAGE(BlendWithBaseline, Model):
         steps = 1 if self.route_ == "full" else -(-n_train // self._batch_size(n_train))
         return max(min(MIN_PATIENCE_EPOCHS, p["patience"]), -(-p["patience"] // max(steps, 1)))
 
-    def _full_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
+    def _full_epochs(self, net: HeteroSAGENet, fit: _FitInputs, opt):
         """Full-batch epochs: one step on the whole graph, then the validation logits. Yields
         ``(train_loss, val_logits [len(val_idx), n_classes])``."""
-        tr, va = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        tr, va = torch.from_numpy(fit.train_idx), torch.from_numpy(fit.val_idx)
         for _ in range(self.params["epochs"]):
-            self.net_.train()
+            net.train()
             opt.zero_grad()
-            logits, _ = self.net_(x_dict, edges)
-            loss = F.cross_entropy(logits[tr], yt[tr], weight=weight)
+            logits, _ = net(fit.x_dict, fit.edges)
+            loss = F.cross_entropy(logits[tr], fit.yt[tr], weight=fit.weight)
             loss.backward()
             opt.step()
-            self.net_.eval()
+            net.eval()
             with torch.no_grad():
-                logits, _ = self.net_(x_dict, edges)
+                logits, _ = net(fit.x_dict, fit.edges)
             yield float(loss.detach()), logits[va]
 
-    def _minibatch_epochs(self, x_dict, edges, yt, train_idx, val_idx, weight, opt):
-        """Mini-batch epochs: a shuffled pass over the training users in neighbour-sampled batches, then the
-        exact layer-wise validation logits. Yields ``(mean train loss, val_logits)``."""
+    def _minibatch_epochs(self, net: HeteroSAGENet, fit: _FitInputs, opt):
+        """Mini-batch epochs: a shuffled pass over the training users in neighbour-sampled batches (the first
+        ``layers`` entries of the fanout), then the exact layer-wise validation logits. Yields
+        ``(mean train loss, val_logits)``."""
         p = self.params
-        data = _hetero_data(x_dict, edges)
-        self.fanout_ = self._fanout(len(train_idx))
-        sampler = CSRNeighborSampler(data, self.fanout_, seed=self.seed)
-        loader = NodeLoader(data, node_sampler=sampler, input_nodes=("user", torch.from_numpy(train_idx)),
-                            batch_size=self._batch_size(len(train_idx)), shuffle=True,
+        n_train = len(fit.train_idx)
+        sampler = CSRNeighborSampler(fit.graph, self._fanout(n_train, len(net.convs)), seed=self.seed)
+        loader = NodeLoader(_hetero_data(fit.x_dict, fit.edges), node_sampler=sampler,
+                            input_nodes=("user", torch.from_numpy(fit.train_idx)),
+                            batch_size=self._batch_size(n_train), shuffle=True,
                             generator=torch.Generator().manual_seed(self.seed))
-        va = torch.from_numpy(val_idx)
+        va = torch.from_numpy(fit.val_idx)
         for _ in range(p["epochs"]):
-            self.net_.train()
+            net.train()
             total, seen = 0.0, 0
             for batch in loader:
                 opt.zero_grad()
                 n = int(batch["user"].batch_size)
-                logits, _ = self.net_.forward_sampled(
+                logits, _ = net.forward_sampled(
                     batch.x_dict, batch.edge_index_dict,
                     {nt: batch[nt].num_sampled_nodes for nt in batch.node_types},
                     {et: batch[et].num_sampled_edges for et in batch.edge_types}, n)
-                loss = F.cross_entropy(logits, yt[batch["user"].n_id[:n]], weight=weight)
+                loss = F.cross_entropy(logits, fit.yt[batch["user"].n_id[:n]], weight=fit.weight)
                 loss.backward()
                 opt.step()
                 total, seen = total + float(loss.detach()) * n, seen + n
-            self.net_.eval()
-            with torch.no_grad():
-                emb = self.net_.layerwise_reps(x_dict, sampler.graph, types={"user"})["user"]
-                yield total / max(seen, 1), self.net_.head(emb[va])
+            net.eval()
+            with torch.no_grad():  # left before yielding: grad mode is global, and other grid points train
+                val_logits = net.head(net.layerwise_reps(fit.x_dict, fit.graph, types={"user"})["user"][va])
+            yield total / max(seen, 1), val_logits
 
     def _forward(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
         self.net_.eval()
@@ -354,7 +422,7 @@ class HeteroSAGE(BlendWithBaseline, Model):
             arrays[f"norm.{nt}.std"] = torch.from_numpy(std)
         config = {"in_dims": self.in_dims_, "edge_types": self.edge_types_, "best_epoch": self.best_epoch_,
                   "history": self.history_, "route": self.route_, "fanout": getattr(self, "fanout_", None),
-                  **self.arch_}
+                  "hidden": self.hidden_, "layers": self.layers_, "choice": self.choice_, **self.arch_}
         self._blend_state(config, arrays)
         return config, arrays
 
@@ -370,8 +438,11 @@ class HeteroSAGE(BlendWithBaseline, Model):
                       for nt in self.in_dims_}
         # a config without them: a net without skips or norms
         self.arch_ = {"residual": bool(config.get("residual", False)), "norm": bool(config.get("norm", False))}
-        self.net_ = HeteroSAGENet(self.in_dims_, [tuple(et) for et in self.edge_types_], p["hidden"],
-                                  len(self.classes_), p["layers"], p["dropout"], conv=self.conv, **self.arch_)
+        # a config without them: one (hidden, layers) point, the parameters'
+        self.hidden_ = int(config.get("hidden", _as_grid(p["hidden"], "hidden")[0]))
+        self.layers_ = int(config.get("layers", _as_grid(p["layers"], "layers")[0]))
+        self.choice_ = config.get("choice")
+        self.net_ = self._new_net(self.hidden_, self.layers_)
         self.net_.load_state_dict({k[len("net."):]: v for k, v in arrays.items() if k.startswith("net.")})
         self.net_.eval()
         self._blend_from_state(config, arrays)

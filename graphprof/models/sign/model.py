@@ -42,7 +42,7 @@ steps an epoch on small training sets), early stopping on validation macro-F1. A
 validation users only: ``block_sets`` (``"all"`` blocks, or ``"own"`` alone: which one SIGN's number of hops
 ``r = 0`` is; it wins where a trait is personal and the neighbourhood only adds noise, as ``spend_level`` on
 the bundled sample) x ``hidden_grid`` x ``dropout_grid``, by successive halving (every point trains
-:data:`~graphprof.models.sign.search.ROUND_EPOCHS` epochs, the better half goes on, the last one trains to its early stop; each point from
+:data:`~graphprof.models.search.ROUND_EPOCHS` epochs, the better half goes on, the last one trains to its early stop; each point from
 its own random state, so the winner is the model its point alone gives); the choice and the search are kept
 in ``choice_`` (and the saved config), and only the chosen blocks are kept. Everything fitted (``F``'s statistics, idf, the blocks'
 statistics, the weights) is saved, and the blocks are recomputed from the inputs at prediction time, so the
@@ -80,9 +80,9 @@ from graphprof.models.bag import fit_idf
 from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.blend import BlendWithBaseline
 from graphprof.models.ops import adam
+from graphprof.models.search import ROUND_EPOCHS, GridRun, successive_halving
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
 from graphprof.models.sign.net import SIGNNet, make_bag
-from graphprof.models.sign.search import ROUND_EPOCHS, GridRun, successive_halving
 from graphprof.runtime import distributed as parallel
 from graphprof.runtime import progress
 

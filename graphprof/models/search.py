@@ -1,4 +1,5 @@
-"""``sign``'s grid search: successive halving over grid points that each train from their own random state.
+"""Grid search by successive halving over grid points that each train from their own random state (``sign``'s
+blocks, width and dropout; ``sage``'s and ``gat``'s width and depth).
 
 A grid point's training is an epoch iterator (:class:`GridRun`), advanced a round at a time from its own torch
 random state, so the search may interleave the points in any order and each still trains exactly as it would
@@ -12,10 +13,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from graphprof.models.sign.net import SIGNNet
-
 #: epochs every surviving grid point trains in a round of the successive-halving search before the worse half
-#: stops (a point that stops early by itself stops then)
+#: stops (a point that stops early by itself stops then), unless the model gives its own
 ROUND_EPOCHS = 3
 
 
@@ -25,7 +24,7 @@ class GridRun:
     best validation macro-F1 so far with its epoch and weights."""
 
     point: tuple
-    net: SIGNNet
+    net: torch.nn.Module
     rng: torch.Tensor
     steps: Iterator | None = None
     best_f1: float = -1.0
@@ -33,6 +32,8 @@ class GridRun:
     best_state: dict | None = None
     history: list = field(default_factory=list)
     done: bool = False
+    #: what a model keeps of the best epoch beside its weights (``sage``: its validation logits)
+    best_extra: object = None
 
     def advance(self, epochs: int) -> None:
         """Train up to ``epochs`` more epochs from this point's own random state (nothing once done)."""
@@ -46,9 +47,9 @@ class GridRun:
         self.rng = torch.get_rng_state()
 
 
-def successive_halving(runs: list[GridRun]) -> GridRun:
+def successive_halving(runs: list[GridRun], round_epochs: int = ROUND_EPOCHS) -> GridRun:
     """The grid searched by successive halving (Jamieson & Talwalkar 2016, as in Hyperband): every point trains
-    :data:`ROUND_EPOCHS` epochs, the better half by best validation macro-F1 so far goes on for another round,
+     ``round_epochs`` epochs, the better half by best validation macro-F1 so far goes on for another round,
     and so on until one is left, which trains to its early stop. A point's training is the same whether the
     search interleaves it or not (its own random state), so the winner's model is the one training it alone
     would give, and no pruned point ever scored above it (each round keeps the best, and a best only rises).
@@ -56,10 +57,10 @@ def successive_halving(runs: list[GridRun]) -> GridRun:
     alive = list(runs)
     while len(alive) > 1:
         for run in alive:
-            run.advance(ROUND_EPOCHS)
+            run.advance(round_epochs)
         ranked = sorted(alive, key=lambda r: -r.best_f1)  # stable: ties keep the grid's order
         alive = sorted(ranked[:(len(alive) + 1) // 2], key=runs.index)
     winner = alive[0]
     while not winner.done:
-        winner.advance(ROUND_EPOCHS)
+        winner.advance(round_epochs)
     return winner
