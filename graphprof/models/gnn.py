@@ -141,9 +141,8 @@ class HeteroSAGE(BlendWithBaseline, Model):
         hidden: width of every layer. layers: message-passing layers. Either may be a list: the grid of their
             combinations is searched on validation macro-F1 by successive halving (rounds of half the patience,
             each point trained from its own random state, so the winner is the model its point gives alone;
-            the search is ``config["choice"]``). One point by default: on the bundled sample and HetRec
-            Last.fm, searching {64, 128} x {1, 2} did not raise the test metrics and cost 1.6-1.9x the time
-            (docs/models.md). dropout: dropout rate.
+            the search is ``config["choice"]``). One point by default: a searched grid did not raise the
+            test metrics on the benchmark data sets and costs more time (docs/models.md). dropout: dropout rate.
         lr, weight_decay: Adam settings. epochs: maximum epochs (an epoch is one pass over the training users
         in either route). patience: optimiser steps without a better validation macro-F1 before stopping,
         counted at the end of each epoch and never fewer than :data:`MIN_PATIENCE_EPOCHS` epochs: a full-batch
