@@ -22,6 +22,8 @@ from graphprof.cli_args import build_parser
 from graphprof.errors import ConfigError, GraphprofError
 from graphprof.runtime.threads import set_torch_threads
 
+log = logging.getLogger("graphprof")
+
 
 def _setup_logging(args) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
@@ -42,7 +44,17 @@ def _emit(args, text: str, doc: dict) -> None:
 
 def _cmd_build_graph(args) -> None:
     from graphprof.graph.build import build
+    from graphprof.runtime import estimate
 
+    tables = {t: getattr(args, t) for t in ("purchases", "friendships", "users", "items")}
+    if args.estimate:
+        est = estimate.estimate_build(*estimate.build_sizes(args.data, tables, args.format))
+        _emit(args, "\n".join(est.summary_lines()), est.to_json())
+        return
+    if not args.no_memory_check and args.format == "generic":  # an adapter's layout is sized only by reading it
+        est = _quiet_estimate(lambda: estimate.estimate_build(*estimate.build_sizes(args.data, tables, "generic")))
+        if est is not None:
+            estimate.check_memory(est, "Build from fewer rows (split the purchases by period)")
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                    users=args.users, items=args.items, seed=args.seed, format=args.format,
                    keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()])
@@ -56,6 +68,23 @@ def _cmd_train(args) -> int | None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc must be >= 1. Got {args.nproc} instead")
+    if not distributed.is_worker() and (args.estimate or not args.no_memory_check):
+        from graphprof import workdir
+        from graphprof.runtime import estimate
+
+        def _train_estimate():
+            workdir.require_built(args.workdir)
+            return estimate.estimate_train(estimate.train_sizes(args.workdir, args.target), models, args.seeds,
+                                           args.epochs, processes=args.nproc or 1)
+
+        if args.estimate:
+            est = _train_estimate()
+            _emit(args, "\n".join(est.summary_lines()), est.to_json())
+            return None
+        est = _quiet_estimate(_train_estimate)
+        if est is not None:
+            estimate.check_memory(est, "Train fewer models at a time (--models), or lr alone, or on fewer "
+                                       "processes (--nproc)")
     if distributed.is_worker() and not distributed.is_main():
         logging.getLogger("graphprof").setLevel(max(logging.getLogger("graphprof").level, logging.WARNING))
     elif (args.nproc or 1) > 1 and "RANK" not in os.environ:  # not under torchrun: start the workers
@@ -67,6 +96,16 @@ def _cmd_train(args) -> int | None:
     if distributed.is_main():  # the other workers print nothing
         _emit(args, "\n".join(result.summary_lines()), result.to_json())
     return None
+
+
+def _quiet_estimate(compute):
+    """The estimate before a run, or None where the inputs cannot be sized: the run itself then says what is
+    wrong with them, in its own words."""
+    try:
+        return compute()
+    except Exception as exc:  # noqa: BLE001 - a best-effort check: the run reads the inputs and says what is wrong
+        log.debug("no estimate before the run: %s", exc)
+        return None
 
 
 def _cmd_generate(args) -> None:

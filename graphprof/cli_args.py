@@ -71,6 +71,16 @@ def _add_build_graph(sub, common) -> None:
     b.add_argument("--keep-pii", metavar="COLS", default="",
                    help="comma-separated users columns that look like personal data (email, phone, name, address, "
                         "ip, ...) to keep in the work directory anyway (default: dropped); never used as features")
+    _add_estimate(b, "build-graph")
+
+
+def _add_estimate(p, command: str) -> None:
+    p.add_argument("--estimate", action="store_true",
+                   help=f"print the predicted wall time and peak memory of this {command} (from the input sizes; "
+                        "a cost model calibrated on the project's benchmarks) and stop without running it")
+    p.add_argument("--no-memory-check", action="store_true",
+                   help=f"run even when the estimated peak memory exceeds the memory available (by default "
+                        f"{command} stops before it starts, saying how much it needs)")
 
 
 def _add_train(sub, common) -> None:
@@ -115,6 +125,7 @@ def _add_train(sub, common) -> None:
                         "the metric is the same within the seeds' spread, and it is faster only where every "
                         "process has cores of its own. On several machines, run torchrun yourself on each (see "
                         "docs/distributed.md)")
+    _add_estimate(t, "train")
 
 
 def _add_communities(sub, common) -> None:
