@@ -48,6 +48,7 @@ _EXPORTS = {
     "graphprof.embeddings.export": ("Embeddings", "ExportResult", "export_embeddings", "load_embeddings"),
     "graphprof.embeddings.query": ("recommend", "similar"),
     "graphprof.prediction.predict": ("PredictResult", "predict"),
+    "graphprof.updating.stage": ("UpdateResult", "update"),
     "graphprof.explaining.explain": ("ExplainResult", "explain"),
     "graphprof.privacy.forget": ("ForgetResult", "forget"),
     "graphprof.reporting.report": ("ReportResult", "write_report"),

@@ -139,6 +139,14 @@ def _cmd_predict(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
+def _cmd_update(args) -> None:
+    from graphprof.updating.stage import update
+
+    result = update(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
+                    users=args.users, items=args.items)
+    _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
 def _cmd_forget(args) -> None:
     from graphprof.privacy.forget import forget
 
@@ -187,7 +195,7 @@ def _cmd_similar(args) -> None:
 
 
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
-            "predict": _cmd_predict, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
+            "predict": _cmd_predict, "update": _cmd_update, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
             "similar": _cmd_similar, "explain": _cmd_explain, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
 
 

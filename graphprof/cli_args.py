@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'graphprof COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"graphprof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_export_embeddings,
+    for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_update, _add_export_embeddings,
                 _add_recommend_similar, _add_explain, _add_forget, _add_report, _add_generate):
         add(sub, common)
     return parser
@@ -157,6 +157,23 @@ def _add_predict(sub, common) -> None:
     for table in ("purchases", "friendships", "users"):
         pr.add_argument(f"--{table}", metavar="FILE", help=f"the new users' {table} table; instead of --data")
     pr.add_argument("--out", metavar="FILE", help="output Parquet (default: WORKDIR/predictions/new_users.parquet)")
+
+
+def _add_update(sub, common) -> None:
+    u = _command(sub, "update", common, "apply new purchases, ties, users and items without a rebuild",
+                 "examples:\n  graphprof update --data events/2026-12-07/\n"
+                 "  graphprof update --data events/2026-12-07/ --workdir work/shop --json\n\n"
+                 "DIR holds purchases.* (and optionally friendships.*, users.*, items.*) in the generic schema, "
+                 "validated as build-graph validates them (bad rows: rejects/updates/<n>/<table>.csv). Known "
+                 "users' purchases merge into their (user, item) edges; new users, items and ties are added; a "
+                 "users table sets or changes labels (the next train sees them). The touched users' features are "
+                 "recomputed in the saved feature space, every saved model re-scores the users whose inputs "
+                 "changed, and new users get communities. The batch is journaled in manifest.json (its files' "
+                 "sha256): applying it again is refused, and a batch cut off half-way leaves the work directory "
+                 "as it was. Prints how far the features moved since training and whether to retrain.")
+    u.add_argument("--data", metavar="DIR", help="folder with the batch's tables")
+    for table in ("purchases", "friendships", "users", "items"):
+        u.add_argument(f"--{table}", metavar="FILE", help=f"the batch's {table} table; instead of --data")
 
 
 def _add_export_embeddings(sub, common) -> None:

@@ -205,7 +205,8 @@ def _behaviour(graph: ProfileGraph, attrs: dict[str, sp.csr_matrix], state: dict
         else:
             recency[missing] = recency[~missing].max() + 1 if (~missing).any() else 0.0
         fitted["max_recency"] = float(recency.max()) if len(recency) else 0.0
-        f["recency_days"] = np.log1p(recency)
+        # a purchase after the reference time (an update's events, in the saved space) is 0 days old
+        f["recency_days"] = np.log1p(np.maximum(recency, 0.0))
         groups["behaviour"].append("recency_days")
     f["has_purchases"] = (count > 0).astype(np.float64)
     groups["behaviour"].append("has_purchases")

@@ -157,7 +157,7 @@ def _row_features(ext: ExtendedGraph, state: dict, m: dict, first_buy: int, rows
             user_last[has] = np.maximum.reduceat(last, indptr[:-1][has])
         recency = (float(state["ref_time"]) - user_last) / SECONDS_PER_DAY
         recency[~np.isfinite(recency)] = state["max_recency"]
-        f["recency_days"] = np.log1p(recency)
+        f["recency_days"] = np.log1p(np.maximum(recency, 0.0))  # after the reference time: 0 days old
     f["has_purchases"] = (count > 0).astype(np.float64)
     if shared["to_cat"] is not None:
         to_cat, top = shared["to_cat"], shared["top"]

@@ -214,6 +214,9 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
                 result.info[target.name]["labels_from"] = sources[target.name]
         if main:
             _clear_needs_retraining(root, [f"{t}/{m}" for t in result.targets for m in model_classes])
+            from graphprof.updating.drift import write_reference  # what later updates measure drift against
+
+            write_reference(root, inputs.features.matrix, list(inputs.features.frame.columns))
             workdir.update_manifest(root, stages={"train": {"seconds": time.perf_counter() - t_start,
                                                             "targets": target_names, "models": list(models),
                                                             "seeds": run_seeds, "world_size": world}})

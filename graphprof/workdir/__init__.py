@@ -3,6 +3,8 @@ writes, safe loads) and the manifest and lock (``manifest``). Stages use ``from 
 ``workdir.<name>``.
 """
 
+from graphprof.workdir.commit import Staging  # noqa: F401
+from graphprof.workdir.commit import recover as recover_update  # noqa: F401
 from graphprof.workdir.files import (  # noqa: F401
     atomic_write,
     load_json_if_any,
@@ -59,6 +61,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     NEEDS_RETRAINING,
     PARTIAL_BUILD,
     PARTIAL_TRAIN,
+    PARTIAL_UPDATE,
     PREDICTIONS_NEW,
     REJECTS_DIR,
     REPORT,

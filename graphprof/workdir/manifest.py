@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from graphprof.errors import ArtifactError, LockError
+from graphprof.workdir.commit import recover as recover_update
 from graphprof.workdir.files import read_json, recover_dirs, write_json
 from graphprof.workdir.paths import GRAPH_META, LOCK, MANIFEST, SCHEMA_VERSION
 
@@ -55,6 +56,7 @@ def require_built(root: Path) -> dict:
     if not (root / GRAPH_META).exists():
         raise ArtifactError(f"{root}/: no graph found; run 'graphprof build-graph' first")
     recover_dirs(root)
+    recover_update(root)  # an update cut off: finished if it committed, else dropped
     manifest = load_manifest(root)
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:

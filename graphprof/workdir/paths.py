@@ -29,6 +29,7 @@ PARTIAL_BUILD = ".partial-build"  # a build in progress; its folders replace the
 FEATURES_DIR = "features"
 #: the folders one build writes, all replaced together when it is done
 BUILD_DIRS = (TABLES_DIR, REJECTS_DIR, GRAPH_DIR, FEATURES_DIR)
+PARTIAL_UPDATE = ".partial-update"  # an update being written; applied whole once its COMMIT.json is there
 PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
 CACHE_DIR = "cache"                # cache/<graph id>/<key>/: label-free arrays the models reuse (workdir.cache)
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json

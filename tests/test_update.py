@@ -1,0 +1,228 @@
+"""``graphprof update``: a batch applied to a built, trained work directory equals a rebuild in the saved feature
+space, is applied exactly once (refused again, whole or not at all under SIGKILL), and rejects bad rows as
+``build-graph`` does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graphprof import workdir
+from graphprof.features import build_features, load_features
+from graphprof.graph import build_graph
+from graphprof.graph.build import build
+from graphprof.ingest import generate
+from graphprof.ingest.io import find_tables, read_tables
+from graphprof.ingest.schema import validate_tables
+from graphprof.models import ModelInput, get_model
+from graphprof.training.train import train
+from graphprof.updating.stage import update
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def split(tables: dict, frac: float = 0.1, seed: int = 0) -> tuple[dict, dict]:
+    """90% / 10% of a shop: a tenth of the users are new (their purchases, ties and users rows in the batch), and
+    a tenth of the other purchases and ties too. The items table stays whole in the base."""
+    rng = np.random.default_rng(seed)
+    users = tables["users"]["user_id"].to_numpy()
+    new = set(rng.choice(users, int(frac * len(users)), replace=False))
+    p, f, u = tables["purchases"], tables["friendships"], tables["users"]
+    p_new = p["user_id"].isin(new).to_numpy() | (rng.random(len(p)) < frac)
+    f_new = f["user_id"].isin(new).to_numpy() | f["friend_id"].isin(new).to_numpy() | (rng.random(len(f)) < frac)
+    u_new = u["user_id"].isin(new).to_numpy()
+    base = {"purchases": p[~p_new], "friendships": f[~f_new], "users": u[~u_new], "items": tables["items"]}
+    batch = {"purchases": p[p_new], "friendships": f[f_new], "users": u[u_new]}
+    return base, batch
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A trained work directory on 90% of a shop, the batch with the other 10%, and all the rows."""
+    tmp = tmp_path_factory.mktemp("update")
+    tables = generate.generate(n_users=600, seed=5)
+    base, batch = split(tables)
+    generate.write_tables(tables, tmp / "all")
+    generate.write_tables(base, tmp / "base")
+    generate.write_tables(batch, tmp / "batch")
+    work = tmp / "trained"
+    build(work, data=tmp / "base")
+    train(work, targets=["gender"], models=["lr", "sign"], seeds=1, epochs=5)
+    return tmp
+
+
+def fresh(shop: Path, tmp_path: Path) -> Path:
+    work = tmp_path / "work"
+    shutil.copytree(shop / "trained", work)
+    return work
+
+
+def snapshot(work: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(work)): p.read_bytes() for p in sorted(work.rglob("*"))
+            if p.is_file() and p.name != workdir.LOCK}
+
+
+def test_update_equals_a_rebuild_in_the_saved_feature_space(shop, tmp_path):
+    work = fresh(shop, tmp_path)
+    saved_state = load_features(work).state
+    result = update(work, data=shop / "batch")
+    assert result.entry["counts"]["new_users"] == 60
+
+    # the reference: one build of every row, transformed by the saved feature state
+    ref_graph = build_graph(validate_tables(read_tables(find_tables(shop / "all"))))
+    ref = build_features(ref_graph, seed=0, state=saved_state)
+    got = load_features(work)
+    assert sorted(got.user_ids) == sorted(ref.user_ids)
+    assert list(got.user_ids) == list(ref_graph.user_ids)  # build_graph's layout: ids sorted
+    cols = [c for c in ref.frame.columns if c != "pagerank"]  # PageRank is global: documented as kept
+    np.testing.assert_allclose(got.frame[cols].to_numpy(), ref.frame[cols].to_numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(got.items.drop(columns=["category"]).to_numpy(dtype=float),
+                               ref.items.drop(columns=["category"]).to_numpy(dtype=float), rtol=1e-9, atol=1e-9)
+
+    # identical classes for every user: the reference's inputs with the update's PageRank are the same inputs
+    ref.frame["pagerank"] = got.frame["pagerank"].to_numpy()
+    inputs = ModelInput(graph=ref_graph, features=ref)
+    for name in ("lr", "sign"):
+        model = get_model(name).load(workdir.run_dir(work, "gender", name, 0))
+        want = np.array(model.classes_, dtype=object)[model.proba(inputs).argmax(axis=1)]
+        pred = pd.read_parquet(workdir.model_file(work, "gender", name, workdir.MODEL_PREDICTIONS))
+        assert list(pred["user_id"]) == list(ref_graph.user_ids)
+        assert (pred["predicted"].to_numpy(dtype=object) == want).all(), name
+        assert pred["predicted"].notna().all()
+    # the new users' labels come from the batch's users table, and they were never in a split
+    pred = pd.read_parquet(workdir.model_file(work, "gender", "lr", workdir.MODEL_PREDICTIONS))
+    batch_users = pd.read_csv(shop / "batch" / "users.csv", dtype=str)
+    new = pred.set_index("user_id").loc[batch_users["user_id"]]
+    assert (new["split"] == "unlabelled").all()
+    assert (new["label"].fillna("?").to_numpy() == batch_users["gender"].fillna("?").to_numpy()).all()
+
+
+def test_the_same_batch_twice_is_refused_and_changes_nothing(shop, tmp_path):
+    work = fresh(shop, tmp_path)
+    update(work, data=shop / "batch")
+    before = snapshot(work)
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "update", "--workdir", str(work), "--data",
+                          str(shop / "batch")], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert "not applied before" in out.stderr and "update 1" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert snapshot(work) == before
+
+
+KILLER = """
+import os, signal, sys
+import graphprof.workdir.commit as commit
+point = sys.argv[3]
+if point == "staging":  # killed while the batch is written to .partial-update/, before its commit
+    import graphprof.updating.rescore as rescore
+    real = rescore.rescore_models
+    def rescore_models(*a, **k):
+        os.kill(os.getpid(), signal.SIGKILL)
+    rescore.rescore_models = rescore_models
+else:  # killed after the commit, with some files moved into place and others not
+    import types
+    moved = []
+    def replace(src, dst):
+        if len(moved) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        moved.append(src)
+        os.replace(src, dst)
+    commit.os = types.SimpleNamespace(replace=replace)  # the commit's moves only
+from graphprof.updating.stage import update
+update(sys.argv[1], data=sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("point", ["staging", "moving"])
+def test_sigkill_during_update_then_rerun_gives_the_uninterrupted_result(shop, tmp_path, point):
+    clean = tmp_path / "clean"
+    shutil.copytree(shop / "trained", clean)
+    update(clean, data=shop / "batch")
+    work = fresh(shop, tmp_path)
+    before = snapshot(work)
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(work), str(shop / "batch"), point], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr
+    assert (work / workdir.PARTIAL_UPDATE).exists()
+    if point == "staging":
+        workdir.recover_update(work)
+        assert snapshot(work) == before  # the previous state, intact
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "update", "--workdir", str(work), "--data",
+                          str(shop / "batch"), "--json"], capture_output=True, text=True)
+    if point == "moving":  # committed before the kill: finished by the recovery, so the re-run is refused
+        assert out.returncode == 2 and "not applied before" in out.stderr, out.stderr
+    else:
+        assert out.returncode == 0, out.stderr
+    assert not (work / workdir.PARTIAL_UPDATE).exists()
+    want, got = snapshot(clean), snapshot(work)
+    assert sorted(want) == sorted(got)
+    for rel in want:
+        if rel != workdir.MANIFEST:  # times and seconds differ
+            assert got[rel] == want[rel], rel
+    m_want, m_got = (json.loads(x[workdir.MANIFEST]) for x in (want, got))
+    assert m_got["graph_id"] == m_want["graph_id"]
+    assert [e["batch_id"] for e in m_got["updates"]] == [e["batch_id"] for e in m_want["updates"]]
+
+
+def test_bad_rows_go_to_rejects_and_a_bad_file_stops_with_exit_2(shop, tmp_path):
+    work = fresh(shop, tmp_path)
+    batch = tmp_path / "batch"
+    shutil.copytree(shop / "batch", batch)
+    p = pd.read_csv(batch / "purchases.csv", dtype=str)
+    p.loc[0, "quantity"] = "-3"
+    p.to_csv(batch / "purchases.csv", index=False)
+    f = pd.read_csv(shop / "base" / "friendships.csv", dtype=str).head(2)  # ties the work directory has
+    pd.concat([pd.read_csv(batch / "friendships.csv", dtype=str), f]).to_csv(batch / "friendships.csv", index=False)
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "update", "--workdir", str(work), "--data",
+                          str(batch), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["rows"]["purchases"]["rejected"] == 1
+    assert doc["rows"]["friendships"]["rejected"] == 2
+    rej = pd.read_csv(work / "rejects" / "updates" / "1" / "purchases.csv")
+    assert rej.loc[0, "column"] == "quantity" and "must" in rej.loc[0, "reason"]
+    rej = pd.read_csv(work / "rejects" / "updates" / "1" / "friendships.csv")
+    assert rej["reason"].str.contains("already in the work directory").all()
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    pd.DataFrame({"user_id": ["u1"], "timestamp": [1]}).to_csv(bad / "purchases.csv", index=False)
+    before = snapshot(work)
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "update", "--workdir", str(work), "--data",
+                          str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "purchases.csv" in out.stderr and "item_id" in out.stderr and "Traceback" not in out.stderr
+    assert snapshot(work) == before
+
+
+def test_other_commands_work_on_an_updated_work_directory(shop, tmp_path):
+    from graphprof.embeddings.export import export_embeddings
+    from graphprof.embeddings.query import similar
+    from graphprof.prediction.predict import predict
+    from graphprof.privacy.forget import forget
+    from graphprof.reporting.report import write_report
+
+    work = fresh(shop, tmp_path)
+    result = update(work, data=shop / "batch")
+    assert set(result.drift["groups"]) >= {"behaviour", "graph"}
+    assert "users_added_share" in result.to_json()["drift"]
+    new_user = pd.read_csv(shop / "batch" / "users.csv", dtype=str)["user_id"].iloc[0]
+    write_report(work)
+    export_embeddings(work, model="lr")
+    assert len(similar(work, new_user, k=3)) == 3
+    new = tmp_path / "new"
+    generate.write_tables({"purchases": pd.DataFrame({"user_id": ["zz1"], "item_id": [
+        pd.read_csv(shop / "all" / "items.csv", dtype=str)["item_id"].iloc[0]], "timestamp": [1.7e9],
+        "quantity": [1], "price": [3.0]})}, new)
+    assert len(predict(work, new).frame) == 1
+    forget(work, [new_user])
+    assert new_user not in set(load_features(work).user_ids)
+    again = train(work, targets=["gender"], models=["lr"], seeds=1)
+    assert again.targets["gender"]["lr"]
