@@ -143,7 +143,7 @@ def _cmd_update(args) -> None:
     from graphprof.updating.stage import update
 
     result = update(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
-                    users=args.users, items=args.items)
+                    users=args.users, items=args.items, key_file=args.key_file)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 

@@ -174,6 +174,8 @@ def _add_update(sub, common) -> None:
     u.add_argument("--data", metavar="DIR", help="folder with the batch's tables")
     for table in ("purchases", "friendships", "users", "items"):
         u.add_argument(f"--{table}", metavar="FILE", help=f"the batch's {table} table; instead of --data")
+    u.add_argument("--key-file", metavar="FILE", help="pseudonymisation key (chmod 600), where the exported "
+                   "embeddings are pseudonymised (default: $GRAPHPROF_PSEUDONYM_KEY)")
 
 
 def _add_export_embeddings(sub, common) -> None:

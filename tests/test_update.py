@@ -203,20 +203,36 @@ def test_bad_rows_go_to_rejects_and_a_bad_file_stops_with_exit_2(shop, tmp_path)
 
 
 def test_other_commands_work_on_an_updated_work_directory(shop, tmp_path):
-    from graphprof.embeddings.export import export_embeddings
-    from graphprof.embeddings.query import similar
+    from graphprof.communities.stage import detect_communities, load_assignments
+    from graphprof.embeddings.export import export_embeddings, load_embeddings
+    from graphprof.embeddings.query import recommend, similar
     from graphprof.prediction.predict import predict
     from graphprof.privacy.forget import forget
     from graphprof.reporting.report import write_report
 
     work = fresh(shop, tmp_path)
+    detect_communities(work)
+    export_embeddings(work, model="lr")
+    before, feats_before = load_embeddings(work), load_features(work)
     result = update(work, data=shop / "batch")
     assert set(result.drift["groups"]) >= {"behaviour", "graph"}
     assert "users_added_share" in result.to_json()["drift"]
     new_user = pd.read_csv(shop / "batch" / "users.csv", dtype=str)["user_id"].iloc[0]
-    write_report(work)
-    export_embeddings(work, model="lr")
+    # the export and the communities follow the update: new users are in them, untouched users kept theirs
+    after = load_embeddings(work)
+    assert len(after.ids) == len(before.ids) + 60 and new_user in set(after.ids)
     assert len(similar(work, new_user, k=3)) == 3
+    feats_after = load_features(work)
+    rows = pd.Index(feats_after.user_ids).get_indexer(feats_before.user_ids)
+    same = (feats_after.matrix[rows] == feats_before.matrix).all(axis=1)  # lr's input unchanged
+    assert 0 < same.sum() < len(same)
+    kept = pd.Index(after.ids).get_indexer(before.ids)
+    np.testing.assert_array_equal(after.vectors[kept[same]], before.vectors[same])
+    assert not np.array_equal(after.vectors[kept[~same]], before.vectors[~same])
+    assignments, _ = load_assignments(work)
+    assert new_user in set(assignments["user_id"])
+    write_report(work)
+    assert "Trained before 1 update(s)" in (work / "report.html").read_text()
     new = tmp_path / "new"
     generate.write_tables({"purchases": pd.DataFrame({"user_id": ["zz1"], "item_id": [
         pd.read_csv(shop / "all" / "items.csv", dtype=str)["item_id"].iloc[0]], "timestamp": [1.7e9],
@@ -224,5 +240,26 @@ def test_other_commands_work_on_an_updated_work_directory(shop, tmp_path):
     assert len(predict(work, new).frame) == 1
     forget(work, [new_user])
     assert new_user not in set(load_features(work).user_ids)
+    assert new_user not in set(pd.read_parquet(workdir.table_path(work, "users"))["user_id"])
     again = train(work, targets=["gender"], models=["lr"], seeds=1)
     assert again.targets["gender"]["lr"]
+    export_embeddings(work, model="lightgcn")
+    assert len(recommend(work, load_features(work).user_ids[0], k=2)) == 2
+
+
+def test_lightgcn_export_gets_new_users_folded_in(shop, tmp_path):
+    from graphprof.embeddings.export import export_embeddings, load_embeddings
+    from graphprof.embeddings.query import similar
+
+    work = fresh(shop, tmp_path)
+    export_embeddings(work, model="lightgcn")
+    before = load_embeddings(work)
+    update(work, data=shop / "batch")
+    after = load_embeddings(work)
+    at = pd.Index(after.ids).get_indexer(before.ids)
+    np.testing.assert_array_equal(after.vectors[at], before.vectors)  # saved users keep theirs
+    new_ids = sorted(set(after.ids) - set(before.ids))
+    assert len(new_ids) == 60
+    assert np.abs(after.vectors[pd.Index(after.ids).get_indexer(new_ids)]).sum(axis=1).min() > 0
+    assert len(similar(work, new_ids[0], k=3)) == 3
+

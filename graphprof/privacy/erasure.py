@@ -79,7 +79,7 @@ class ErasurePlan(DerivedErasure):
                 self.table_hits[t] = np.logical_or.reduce([self._hit(df[c]) for c in cols])
         self.rejects = {}
         rej_dir = root / workdir.REJECTS_DIR
-        for path in sorted(rej_dir.glob("*.csv")) if rej_dir.is_dir() else []:
+        for path in sorted(rej_dir.rglob("*.csv")) if rej_dir.is_dir() else []:  # updates/<n>/ too
             try:
                 df = pd.read_csv(path, dtype=str, keep_default_na=False)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

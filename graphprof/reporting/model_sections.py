@@ -49,7 +49,8 @@ def _dropped(dropped: dict) -> str:
     return f"; dropped small classes: {esc(', '.join(f'{k} ({v})' for k, v in dropped.items()))}" if dropped else ""
 
 
-def metrics_html(t: dict, graph_id: str | None) -> str:
+def metrics_html(t: dict, graph_id: str | None, updated_from: dict | None = None) -> str:
+    """``updated_from``: each graph id an ``update`` moved on from, and how many batches were applied since."""
     models, pred = t["models"], t["pred"]
     labelled = pred[pred["split"].isin(SPLITS)]
     counts = labelled["label"].value_counts()
@@ -87,7 +88,13 @@ def metrics_html(t: dict, graph_id: str | None) -> str:
         spread = max((other["test"]["macro_f1"].get("std") or 0.0), (base["test"]["macro_f1"].get("std") or 0.0))
         verdict = "better than" if diff > spread else "worse than" if diff < -spread else "within"
         body += f"<p>{esc(m)} vs lr: macro-F1 {diff:+.3f}, {verdict} the seeds' spread ({spread:.3f}).</p>"
-    if any(a["config"].get("graph_id") not in (None, graph_id) for a in models.values()):
+    trained_on = {a["config"].get("graph_id") for a in models.values()} - {None, graph_id}
+    since = [updated_from[g] for g in trained_on if g in (updated_from or {})]
+    if trained_on and len(since) == len(trained_on):
+        body += (f"<p class=note>Trained before {max(since)} update(s): <code>graphprof update</code> re-scored the "
+                 "users whose inputs changed with these models; <code>graphprof train</code> refits them on "
+                 "everything.</p>")
+    elif trained_on:
         body += "<p class=warn>Trained on an earlier graph: run <code>graphprof train</code> again.</p>"
     return body
 

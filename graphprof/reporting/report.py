@@ -110,13 +110,15 @@ def write_report(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, out: str | 
         raise ConfigError(f"--out must end in .html. Got {str(out)!r} instead")
     manifest = workdir.require_built(root)
     graph_id = manifest.get("graph_id")
+    journal = manifest.get("updates", [])
+    updated_from = {e.get("graph_id_before"): len(journal) - k for k, e in enumerate(journal)}
     with workdir.locked(root, "report"):
         notes: list = []
         sections = [_inputs(manifest), _graph(root, manifest)]
         targets = target_summaries(root, manifest)
         if targets:
             sections.append(Section("models", "Attribute prediction", "".join(
-                f"<h3>{esc(t['name'])}</h3>{metrics_html(t, graph_id)}" for t in targets)))
+                f"<h3>{esc(t['name'])}</h3>{metrics_html(t, graph_id, updated_from)}" for t in targets)))
             sections.append(Section("confusion", "Confusion matrices", "<p>Picked model per target, on the test "
                                      "users of the first seed's split; colour = share of the true class.</p>"
                                      + "".join(f"<h3>{esc(t['name'])}</h3>{confusion_html(t)}" for t in targets)))

@@ -109,7 +109,7 @@ def _labels(frame: pd.DataFrame, target: str, classes: list, users: pd.DataFrame
     frame.loc[rows, "label"] = label.to_numpy()
 
 
-def assign_communities(root: Path, stage, graph: ProfileGraph, merged, view) -> dict:
+def assign_communities(root: Path, stage, graph: ProfileGraph, merged, view, graph_id: str) -> dict:
     """Each method's assignments on the merged users: saved users keep theirs, a new user takes the most common
     community among its friends (-1: none), as ``predict`` assigns them."""
     import scipy.sparse as sp
@@ -138,5 +138,10 @@ def assign_communities(root: Path, stage, graph: ProfileGraph, merged, view) -> 
                 frame[c] = kept[c].to_numpy() if kept is not None else pd.NA
         frame["community"] = frame["community"].astype(old["community"].dtype)
         workdir.write_parquet(stage.path(path.relative_to(root)), frame)
+        summary_path = workdir.communities_dir(root, method) / workdir.COMMUNITY_SUMMARY
+        summary = workdir.read_json(summary_path, missing=f"run 'graphprof communities --method {method}' again")
+        summary["graph_id"] = graph_id  # the assignments cover the merged graph's users
+        summary["assigned_by_updates"] = int(summary.get("assigned_by_updates", 0)) + int(len(fresh))
+        workdir.write_json(stage.path(summary_path.relative_to(root)), summary)
         out[method] = int(len(fresh))
     return out

@@ -56,6 +56,8 @@ class UpdateResult:
             lines.append(f"  {key}: re-scored {n} users")
         for method, n in e["communities"].items():
             lines.append(f"  communities ({method}): {n} new users assigned by their friends' communities")
+        if e.get("embeddings"):
+            lines.append(f"  embeddings: {e['embeddings']}")
         d = self.drift
         if d:
             parts = ", ".join(f"{g} {v['psi']:.3f}" for g, v in d["groups"].items())
@@ -75,9 +77,10 @@ def batch_id(hashes: dict[str, str]) -> str:
 
 
 def update(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
-           purchases=None, friendships=None, users=None, items=None) -> UpdateResult:
+           purchases=None, friendships=None, users=None, items=None, key_file=None) -> UpdateResult:
     """Apply the new rows in ``data`` (generic schema: purchases, optionally friendships, users, items) to the
-    work directory; see the module docstring.
+    work directory; see the module docstring. ``key_file``: the pseudonymisation key, where the exported
+    embeddings are pseudonymised (default: the environment, as for ``export-embeddings``).
 
     Raises:
         ArtifactError: no graph. InputError: a bad batch file. ConfigError: no batch given, or a batch applied
@@ -113,8 +116,8 @@ def update(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path 
         n = len(manifest.get(UPDATES, [])) + 1
         staging = workdir.Staging(root)
         try:
-            entry, drift_doc = _apply(root, staging, validated, sources, n, stage, seconds, manifest)
-            entry.update({"batch": n, "batch_id": bid, "files": files,
+            entry, drift_doc = _apply(root, staging, validated, sources, n, stage, seconds, key_file)
+            entry.update({"batch": n, "batch_id": bid, "files": files, "graph_id_before": manifest.get("graph_id"),
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             seconds["total"] = time.perf_counter() - t_start
             entry["seconds"] = seconds
@@ -131,7 +134,7 @@ def update(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path 
     return UpdateResult(workdir=root, entry=entry, drift=drift_doc)
 
 
-def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds: dict, manifest: dict):
+def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds: dict, key_file=None):
     from graphprof.features import load_features, save_features
     from graphprof.features.users import _item_table, item_category_matrix
     from graphprof.graph import load_graph, save_graph
@@ -139,6 +142,7 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     from graphprof.ingest.io import TABLES
     from graphprof.models import ModelInput
     from graphprof.updating import drift, merge, refeature, rescore
+    from graphprof.updating.embeddings import update_embeddings
 
     stage("merge")
     t0 = time.perf_counter()
@@ -179,16 +183,18 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
 
     stage("models")
     t0 = time.perf_counter()
+    save_graph(g, staging.folder)  # first: its hash names the graph the re-scored artifacts belong to
+    graph_id = workdir.sha256_file(staging.folder / workdir.GRAPH_TENSORS)
     users_table = m.tables.get("users")
     inputs = ModelInput(graph=g, features=feats)
     rescored = rescore.rescore_models(root, staging, inputs, m, touched, users_table)
-    communities = rescore.assign_communities(root, staging, g, m, view)
+    communities = rescore.assign_communities(root, staging, g, m, view, graph_id)
+    embedded = update_embeddings(root, staging, inputs, m, touched, graph_id, n, key_file)
     seconds["models"] = time.perf_counter() - t0
 
     stage("write")
     t0 = time.perf_counter()
     seed = workdir.read_json(root / workdir.FEATURES_META, missing="run 'graphprof build-graph'")["seed"]
-    save_graph(g, staging.folder)
     save_features(feats, staging.folder, seed)
     for name, table in m.tables.items():
         if table is not None and (name in validated.tables or name == "items" and len(m.new_items)):
@@ -211,7 +217,6 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     for rel in (workdir.CACHE_DIR, workdir.PARTIAL_TRAIN):  # label-free arrays and resumable fits of the old graph
         if (root / rel).exists():
             staging.delete(rel)
-    graph_id = workdir.sha256_file(staging.folder / workdir.GRAPH_TENSORS)
     seconds["write"] = time.perf_counter() - t0
     drift_doc = drift.psi(ref, full, columns, feats.groups)
     counts = {"new_users": int(len(m.new_users)), "new_items": int(len(m.new_items)),
@@ -220,6 +225,7 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
               "purchase_edges_merged": int(_merged_pairs(validated.tables["purchases"], graph)),
               "labels_set": int(len(m.labelled))}
     entry = {"rows": rows, "counts": counts, "rescored": rescored, "communities": communities,
+             "embeddings": embedded,
              "graph_id": graph_id, "drift": {"groups": {k: v["psi"] for k, v in drift_doc["groups"].items()},
                                              "users_added_share": drift_doc["users_added_share"],
                                              "retrain_advised": drift_doc["retrain_advised"]}}
