@@ -241,6 +241,11 @@ def test_other_commands_work_on_an_updated_work_directory(shop, tmp_path):
     forget(work, [new_user])
     assert new_user not in set(load_features(work).user_ids)
     assert new_user not in set(pd.read_parquet(workdir.table_path(work, "users"))["user_id"])
+    from graphprof.graph.build import load_tables
+
+    assert workdir.table_parts(work, "purchases")  # the batch's rows: a part of the table, filtered on its own
+    assert new_user not in set(load_tables(work, "purchases")["user_id"])
+    assert new_user not in set(load_tables(work, "friendships")["friend_id"])
     again = train(work, targets=["gender"], models=["lr"], seeds=1)
     assert again.targets["gender"]["lr"]
     export_embeddings(work, model="lightgcn")

@@ -277,9 +277,14 @@ def _clear_stale(root: Path) -> None:
 
 
 def load_tables(root: str | Path, name: str) -> pd.DataFrame | None:
-    """A validated table from the work directory, or None where the input had no such table."""
+    """A validated table from the work directory (with the rows updates appended,
+    :func:`graphprof.workdir.table_parts`), or None where the input had no such table."""
     path = workdir.table_path(root, name)
-    return workdir.read_parquet(path, missing="run 'graphprof build-graph' first") if path.exists() else None
+    hint = "run 'graphprof build-graph' first"
+    parts = [workdir.read_parquet(p, missing=hint) for p in [path, *workdir.table_parts(root, name)] if p.exists()]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 __all__ = ["BuildResult", "build", "load_tables", "read_inputs", "resolve_inputs"]

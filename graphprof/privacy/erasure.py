@@ -72,6 +72,8 @@ class ErasurePlan(DerivedErasure):
         self.old_graph = load_graph(root)
         self.known.update(set(self.old_graph.user_ids) & self.ids)
         self.tables = {t: load_tables(root, t) for t in TABLES}
+        self.table_rows = {t: {p: _parquet_rows(p) for p in [workdir.table_path(root, t), *workdir.table_parts(root, t)]
+                               if p.exists()} for t in TABLES}
         self.table_hits = {}
         for t, cols in USER_COLUMNS.items():
             df = self.tables.get(t)
@@ -119,10 +121,19 @@ class ErasurePlan(DerivedErasure):
         erase = self.known
         for t, hit in self.table_hits.items():
             if hit.any():
-                df = self.tables[t][~hit].reset_index(drop=True)
-                self.tables[t] = df
-                path = workdir.table_path(self.root, t)
-                self._write(path, "filtered", lambda p=path, df=df: workdir.write_parquet(p, df), int(hit.sum()))
+                whole = self.tables[t]
+                self.tables[t] = whole[~hit].reset_index(drop=True)
+                # each file of the table (the built one, then the parts updates appended) filtered on its own
+                # rows; the rows removed are counted under the table's main file
+                start, main = 0, workdir.table_path(self.root, t)
+                for path in [main, *workdir.table_parts(self.root, t)]:
+                    size = self.table_rows[t][path]
+                    part_hit = hit[start:start + size]
+                    if part_hit.any():
+                        df = whole.iloc[start:start + size][~part_hit].reset_index(drop=True)
+                        self._write(path, "filtered", lambda p=path, df=df: workdir.write_parquet(p, df))
+                    start += size
+                self.rows_removed[self._rel(main)] = self.rows_removed.get(self._rel(main), 0) + int(hit.sum())
         for path, (df, hit) in self.rejects.items():
             kept = df[~hit]
             self._write(path, "filtered", lambda p=path, k=kept: workdir.write_csv(p, k), int(hit.sum()))
@@ -293,3 +304,8 @@ class ErasurePlan(DerivedErasure):
             sections["rows"] = rows
         workdir.update_manifest(root, **sections)
 
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows

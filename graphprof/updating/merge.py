@@ -42,8 +42,9 @@ class Merged:
     Attributes:
         graph: the merged graph. user_map / item_map: each saved user's / item's index in it. new_users /
         new_items: the indices of the added ones. bought: users with a purchase in the batch. ties: ``(a, b)``
-        the added ties' ends. labelled: users whose users-table row the batch set or changed. tables: the merged
-        validated tables (without ``__row__``). rejects: per table, the rows rejected against the work directory
+        the added ties' ends. labelled: users whose users-table row the batch set or changed.
+        tables: users and items merged with the saved ones, purchases and friendships the batch's kept rows (each
+        saved as a part of its table, :func:`graphprof.workdir.table_parts`; all without ``__row__``). rejects: per table, the rows rejected against the work directory
         (:data:`REJECT_COLUMNS`). cat_map: each saved category's index (None without categories).
     """
 
@@ -87,8 +88,8 @@ def _reject_rows(df: pd.DataFrame, mask: np.ndarray, source: str, column: str, v
 
 def merge(graph: ProfileGraph, saved: dict[str, pd.DataFrame | None], batch: dict[str, pd.DataFrame],
           sources: dict[str, str]) -> Merged:
-    """Merge the validated ``batch`` tables into ``graph`` and the ``saved`` tables (``sources``: each batch
-    table's file, for the rejects)."""
+    """Merge the validated ``batch`` tables into ``graph`` and the ``saved`` users and items tables
+    (``sources``: each batch table's file, for the rejects)."""
     if len(graph.user_ids) > 1 and not (graph.user_ids[1:] > graph.user_ids[:-1]).all():
         from graphprof.errors import ArtifactError
 
@@ -152,10 +153,9 @@ def merge(graph: ProfileGraph, saved: dict[str, pd.DataFrame | None], batch: dic
     merged = ProfileGraph(nodes=nodes, edges={et: edges[et] for et in graph.edge_types}, user_ids=user_ids,
                           item_ids=item_ids, category_ids=cat_ids)
 
-    tables["purchases"] = pd.concat([tables["purchases"], p.drop(columns=[ROW])], ignore_index=True)
+    tables["purchases"] = p.drop(columns=[ROW])  # the batch's rows: appended as a part of the saved table
     if friends is not None and len(friends):
-        tables["friendships"] = pd.concat([t for t in (tables.get("friendships"), friends.drop(columns=[ROW]))
-                                           if t is not None], ignore_index=True)
+        tables["friendships"] = friends.drop(columns=[ROW])
     if items_b is not None and len(items_b):
         tables["items"] = all_items
     labelled = np.zeros(0, np.int64)
@@ -257,16 +257,20 @@ def _merge_users(saved: pd.DataFrame | None, users: pd.DataFrame) -> pd.DataFram
     empty value keeps the known one); new users and new columns are added."""
     if saved is None:
         return users.reset_index(drop=True)
-    out = saved.set_index("user_id")
-    new = users.set_index("user_id")
-    for col in new.columns:
+    at = pd.Index(saved["user_id"].astype(str).to_numpy(dtype=object)).get_indexer(
+        users["user_id"].astype(str).to_numpy(dtype=object))  # hashes of object strings: no per-row Arrow scalars
+    known = at >= 0
+    out = saved.copy()
+    for col in users.columns:
+        if col == "user_id":
+            continue
         if col not in out:
             out[col] = pd.Series(pd.NA, index=out.index, dtype="string")
-    known = new.index.isin(out.index)
-    upd = new[known]
-    for col in upd.columns:
-        vals = upd[col].dropna()
-        if len(vals):
-            out.loc[vals.index, col] = vals.astype(out[col].dtype) if out[col].dtype == "string" else vals
-    out = pd.concat([out, new[~known].reindex(columns=out.columns)])
-    return out.reset_index()
+        vals = users[col].to_numpy(dtype=object)
+        given = known & ~pd.isna(vals)
+        if given.any():
+            column = out[col].to_numpy(dtype=object)
+            column[at[given]] = vals[given]
+            out[col] = pd.Series(column, index=out.index).astype(out[col].dtype)
+    added = users[~known].reindex(columns=out.columns)
+    return pd.concat([out, added], ignore_index=True)

@@ -18,6 +18,8 @@ import pandas as pd
 from graphprof import workdir
 from graphprof.graph import BUYS, FRIEND, ProfileGraph
 
+WHOLE_GRAPH_SHARE = 0.5  # re-scoring more than this share of the users runs the model on the whole graph
+
 
 def reach(graph: ProfileGraph, touched: np.ndarray, hops: int, copurchase: bool) -> np.ndarray:
     """``touched``, every user within ``hops`` friendship hops of it, and (``copurchase``) every user who bought
@@ -87,7 +89,9 @@ def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users
         _labels(frame, target, config["classes"], users, np.union1d(fresh, merged.labelled))
         rows = rows_to_score(model, name, graph, touched)
         if len(rows):
-            proba = model.proba(inputs, rows=rows)
+            # most users: one whole-graph pass costs less than computing their neighbourhoods row by row
+            proba = model.proba(inputs, rows=rows) if len(rows) < WHOLE_GRAPH_SHARE * graph.num_users else \
+                model.proba(inputs)[rows]
             classes = np.array(model.classes_, dtype=object)
             frame.loc[rows, "predicted"] = classes[proba.argmax(axis=1)]
             for j, c in enumerate(model.classes_):

@@ -30,6 +30,7 @@ from graphprof.runtime import progress
 log = logging.getLogger("graphprof")
 STAGES = ("read", "validate", "merge", "features", "models", "write")
 UPDATES = "updates"  # manifest key: the journal, one entry per applied batch
+APPENDED = ("purchases", "friendships")  # tables an update appends a part to (users and items are merged)
 
 
 @dataclass
@@ -139,7 +140,6 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     from graphprof.features.users import _item_table, item_category_matrix
     from graphprof.graph import load_graph, save_graph
     from graphprof.graph.build import load_tables
-    from graphprof.ingest.io import TABLES
     from graphprof.models import ModelInput
     from graphprof.updating import drift, merge, refeature, rescore
     from graphprof.updating.embeddings import update_embeddings
@@ -147,7 +147,7 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     stage("merge")
     t0 = time.perf_counter()
     graph = load_graph(root)
-    saved_tables = {t: load_tables(root, t) for t in TABLES}
+    saved_tables = {t: load_tables(root, t) for t in ("users", "items")}  # the others are appended to
     m = merge.merge(graph, saved_tables, validated.tables, sources)
     g = m.graph
     seconds["merge"] = time.perf_counter() - t0
@@ -159,8 +159,7 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     saved = feats.frame.to_numpy(np.float64)
     ref = drift.load_reference(root)
     if ref is None:  # no train wrote one: the features before this batch
-        drift.write_reference(root, saved, columns, into=staging.folder)
-        ref = drift.reference(saved, columns)
+        ref = drift.write_reference(root, saved, columns, into=staging.folder)
     state = _pad_state(feats.state, m, len(g.item_ids), len(g.category_ids))
     full = np.empty((g.num_users, len(columns)))
     full[m.user_map] = saved
@@ -197,9 +196,14 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     seed = workdir.read_json(root / workdir.FEATURES_META, missing="run 'graphprof build-graph'")["seed"]
     save_features(feats, staging.folder, seed)
     for name, table in m.tables.items():
-        if table is not None and (name in validated.tables or name == "items" and len(m.new_items)):
-            workdir.write_parquet(workdir.table_path(staging.folder, name), table.astype(
-                {c: "string" for c in table.columns if pd.api.types.is_string_dtype(table[c])}))
+        if table is None or not (name in validated.tables or name == "items" and len(m.new_items)):
+            continue
+        table = table.astype({c: "string" for c in table.columns if pd.api.types.is_string_dtype(table[c])})
+        if name in APPENDED:
+            if len(table):
+                workdir.write_parquet(workdir.table_part_path(staging.folder, name, n), table)
+        else:
+            workdir.write_parquet(workdir.table_path(staging.folder, name), table)
     rows = {}
     for name, acc in validated.accounting.items():
         acc = dict(acc)

@@ -82,6 +82,8 @@ from graphprof.workdir.paths import (  # noqa: F401
     rejects_path,
     run_dir,
     seed_dir,
+    table_part_path,
+    table_parts,
     table_path,
     target_name,
 )

@@ -79,6 +79,21 @@ def table_path(root: Path, table: str) -> Path:
     return Path(root) / TABLES_DIR / f"{table}.parquet"
 
 
+def table_part_path(root: Path, table: str, batch: int) -> Path:
+    """``tables/updates/<batch>/<table>.parquet``: the rows an update appended to an append-only table
+    (purchases, friendships); the table is the main file followed by its parts in batch order."""
+    return Path(root) / TABLES_DIR / "updates" / str(batch) / f"{table}.parquet"
+
+
+def table_parts(root: Path, table: str) -> list[Path]:
+    """The parts of ``table`` (:func:`table_part_path`), in batch order."""
+    folder = Path(root) / TABLES_DIR / "updates"
+    if not folder.is_dir():
+        return []
+    parts = [p for p in folder.glob(f"*/{table}.parquet") if p.parent.name.isdigit()]
+    return sorted(parts, key=lambda p: int(p.parent.name))
+
+
 def ids_path(root: Path, kind: str) -> Path:
     return Path(root) / IDS_DIR / f"{kind}.parquet"
 
