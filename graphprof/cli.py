@@ -263,7 +263,7 @@ def environment_message(exc: OSError, workdir: str | None) -> str | None:
         return None
     where = exc.filename or workdir or "the work directory"
     return (f"{what[0]} while writing {where}: {what[1]}. Every file is replaced only once it is complete (a "
-            "build or a train run as a whole), so the previous artifacts are intact")
+            "build, an update or a train run as a whole), so the previous artifacts are intact")
 
 
 def _run(args) -> int:
@@ -281,8 +281,9 @@ def _run(args) -> int:
         distributed.exit_worker(2)
         return 2
     except KeyboardInterrupt:
-        hint = "; the previous results are intact, 'graphprof train --resume' continues" \
-            if args.command == "train" else ""
+        hint = {"train": "; the previous results are intact, 'graphprof train --resume' continues",
+                "update": "; the batch was not applied (the work directory is as it was): run it again"}.get(
+                    args.command, "")
         if distributed.is_main():
             print(f"interrupted{hint}", file=sys.stderr)
         distributed.exit_worker(130)

@@ -4,6 +4,7 @@ space, is applied exactly once (refused again, whole or not at all under SIGKILL
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -104,6 +105,28 @@ def test_update_equals_a_rebuild_in_the_saved_feature_space(shop, tmp_path):
     assert (new["label"].fillna("?").to_numpy() == batch_users["gender"].fillna("?").to_numpy()).all()
 
 
+def test_a_users_table_sets_and_changes_known_users_labels(shop, tmp_path):
+    work = fresh(shop, tmp_path)
+    users = pd.read_csv(shop / "base" / "users.csv", dtype=str)
+    who = users["user_id"].iloc[:3].tolist()
+    flip = {"female": "male", "male": "female"}
+    old = users.set_index("user_id").loc[who, "gender"]
+    batch = tmp_path / "labels"
+    batch.mkdir()
+    pd.DataFrame(columns=["user_id", "item_id", "timestamp", "quantity", "price"]).to_csv(
+        batch / "purchases.csv", index=False)
+    pd.DataFrame({"user_id": who, "gender": [flip.get(g, "female") for g in old],
+                  "age_band": ["", "", ""]}).to_csv(batch / "users.csv", index=False)
+    result = update(work, data=batch)
+    assert result.entry["counts"]["labels_set"] == 3 and result.entry["counts"]["new_users"] == 0
+    table = pd.read_parquet(workdir.table_path(work, "users")).set_index("user_id")
+    assert list(table.loc[who, "gender"]) == [flip.get(g, "female") for g in old]
+    assert list(table.loc[who, "age_band"].fillna("?")) == list(users.set_index("user_id").loc[who, "age_band"]
+                                                                .fillna("?"))  # empty: the known value stays
+    pred = pd.read_parquet(workdir.model_file(work, "gender", "lr", workdir.MODEL_PREDICTIONS)).set_index("user_id")
+    assert list(pred.loc[who, "label"]) == [flip.get(g, "female") for g in old]
+
+
 def test_the_same_batch_twice_is_refused_and_changes_nothing(shop, tmp_path):
     work = fresh(shop, tmp_path)
     update(work, data=shop / "batch")
@@ -169,6 +192,35 @@ def test_sigkill_during_update_then_rerun_gives_the_uninterrupted_result(shop, t
     m_want, m_got = (json.loads(x[workdir.MANIFEST]) for x in (want, got))
     assert m_got["graph_id"] == m_want["graph_id"]
     assert [e["batch_id"] for e in m_got["updates"]] == [e["batch_id"] for e in m_want["updates"]]
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk-full", "ctrl-c"])
+def test_a_batch_cut_off_by_the_environment_leaves_the_work_directory_as_it_was(shop, tmp_path, monkeypatch,
+                                                                                 capsys, error):
+    from graphprof import cli
+    from graphprof.workdir import files
+
+    work = fresh(shop, tmp_path)
+    before = snapshot(work)
+    real = files.atomic_write
+
+    def failing(path, write):
+        if "predictions.parquet" in str(path):  # the graph is staged by then: half-way through the batch
+            if isinstance(error, OSError):
+                error.filename = str(path)
+            raise error
+        return real(path, write)
+
+    monkeypatch.setattr(files, "atomic_write", failing)
+    code = cli.main(["update", "--workdir", str(work), "--data", str(shop / "batch"), "-q"])
+    err = capsys.readouterr().err
+    assert code == (2 if isinstance(error, OSError) else 130)
+    assert "Traceback" not in err
+    assert ("no space left" in err) if isinstance(error, OSError) else ("was not applied" in err)
+    assert snapshot(work) == before and not (work / workdir.PARTIAL_UPDATE).exists()
+    monkeypatch.setattr(files, "atomic_write", real)
+    assert update(work, data=shop / "batch").entry["batch"] == 1  # and it applies once, cleanly
 
 
 def test_bad_rows_go_to_rejects_and_a_bad_file_stops_with_exit_2(shop, tmp_path):
