@@ -109,22 +109,69 @@ def test_a_users_table_sets_and_changes_known_users_labels(shop, tmp_path):
     work = fresh(shop, tmp_path)
     users = pd.read_csv(shop / "base" / "users.csv", dtype=str)
     who = users["user_id"].iloc[:3].tolist()
-    flip = {"female": "male", "male": "female"}
+    flip = {"f": "m", "m": "f"}
     old = users.set_index("user_id").loc[who, "gender"]
     batch = tmp_path / "labels"
     batch.mkdir()
     pd.DataFrame(columns=["user_id", "item_id", "timestamp", "quantity", "price"]).to_csv(
         batch / "purchases.csv", index=False)
-    pd.DataFrame({"user_id": who, "gender": [flip.get(g, "female") for g in old],
+    pd.DataFrame({"user_id": who, "gender": [flip.get(g, "f") for g in old],
                   "age_band": ["", "", ""]}).to_csv(batch / "users.csv", index=False)
     result = update(work, data=batch)
     assert result.entry["counts"]["labels_set"] == 3 and result.entry["counts"]["new_users"] == 0
     table = pd.read_parquet(workdir.table_path(work, "users")).set_index("user_id")
-    assert list(table.loc[who, "gender"]) == [flip.get(g, "female") for g in old]
+    assert list(table.loc[who, "gender"]) == [flip.get(g, "f") for g in old]
     assert list(table.loc[who, "age_band"].fillna("?")) == list(users.set_index("user_id").loc[who, "age_band"]
                                                                 .fillna("?"))  # empty: the known value stays
     pred = pd.read_parquet(workdir.model_file(work, "gender", "lr", workdir.MODEL_PREDICTIONS)).set_index("user_id")
-    assert list(pred.loc[who, "label"]) == [flip.get(g, "female") for g in old]
+    assert list(pred.loc[who, "label"]) == [flip.get(g, "f") for g in old]
+
+
+def test_new_items_and_categories_join_and_the_models_score_on_the_items_they_know(shop, tmp_path):
+    from graphprof.graph import load_graph
+    from graphprof.privacy.forget import forget
+
+    work = fresh(shop, tmp_path)
+    before = load_graph(work)
+    buyer = before.user_ids[5]
+    batch = tmp_path / "items"
+    batch.mkdir()
+    # "00new" sorts before every generated id: every known item moves one index up
+    pd.DataFrame({"user_id": [buyer, buyer, "newcomer"], "item_id": ["00new", "zznew", "00new"],
+                  "timestamp": [1.8e9, 1.8e9, 1.8e9], "quantity": [1, 2, 1], "price": [5.0, 6.0, 5.0]}).to_csv(
+        batch / "purchases.csv", index=False)
+    pd.DataFrame({"item_id": ["00new", "zznew"], "category": ["brand-new", "brand-new"], "price": [5.0, 6.0]}).to_csv(
+        batch / "items.csv", index=False)
+    result = update(work, data=batch)
+    assert result.entry["counts"]["new_items"] == 2
+    g = load_graph(work)
+    assert g.item_ids[0] == "00new" and list(g.item_ids[1:-1]) == list(before.item_ids)
+    assert "brand-new" in set(g.category_ids)
+    items = load_features(work).items
+    assert (items.filter(like="item_svd").iloc[[0, -1]].to_numpy() == 0).all()  # unknown to the fitted SVD
+    for name in ("lr", "sign"):
+        pred = pd.read_parquet(workdir.model_file(work, "gender", name, workdir.MODEL_PREDICTIONS)).set_index("user_id")
+        assert pred["predicted"].notna().all() and "newcomer" in pred.index
+    # the buyer's lr profile: the model on the items it was fitted on (the new ones left out, as predict does)
+    from graphprof.updating.rescore import restrict_items
+
+    model = get_model("lr").load(workdir.run_dir(work, "gender", "lr", 0))
+    feats = load_features(work)
+    keep = np.arange(1, len(g.item_ids) - 1)
+    from graphprof.features import UserFeatures
+
+    seen = ModelInput(graph=restrict_items(g, keep), features=UserFeatures(
+        user_ids=feats.user_ids, frame=feats.frame, groups=feats.groups, item_ids=feats.item_ids[keep],
+        items=feats.items.iloc[keep].reset_index(drop=True), state=feats.state))
+    row = int(np.flatnonzero(g.user_ids == buyer)[0])
+    want = model.proba(seen, rows=np.array([row]))[0]
+    pred = pd.read_parquet(workdir.model_file(work, "gender", "lr", workdir.MODEL_PREDICTIONS)).set_index("user_id")
+    got = pred.loc[buyer, [f"proba_{c}" for c in model.classes_]].to_numpy(dtype=float)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    # a second batch after it still knows which items the models were fitted on; forget and train go on
+    update(work, data=shop / "batch")
+    forget(work, ["newcomer"])
+    assert train(work, targets=["gender"], models=["lr"], seeds=1).targets["gender"]["lr"]
 
 
 def test_the_same_batch_twice_is_refused_and_changes_nothing(shop, tmp_path):

@@ -23,7 +23,7 @@ from graphprof.graph import BUYS, FRIEND
 
 
 def update_embeddings(root: Path, stage, inputs, merged, touched: np.ndarray, graph_id: str, batch: int,
-                      key_file=None) -> str | None:
+                      manifest: dict, key_file=None) -> str | None:
     """Write the carried-over export into the staging folder; returns what was done, in words (None: no export)."""
     from graphprof.embeddings.export import Embeddings, load_embeddings, write_export_dir
     from graphprof.errors import ConfigError
@@ -50,15 +50,22 @@ def update_embeddings(root: Path, stage, inputs, merged, touched: np.ndarray, gr
         how = f"{len(merged.new_users)} new users folded into the LightGCN space"
     else:
         from graphprof.models import get_model
-        from graphprof.updating.rescore import rows_to_score
+        from graphprof.updating.rescore import fitted_inputs, fitted_items, rows_to_score
 
         name, target = meta["model"], meta["target"]
         model = get_model(name).load(workdir.run_dir(root, target, name, meta["seed"]))
-        rows = rows_to_score(model, name, g, touched)
+        config = workdir.read_json(workdir.model_file(root, target, name, workdir.MODEL_CONFIG), missing="")
+        keep = fitted_items(root, g, manifest.get("updates", []), config.get("graph_id"), manifest.get("graph_id"),
+                            merged.new_items)
+        if keep is None:
+            return "embeddings/ left as they were: the model was trained on another graph; run 'graphprof train'"
+        seen = fitted_inputs(inputs, keep, {})
+        rows = rows_to_score(model, name, seen.graph, touched)
         if len(rows):
-            vectors[rows] = model.embed(inputs, rows=rows).astype(np.float32)
+            vectors[rows] = model.embed(seen, rows=rows).astype(np.float32)
         if items is not None and hasattr(model, "embed_items"):
-            item_vectors = model.embed_items(inputs).astype(np.float32)
+            item_vectors = np.zeros((len(g.item_ids), vectors.shape[1]), dtype=np.float32)
+            item_vectors[keep] = model.embed_items(seen).astype(np.float32)  # new items: none yet
         how = f"{len(rows)} users embedded again by {name} ({target})"
     ids = pseudonymize_ids(g.user_ids, key) if key else g.user_ids.astype(object)
     meta.update({"num_users": int(g.num_users), "graph_id": graph_id, "updated_by": batch,

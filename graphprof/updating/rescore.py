@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.graph import BUYS, FRIEND, ProfileGraph
+from graphprof.graph import BUYS, FRIEND, IN_CAT, REV_BUYS, REV_IN, ProfileGraph
 
 WHOLE_GRAPH_SHARE = 0.5  # re-scoring more than this share of the users runs the model on the whole graph
 
@@ -44,6 +44,76 @@ def reach(graph: ProfileGraph, touched: np.ndarray, hops: int, copurchase: bool)
     return np.flatnonzero(out)
 
 
+def restrict_items(graph: ProfileGraph, keep: np.ndarray) -> ProfileGraph:
+    """``graph`` with only the items ``keep`` (sorted indices), renumbered ``0 .. len(keep) - 1`` in that order:
+    the items a model was fitted on, so its per-item weights (``lr``'s and ``sign``'s bags) line up. Purchases of
+    other items are left out, as ``predict`` leaves out unknown items."""
+    new_index = np.full(len(graph.item_ids), -1, dtype=np.int64)
+    new_index[keep] = np.arange(len(keep))
+    edges: dict = {}
+    for et in graph.edge_types:
+        ei = graph.edge(et)
+        if et == BUYS:
+            ok = new_index[ei[1]] >= 0
+            edges[et] = {"edge_index": np.stack([ei[0][ok], new_index[ei[1][ok]]]),
+                         "edge_attr": graph.edge(et, "edge_attr")[ok]}
+        elif et == IN_CAT:
+            ok = new_index[ei[0]] >= 0
+            edges[et] = {"edge_index": np.stack([new_index[ei[0][ok]], ei[1][ok]])}
+        elif et in (REV_BUYS, REV_IN):
+            continue
+        else:
+            edges[et] = {n: a for n in ("edge_index", "edge_attr", "edge_weight") if (a := graph.edge(et, n)) is not None}
+    for rev, fwd in ((REV_BUYS, BUYS), (REV_IN, IN_CAT)):
+        if rev in graph.edge_types:
+            edges[rev] = {"edge_index": edges[fwd]["edge_index"][::-1]}
+    nodes = {nt: graph.num_nodes(nt) for nt in graph.node_types}
+    nodes["item"] = len(keep)
+    return ProfileGraph(nodes=nodes, edges={et: edges[et] for et in graph.edge_types}, user_ids=graph.user_ids,
+                        item_ids=graph.item_ids[keep], category_ids=graph.category_ids)
+
+
+def fitted_inputs(inputs, keep: np.ndarray | None, cache: dict):
+    """The models' input on the items a model was fitted on (``keep``: their indices in the graph, sorted; None:
+    every item), made once per item set."""
+    from graphprof.features import UserFeatures
+    from graphprof.models import ModelInput
+
+    g = inputs.graph
+    if keep is None or len(keep) == len(g.item_ids):
+        return inputs
+    key = len(keep)
+    if key not in cache:
+        f = inputs.features
+        feats = UserFeatures(user_ids=f.user_ids, frame=f.frame, groups=f.groups, item_ids=f.item_ids[keep],
+                             items=f.items.iloc[keep].reset_index(drop=True), state=f.state)
+        cache[key] = ModelInput(graph=restrict_items(g, keep), features=feats)
+    return cache[key]
+
+
+def fitted_items(root: Path, graph: ProfileGraph, journal: list[dict], model_graph: str | None,
+                 current: str | None, added_now: np.ndarray) -> np.ndarray | None:
+    """The indices of the items of ``graph`` that the graph ``model_graph`` (a model's ``config.json``
+    ``graph_id``) had: every item but those added by the batches since (each batch's added items are kept in
+    ``tables/updates/<n>/new_items.parquet``; ``added_now``: this batch's indices). None where ``model_graph`` is
+    neither ``current`` (the graph before this batch) nor one an update moved on from."""
+    if model_graph == current:
+        start = len(journal)
+    else:
+        start = next((k for k, e in enumerate(journal) if e.get("graph_id_before") == model_graph), None)
+        if start is None:
+            return None
+    drop = np.zeros(len(graph.item_ids), bool)
+    drop[added_now] = True
+    for e in journal[start:]:
+        path = workdir.table_part_path(root, "new_items", e["batch"])
+        if path.exists():
+            ids = pd.read_parquet(path)["item_id"].astype(str).to_numpy(dtype=object)
+            at = pd.Index(graph.item_ids).get_indexer(ids)
+            drop[at[at >= 0]] = True
+    return np.flatnonzero(~drop)
+
+
 def rows_to_score(model, name: str, graph: ProfileGraph, touched: np.ndarray) -> np.ndarray:
     if name == "lr":
         return touched
@@ -68,12 +138,14 @@ def remap_frame(old: pd.DataFrame, user_map: np.ndarray, user_ids: np.ndarray, p
     return out
 
 
-def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users: pd.DataFrame | None) -> dict:
-    """Re-score every saved model's ``predictions.parquet`` into the staging folder; returns per
-    ``target/model`` the users re-scored."""
+def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users: pd.DataFrame | None,
+                   manifest: dict) -> dict:
+    """Re-score every saved model's ``predictions.parquet`` into the staging folder, each on the items it was
+    fitted on (:func:`fitted_items`); returns per ``target/model`` the users re-scored, or why not."""
     from graphprof.models import get_model
 
     graph = inputs.graph
+    journal, current, views = manifest.get("updates", []), manifest.get("graph_id"), {}
     done = {}
     for d in workdir.model_dirs(root):
         path = d / workdir.MODEL_PREDICTIONS
@@ -87,11 +159,16 @@ def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users
         fresh = np.setdiff1d(np.arange(graph.num_users), merged.user_map, assume_unique=True)
         frame.loc[fresh, "split"] = "unlabelled"
         _labels(frame, target, config["classes"], users, np.union1d(fresh, merged.labelled))
-        rows = rows_to_score(model, name, graph, touched)
+        keep = fitted_items(root, graph, journal, config.get("graph_id"), current, merged.new_items)
+        if keep is None:
+            done[f"{target}/{name}"] = "not re-scored: trained on another graph; run 'graphprof train'"
+            continue
+        seen = fitted_inputs(inputs, keep, views)
+        rows = rows_to_score(model, name, seen.graph, touched)
         if len(rows):
             # most users: one whole-graph pass costs less than computing their neighbourhoods row by row
-            proba = model.proba(inputs, rows=rows) if len(rows) < WHOLE_GRAPH_SHARE * graph.num_users else \
-                model.proba(inputs)[rows]
+            proba = model.proba(seen, rows=rows) if len(rows) < WHOLE_GRAPH_SHARE * graph.num_users else \
+                model.proba(seen)[rows]
             classes = np.array(model.classes_, dtype=object)
             frame.loc[rows, "predicted"] = classes[proba.argmax(axis=1)]
             for j, c in enumerate(model.classes_):

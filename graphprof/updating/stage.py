@@ -117,7 +117,7 @@ def update(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path 
         n = len(manifest.get(UPDATES, [])) + 1
         staging = workdir.Staging(root)
         try:
-            entry, drift_doc = _apply(root, staging, validated, sources, n, stage, seconds, key_file)
+            entry, drift_doc = _apply(root, staging, validated, sources, n, stage, seconds, manifest, key_file)
             entry.update({"batch": n, "batch_id": bid, "files": files, "graph_id_before": manifest.get("graph_id"),
                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             seconds["total"] = time.perf_counter() - t_start
@@ -135,7 +135,8 @@ def update(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path 
     return UpdateResult(workdir=root, entry=entry, drift=drift_doc)
 
 
-def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds: dict, key_file=None):
+def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds: dict, manifest: dict,
+           key_file=None):
     from graphprof.features import load_features, save_features
     from graphprof.features.users import _item_table, item_category_matrix
     from graphprof.graph import load_graph, save_graph
@@ -186,9 +187,9 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     graph_id = workdir.sha256_file(staging.folder / workdir.GRAPH_TENSORS)
     users_table = m.tables.get("users")
     inputs = ModelInput(graph=g, features=feats)
-    rescored = rescore.rescore_models(root, staging, inputs, m, touched, users_table)
+    rescored = rescore.rescore_models(root, staging, inputs, m, touched, users_table, manifest)
     communities = rescore.assign_communities(root, staging, g, m, view, graph_id)
-    embedded = update_embeddings(root, staging, inputs, m, touched, graph_id, n, key_file)
+    embedded = update_embeddings(root, staging, inputs, m, touched, graph_id, n, manifest, key_file)
     seconds["models"] = time.perf_counter() - t0
 
     stage("write")
@@ -204,6 +205,9 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
                 workdir.write_parquet(workdir.table_part_path(staging.folder, name, n), table)
         else:
             workdir.write_parquet(workdir.table_path(staging.folder, name), table)
+    if len(m.new_items):  # which items the models fitted before this batch do not know (rescore.fitted_items)
+        workdir.write_parquet(workdir.table_part_path(staging.folder, "new_items", n),
+                              pd.DataFrame({"item_id": pd.Series(g.item_ids[m.new_items], dtype="string")}))
     rows = {}
     for name, acc in validated.accounting.items():
         acc = dict(acc)
