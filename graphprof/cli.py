@@ -147,6 +147,42 @@ def _cmd_update(args) -> None:
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 
+def _cmd_serve(args) -> None:
+    from graphprof.serving.server import serve
+
+    serve(args.workdir, host=args.host, port=args.port, key_file=args.key_file, events=not args.no_events,
+          interval=args.apply_every, store=args.store)
+
+
+def _cmd_keys(args) -> None:
+    from graphprof.serving import keys
+
+    if args.action == "create":
+        token = keys.create(args.workdir, args.name, [s.strip() for s in args.scopes.split(",") if s.strip()])
+        _emit(args, f"key '{args.name}' created; it is shown this once, keep it secret:\n{token}",
+              {"name": args.name, "key": token, "scopes": sorted(set(args.scopes.split(",")))})
+    elif args.action == "revoke":
+        n = keys.revoke(args.workdir, args.name)
+        _emit(args, f"key '{args.name}' revoked ({n})", {"name": args.name, "revoked": n})
+    else:
+        rows = keys.listing(args.workdir)
+        text = "\n".join(f"{k['name']}: {', '.join(k['scopes'])}; created {k['created']}"
+                         + (f"; revoked {k['revoked']}" if k["revoked"] else "") for k in rows) or "no keys yet"
+        _emit(args, text, {"keys": rows})
+
+
+def _cmd_audit(args) -> None:
+    from graphprof.serving.audit import summarize
+
+    doc = summarize(args.workdir)
+    lines = [f"{doc['file']}:"]
+    for name, k in sorted(doc["keys"].items()):
+        routes = ", ".join(f"{r} {n}" for r, n in sorted(k["routes"].items()))
+        lines.append(f"  {name}: {k['requests']} requests, {k['users']} user profiles, {k['refused']} refused; "
+                     f"{k['first']} .. {k['last']}; {routes}")
+    _emit(args, "\n".join(lines), doc)
+
+
 def _cmd_forget(args) -> None:
     from graphprof.privacy.forget import forget
 
@@ -195,7 +231,8 @@ def _cmd_similar(args) -> None:
 
 
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
-            "predict": _cmd_predict, "update": _cmd_update, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
+            "predict": _cmd_predict, "update": _cmd_update, "serve": _cmd_serve, "keys": _cmd_keys,
+            "audit": _cmd_audit, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
             "similar": _cmd_similar, "explain": _cmd_explain, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
 
 
@@ -248,6 +285,8 @@ ENVIRONMENT_ERRORS = {
     errno.EACCES: ("permission denied", "give this user write access, or choose another --workdir"),
     errno.EPERM: ("operation not permitted", "give this user write access, or choose another --workdir"),
     errno.EROFS: ("the file system is read-only", "choose a --workdir on a writable file system"),
+    errno.EADDRINUSE: ("the address is in use", "choose another --port, or stop the process that holds it"),
+    errno.EADDRNOTAVAIL: ("the address is not this machine's", "choose a --host of this machine"),
 }
 
 

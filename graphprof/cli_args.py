@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'graphprof COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"graphprof {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_update, _add_export_embeddings,
+    for add in (_add_build_graph, _add_train, _add_communities, _add_predict, _add_update, _add_serve, _add_export_embeddings,
                 _add_recommend_similar, _add_explain, _add_forget, _add_report, _add_generate):
         add(sub, common)
     return parser
@@ -176,6 +176,45 @@ def _add_update(sub, common) -> None:
         u.add_argument(f"--{table}", metavar="FILE", help=f"the batch's {table} table; instead of --data")
     u.add_argument("--key-file", metavar="FILE", help="pseudonymisation key (chmod 600), where the exported "
                    "embeddings are pseudonymised (default: $GRAPHPROF_PSEUDONYM_KEY)")
+
+
+def _add_serve(sub, common) -> None:
+    sv = _command(sub, "serve", common, "serve profiles over HTTP (API keys, audit trail, events applied live)",
+                  "examples:\n  graphprof keys create crm --scopes profiles:read\n"
+                  "  GRAPHPROF_PSEUDONYM_KEY=... graphprof serve --workdir work/shop --port 8000\n"
+                  "  curl -H 'Authorization: Bearer gpk_...' localhost:8000/v1/users/C0001\n\n"
+                  "A JSON API (OpenAPI at /docs) over the work directory: profiles, batches of profiles, similar "
+                  "users, recommendations, new customers' profiles, and events (journaled with fsync, applied by "
+                  "'graphprof update' every few seconds). Every route but /healthz and /metrics needs an API key "
+                  "with its scope. Every request that touches customer data appends a line to "
+                  "serving/audit.jsonl with the user ids pseudonymised, so the server needs the pseudonymisation "
+                  "key ($GRAPHPROF_PSEUDONYM_KEY or --key-file). New artifacts (train, update, forget) are picked "
+                  "up without a restart. Binds to loopback unless --host says otherwise.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    sv.add_argument("--key-file", metavar="FILE", help="pseudonymisation key (chmod 600, outside --workdir; "
+                    "default $GRAPHPROF_PSEUDONYM_KEY)")
+    sv.add_argument("--store", metavar="URL", help="answer profiles from Redis (redis://HOST:PORT/DB, written "
+                    "by 'graphprof publish') instead of the work directory")
+    sv.add_argument("--apply-every", type=float, default=2.0, metavar="S",
+                    help="seconds between micro-batches of posted events (default 2)")
+    sv.add_argument("--no-events", action="store_true", help="refuse POST /v1/events (a read-only server)")
+    k = _command(sub, "keys", common, "create, list and revoke the API keys of 'graphprof serve'",
+                 "examples:\n  graphprof keys create crm --scopes profiles:read\n"
+                 "  graphprof keys create shop --scopes events:write\n  graphprof keys list\n"
+                 "  graphprof keys revoke crm\n\n"
+                 "A key is shown once, when created; the work directory keeps only a salted hash "
+                 "(serving/keys.json). Scopes: profiles:read, embeddings:read, events:write, admin (all of them). "
+                 "A revoked key is refused from the next request on.")
+    k.add_argument("action", choices=["create", "list", "revoke"], help="what to do")
+    k.add_argument("name", nargs="?", default=None, help="the key's name (create, revoke)")
+    k.add_argument("--scopes", default="profiles:read", help="comma-separated scopes (create; default "
+                   "profiles:read)")
+    a = _command(sub, "audit", common, "summarise the audit trail of 'graphprof serve'",
+                 "examples:\n  graphprof audit\n  graphprof audit --json\n\n"
+                 "Per API key: requests, user profiles read, refused requests, routes, first and last time, from "
+                 "serving/audit.jsonl (whose user ids are pseudonymised).")
+    del a
 
 
 def _add_export_embeddings(sub, common) -> None:
