@@ -171,6 +171,14 @@ def _cmd_keys(args) -> None:
         _emit(args, text, {"keys": rows})
 
 
+def _cmd_publish(args) -> None:
+    from graphprof.serving.redis_store import publish
+
+    doc = publish(args.workdir, args.redis, prefix=args.prefix)
+    _emit(args, f"published {doc['users']} profiles to {args.redis} (prefix {doc['prefix']}); removed "
+                f"{doc['removed']} stale or erased users' hashes", doc)
+
+
 def _cmd_audit(args) -> None:
     from graphprof.serving.audit import summarize
 
@@ -232,7 +240,7 @@ def _cmd_similar(args) -> None:
 
 COMMANDS = {"build-graph": _cmd_build_graph, "train": _cmd_train, "communities": _cmd_communities,
             "predict": _cmd_predict, "update": _cmd_update, "serve": _cmd_serve, "keys": _cmd_keys,
-            "audit": _cmd_audit, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
+            "audit": _cmd_audit, "publish": _cmd_publish, "export-embeddings": _cmd_export_embeddings, "recommend": _cmd_recommend,
             "similar": _cmd_similar, "explain": _cmd_explain, "report": _cmd_report, "forget": _cmd_forget, "generate": _cmd_generate}
 
 

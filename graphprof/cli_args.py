@@ -215,6 +215,15 @@ def _add_serve(sub, common) -> None:
                  "Per API key: requests, user profiles read, refused requests, routes, first and last time, from "
                  "serving/audit.jsonl (whose user ids are pseudonymised).")
     del a
+    pb = _command(sub, "publish", common, "write every user's current profile to Redis (the online store)",
+                  "examples:\n  graphprof publish --redis redis://localhost:6379/0\n"
+                  "  graphprof serve --store redis://localhost:6379/0\n\n"
+                  "One hash per user (<prefix>:user:<id>: a field per target with its class, probabilities and "
+                  "model version, and the community), a version hash (<prefix>:version: graph id, users, time); "
+                  "hashes of users no longer in the work directory (erased by forget) are deleted. Run it after "
+                  "train, update or forget; a server started with --store publishes after each batch of events.")
+    pb.add_argument("--redis", required=True, metavar="URL", help="redis://HOST:PORT/DB")
+    pb.add_argument("--prefix", default="graphprof", help="key prefix (default graphprof)")
 
 
 def _add_export_embeddings(sub, common) -> None:

@@ -260,3 +260,60 @@ def test_an_accepted_event_survives_a_crash_of_the_server(served, tmp_path):
         proc.wait(timeout=30)
     updates = json.loads((work / workdir.MANIFEST).read_text())["updates"]
     assert len(updates) == 1 and updates[0]["counts"]["new_users"] == 1  # applied once
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port, stopped after the module."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's package)")
+    folder = tmp_path_factory.mktemp("redis")
+    port = _free_port()
+    proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(folder)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_publish_to_redis_and_serve_from_it(served, tmp_path, monkeypatch, redis_url):
+    import redis
+
+    from graphprof.privacy.forget import forget
+    from graphprof.serving.redis_store import publish
+
+    monkeypatch.setenv("GRAPHPROF_PSEUDONYM_KEY", KEY)
+    work = tmp_path / "work"
+    shutil.copytree(served / "trained", work)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.hset("graphprof:user:left-over", mapping={"gender": "{}"})  # a user of an older publish
+    doc = publish(work, redis_url)
+    ids = list(users_of(work)["user_id"])
+    assert doc["users"] == len(ids) and doc["removed"] == 1
+    assert not client.exists("graphprof:user:left-over")
+    assert client.hget("graphprof:version", "graph_id") == json.loads((work / workdir.MANIFEST).read_text())["graph_id"]
+    token = keys.create(work, "crm", ["profiles:read"])
+    app, journal = build_app(work, store=redis_url, events=False)
+    api = TestClient(app)
+    from_dir = TestClient(build_app(work, events=False)[0])
+    r1 = api.get(f"/v1/users/{ids[0]}", headers=auth(token))
+    r2 = from_dir.get(f"/v1/users/{ids[0]}", headers=auth(token))
+    assert r1.status_code == 200 and r1.json() == r2.json()  # the same answer from Redis and the work directory
+    assert api.get(f"/v1/users/{ids[0]}/similar", headers=auth(keys.create(work, "r", ["admin"]))).status_code == 409
+    forget(work, [ids[0]])
+    assert publish(work, redis_url)["removed"] == 1  # erased users are deleted from the store
+    assert api.get(f"/v1/users/{ids[0]}", headers=auth(token)).status_code == 404
+    out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", "--workdir", str(work), "--redis",
+                          "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "reachable" in out.stderr and "Traceback" not in out.stderr

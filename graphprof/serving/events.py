@@ -30,8 +30,9 @@ TABLE_COLUMNS = {"purchases": ["user_id", "item_id", "timestamp", "quantity", "p
 
 
 class EventJournal:
-    def __init__(self, root: str | Path, interval: float = 2.0, key_file=None):
+    def __init__(self, root: str | Path, interval: float = 2.0, key_file=None, publish_to: str | None = None):
         self.root, self.interval, self.key_file = Path(root), interval, key_file
+        self.publish_to = publish_to  # a Redis URL the server answers from: published again after each batch
         self.folder = self.root / EVENTS_DIR
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # appends and the seal
@@ -95,6 +96,10 @@ class EventJournal:
             _rmtree(data)
             done += 1
             self.applied += 1
+        if done and self.publish_to:
+            from graphprof.serving.redis_store import publish
+
+            publish(self.root, self.publish_to)
         return done
 
     def apply_now(self) -> int:

@@ -43,7 +43,7 @@ def build(workdir: str | Path, key_file=None, events: bool = True, interval: flo
         from graphprof.serving.store import LiveStore
 
         live = LiveStore(root)
-    journal = EventJournal(root, interval=interval, key_file=key_file) if events else None
+    journal = EventJournal(root, interval=interval, key_file=key_file, publish_to=store) if events else None
     return create_app(root, live, audit_key, journal), journal
 
 
