@@ -216,8 +216,11 @@ def test_serve_cli_refuses_a_port_in_use_and_a_missing_key(served, tmp_path, mon
     assert out.returncode == 2 and "in use" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_an_accepted_event_survives_a_crash_of_the_server(served, tmp_path):
-    """SIGKILL the server right after it accepted events: the restarted server applies them."""
+def test_a_real_server_process_scopes_profiles_events_crash_and_audit(served, tmp_path):
+    """A real ``graphprof serve`` process on loopback, over HTTP: 401 / 403 / 200 by scope, the profile equal to
+    predictions.parquet's row, events reflected after the micro-batch; then SIGKILL right after it accepted an
+    event, and the restarted server applies it (nothing accepted is lost, nothing applied twice); the audit
+    trail names no user in clear."""
     import httpx
 
     work = tmp_path / "work"
@@ -226,6 +229,8 @@ def test_an_accepted_event_survives_a_crash_of_the_server(served, tmp_path):
     shop = keys.create(work, "shop", ["events:write"])
     crm = keys.create(work, "crm", ["profiles:read"])
     item = pd.read_parquet(workdir.table_path(work, "items"))["item_id"].iloc[0]
+    pred = users_of(work)
+    uid = pred["user_id"].iloc[7]
 
     def start(interval: str):
         port = _free_port()
@@ -234,32 +239,57 @@ def test_an_accepted_event_survives_a_crash_of_the_server(served, tmp_path):
         for _ in range(300):
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return proc, port
+                    return proc, f"http://127.0.0.1:{port}"
             except httpx.HTTPError:
                 time.sleep(0.1)
         proc.kill()
         pytest.fail(proc.stderr.read())
 
-    proc, port = start("3600")  # the applier never runs before the kill
-    r = httpx.post(f"http://127.0.0.1:{port}/v1/events", headers=auth(shop), json={"purchases": [
+    def wait_for(url: str, who: str):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{url}/v1/users/{who}", headers=auth(crm))
+            if r.status_code == 200:
+                return r
+            time.sleep(0.2)
+        pytest.fail(f"{who} never appeared")
+
+    proc, url = start("0.5")
+    try:
+        assert httpx.get(f"{url}/v1/users/{uid}").status_code == 401
+        assert httpx.get(f"{url}/v1/users/{uid}", headers=auth(shop)).status_code == 403
+        r = httpx.get(f"{url}/v1/users/{uid}", headers=auth(crm))
+        assert r.status_code == 200
+        row = pred.set_index("user_id").loc[uid]
+        got = r.json()["targets"]["gender"]
+        assert got["class"] == row["predicted"]
+        assert got["probabilities"] == {c: row[f"proba_{c}"] for c in got["probabilities"]}  # exactly
+        r = httpx.post(f"{url}/v1/events", headers=auth(shop), json={"purchases": [
+            {"user_id": "live-new", "item_id": item, "timestamp": 1.9e9, "quantity": 1, "price": 1.0}]})
+        assert r.status_code == 202
+        wait_for(url, "live-new")  # applied by update within the micro-batch interval
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+    proc, url = start("3600")  # the applier never runs before the kill
+    r = httpx.post(f"{url}/v1/events", headers=auth(shop), json={"purchases": [
         {"user_id": "crash-new", "item_id": item, "timestamp": 1.9e9, "quantity": 1, "price": 1.0}]})
     assert r.status_code == 202
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    proc, port = start("0.5")
+    proc, url = start("0.5")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            r = httpx.get(f"http://127.0.0.1:{port}/v1/users/crash-new", headers=auth(crm))
-            if r.status_code == 200:
-                break
-            time.sleep(0.2)
-        assert r.status_code == 200
+        wait_for(url, "crash-new")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     updates = json.loads((work / workdir.MANIFEST).read_text())["updates"]
-    assert len(updates) == 1 and updates[0]["counts"]["new_users"] == 1  # applied once
+    assert [u["counts"]["new_users"] for u in updates] == [1, 1]  # each batch applied once
+    trail = (work / "serving" / "audit.jsonl").read_text()
+    assert trail.count('"key":"crm"') >= 3
+    for who in (uid, "live-new", "crash-new"):
+        assert who not in trail
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +347,12 @@ def test_publish_to_redis_and_serve_from_it(served, tmp_path, monkeypatch, redis
     out = subprocess.run([sys.executable, str(ROOT / "cli.py"), "publish", "--workdir", str(work), "--redis",
                           "redis://127.0.0.1:1/0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "reachable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_json_fast_path_gives_the_same_documents(served):
+    from graphprof.serving.store import WorkdirStore
+
+    store = WorkdirStore(served / "trained")
+    ids = [*map(str, store.ids[::7]), "nobody", str(store.ids[0])]
+    for doc, text in zip(store.profiles(ids), store.profiles_json(ids)):
+        assert (doc is None and text is None) or json.loads(text) == doc

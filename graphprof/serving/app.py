@@ -24,6 +24,7 @@ without the route's scope: 403 (``admin`` holds every scope).
 """
 
 
+import json
 import logging
 import tempfile
 import threading
@@ -34,7 +35,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from graphprof.errors import GraphprofError
@@ -104,6 +105,39 @@ class EventsBody(_Strict):
         return rows
 
 
+def _json(doc) -> Response:
+    return Response(json.dumps(doc, separators=(",", ":")), media_type="application/json")
+
+
+class Observe:
+    """ASGI middleware: per request, the metrics, and an audit line for every ``/v1/`` route (the route's
+    template, the key's name and the user ids the endpoint named, from the request's state)."""
+
+    def __init__(self, app, metrics, audit):
+        self.app, self.metrics, self.audit = app, metrics, audit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+        state = scope.setdefault("state", {})
+        state["user_ids"], state["key_name"] = [], None
+
+        async def sent(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            template = getattr(scope.get("route"), "path", "(unmatched)")
+            self.metrics.observe(template, scope["method"], status[0], time.perf_counter() - t0)
+            if template.startswith("/v1/"):
+                self.audit.record(state.get("key_name"), scope["method"], template, status[0],
+                                  state.get("user_ids") or [])
+
+
 # ---------------------------------------------------------------------------------------------- metrics
 class Metrics:
     """Request counts and latency per route and status, as Prometheus text."""
@@ -161,7 +195,7 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
     app.state.audit, app.state.store, app.state.events = audit, store, events
 
     def need(scope: str):
-        def check(request: Request) -> Key:
+        async def check(request: Request) -> Key:
             token = request.headers.get("x-api-key")
             auth = request.headers.get("authorization", "")
             if token is None and auth.lower().startswith("bearer "):
@@ -182,23 +216,13 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
     embeddings_read = Annotated[Key, Depends(need("embeddings:read"))]
     events_write = Annotated[Key, Depends(need("events:write"))]
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        request.state.user_ids, request.state.key_name, request.state.audited = [], None, False
-        try:
-            response = await call_next(request)
-        except Exception:  # noqa: BLE001 - never a traceback to the caller
-            log.exception("serve: internal error on %s %s", request.method, request.url.path)
-            response = JSONResponse({"error": {"status": 500, "message": "internal error (a bug); see the "
-                                                                        "server's log"}}, status_code=500)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "(unmatched)")
-        metrics.observe(template, request.method, response.status_code, time.perf_counter() - t0)
-        if request.state.audited or template.startswith("/v1/"):
-            audit.record(request.state.key_name, request.method, template, response.status_code,
-                         request.state.user_ids)
-        return response
+    app.add_middleware(Observe, metrics=metrics, audit=audit)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):  # never a traceback to the caller
+        log.error("serve: internal error on %s %s: %r", request.method, request.url.path, exc)
+        return JSONResponse({"error": {"status": 500, "message": "internal error (a bug); see the server's log"}},
+                            status_code=500)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -228,9 +252,9 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
         return k
 
     @app.get("/healthz")
-    def healthz():
+    async def healthz():
         s = store.get()
-        return {"status": "ok", "graph_id": s.version, "users": s.users}
+        return _json({"status": "ok", "graph_id": s.version, "users": s.users})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_route():
@@ -240,19 +264,20 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
         return metrics.text(extra)
 
     @app.get("/v1/users/{user_id}")
-    def profile(user_id: str, request: Request, key: profiles_read):
+    async def profile(user_id: str, request: Request, key: profiles_read):
         request.state.user_ids = [user_id]
-        doc = store.get().profiles([user_id])[0]
+        doc = store.get().profiles_json([user_id])[0]
         if doc is None:
             raise ApiError(404, f"user id must be a user of this work directory. Got {user_id!r} instead")
-        return doc
+        return Response(doc, media_type="application/json")
 
     @app.post("/v1/users:batch")
-    def batch(body: BatchBody, request: Request, key: profiles_read):
+    async def batch(body: BatchBody, request: Request, key: profiles_read):
         request.state.user_ids = body.ids
-        docs = store.get().profiles(body.ids)
-        return {"profiles": [d for d in docs if d is not None],
-                "missing": [i for i, d in zip(body.ids, docs) if d is None]}
+        docs = store.get().profiles_json(body.ids)
+        found = ",".join(d for d in docs if d is not None)
+        missing = json.dumps([i for i, d in zip(body.ids, docs) if d is None])
+        return Response('{"profiles":[' + found + '],"missing":' + missing + "}", media_type="application/json")
 
     def _embedding_answer(user_id: str, k: int, what: str):
         s = store.get()

@@ -124,6 +124,9 @@ class RedisStore:
             out.append(doc)
         return out
 
+    def profiles_json(self, user_ids: list[str]) -> list[str | None]:
+        return [None if d is None else json.dumps(d, separators=(",", ":")) for d in self.profiles(user_ids)]
+
     def similar(self, user_id: str, k: int):
         return None
 

@@ -10,6 +10,7 @@ the new one, never a mix, and none is dropped. An erased user is in no artifact 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -73,7 +74,7 @@ class WorkdirStore:
             comm = np.full(len(ids), -1, dtype=np.int64)
             comm[at[at >= 0]] = a["community"].to_numpy(np.int64)[at >= 0]
             self.community, self.community_method = comm, path.parent.name
-        self._embeddings = None
+        self._embeddings, self._pieces = None, None
         self._lock = threading.Lock()
 
     @property
@@ -98,6 +99,41 @@ class WorkdirStore:
             if self.community is not None:
                 doc["community"] = {"method": self.community_method, "id": int(self.community[r])}
             out.append(doc)
+        return out
+
+    def profiles_json(self, user_ids: list[str]) -> list[str | None]:
+        """:meth:`profiles` as JSON text, built from per-target pieces prepared once (the hot path of the API:
+        no nested dicts to build and serialise per user); the same documents, key for key."""
+        if self._pieces is None:
+            self._pieces = {t: ([json.dumps(c) for c in v["classes"]], json.dumps(v["version"]),
+                                [json.dumps(c) + ":" for c in v["classes"]]) for t, v in self.targets.items()}
+        rows = self.rows(user_ids)
+        ok = rows >= 0
+        parts: dict[str, list[str]] = {}
+        for t, v in self.targets.items():
+            class_json, version, keys = self._pieces[t]
+            index = {c: j for j, c in enumerate(v["classes"])}
+            picked = v["predicted"][rows[ok]]
+            probas = v["proba"][rows[ok]].tolist()
+            head = json.dumps(t) + ':{"class":'
+            parts[t] = [head + class_json[index[c]] + ',"probabilities":{'
+                        + ",".join(k + repr(p) for k, p in zip(keys, ps)) + '},"version":' + version + "}"
+                        for c, ps in zip(picked, probas)]
+        comm = None
+        if self.community is not None:
+            method = json.dumps(self.community_method)
+            comm = [',"community":{"method":' + method + ',"id":' + str(int(c)) + "}"
+                    for c in self.community[rows[ok]]]
+        out: list[str | None] = []
+        k = 0
+        for uid, hit in zip(user_ids, ok):
+            if not hit:
+                out.append(None)
+                continue
+            targets = ",".join(parts[t][k] for t in self.targets)
+            out.append('{"user_id":' + json.dumps(str(uid)) + ',"targets":{' + targets + "}"
+                       + (comm[k] if comm is not None else "") + "}")
+            k += 1
         return out
 
     # ------------------------------------------------------------------------------------------- embeddings
@@ -167,28 +203,37 @@ def _stamp(root: Path):
 
 
 class LiveStore:
-    """The current :class:`WorkdirStore` of a work directory, rebuilt when ``manifest.json`` changes (checked at
-    most every ``check_s`` seconds); a failed rebuild keeps the previous view and is retried."""
+    """The current :class:`WorkdirStore` of a work directory. A background thread checks ``manifest.json`` every
+    ``check_s`` seconds and, when it changed, builds the new view beside the old one and swaps it in (one
+    assignment: a request is answered from the old view or the new, and none waits for the rebuild); a failed
+    rebuild keeps the previous view and is retried."""
 
     def __init__(self, root: str | Path, check_s: float = 1.0):
-        import time
-
-        self.root, self.check_s, self._clock = Path(root), check_s, time.monotonic
+        self.root, self.check_s = Path(root), check_s
         self.current = WorkdirStore(self.root)
-        self._checked = self._clock()
-        self._lock = threading.Lock()
         self.reloads = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="graphprof-store", daemon=True)
+        self._thread.start()
 
     def get(self) -> WorkdirStore:
-        now = self._clock()
-        if now - self._checked >= self.check_s:
-            self._checked = now
-            if _stamp(self.root) != self.current.stamp and self._lock.acquire(blocking=False):
-                try:
-                    self.current = WorkdirStore(self.root)  # one assignment: requests see old or new
-                    self.reloads += 1
-                except Exception as exc:  # noqa: BLE001 - a stage mid-write: the next check tries again
-                    log.warning("serve: keeping the previous view of %s/ (%s); trying again", self.root, exc)
-                finally:
-                    self._lock.release()
         return self.current
+
+    def refresh(self) -> bool:
+        """Build a new view now if the work directory changed; returns whether it did."""
+        if _stamp(self.root) == self.current.stamp:
+            return False
+        try:
+            self.current = WorkdirStore(self.root)
+        except Exception as exc:  # noqa: BLE001 - a stage mid-write: the next check tries again
+            log.warning("serve: keeping the previous view of %s/ (%s); trying again", self.root, exc)
+            return False
+        self.reloads += 1
+        return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.check_s):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
