@@ -314,7 +314,9 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
         if (known >= 0).any():
             raise ApiError(409, f"purchases[].user_id must be new customers. Got {ids[int(np.argmax(known >= 0))]!r},"
                                 " a user of the work directory: GET /v1/users/{id} has their profile")
-        with tempfile.TemporaryDirectory(prefix="graphprof-predict-") as tmp:
+        scratch = root / "serving" / "tmp"  # inside the work directory: a request writes nowhere else
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="predict-", dir=scratch) as tmp:
             d = Path(tmp)
             pd.DataFrame([p.model_dump() for p in body.purchases]).to_csv(d / "purchases.csv", index=False)
             if body.friendships:

@@ -43,15 +43,14 @@ def publish(workdir: str | Path, url: str, prefix: str = "graphprof") -> dict:
 
     client = connect(url)
     store = WorkdirStore(workdir)
+    import numpy as np
+
     ids = [str(i) for i in store.ids]
     written = 0
     for lo in range(0, len(ids), CHUNK):
         part = ids[lo:lo + CHUNK]
         pipe = client.pipeline(transaction=True)  # MULTI/EXEC: a reader sees a chunk's old or new hashes
-        for uid, doc in zip(part, store.profiles(part)):
-            fields = {t: json.dumps(v, separators=(",", ":")) for t, v in doc["targets"].items()}
-            if "community" in doc:
-                fields["community"] = json.dumps(doc["community"], separators=(",", ":"))
+        for uid, fields in zip(part, store.fields(np.arange(lo, lo + len(part)))):
             key = f"{prefix}:user:{uid}"
             pipe.delete(key)
             if fields:

@@ -101,38 +101,50 @@ class WorkdirStore:
             out.append(doc)
         return out
 
-    def profiles_json(self, user_ids: list[str]) -> list[str | None]:
-        """:meth:`profiles` as JSON text, built from per-target pieces prepared once (the hot path of the API:
-        no nested dicts to build and serialise per user); the same documents, key for key."""
+    def _pieces_of(self, rows: np.ndarray) -> tuple[dict[str, list[str]], list[str] | None]:
+        """Per target, each of ``rows``' (known users) target JSON, and their community JSON (None where
+        communities were not detected): the pieces :meth:`profiles_json` and ``publish`` join."""
         if self._pieces is None:
             self._pieces = {t: ([json.dumps(c) for c in v["classes"]], json.dumps(v["version"]),
                                 [json.dumps(c) + ":" for c in v["classes"]]) for t, v in self.targets.items()}
-        rows = self.rows(user_ids)
-        ok = rows >= 0
         parts: dict[str, list[str]] = {}
         for t, v in self.targets.items():
             class_json, version, keys = self._pieces[t]
             index = {c: j for j, c in enumerate(v["classes"])}
-            picked = v["predicted"][rows[ok]]
-            probas = v["proba"][rows[ok]].tolist()
-            head = json.dumps(t) + ':{"class":'
-            parts[t] = [head + class_json[index[c]] + ',"probabilities":{'
+            parts[t] = ['{"class":' + class_json[index[c]] + ',"probabilities":{'
                         + ",".join(k + repr(p) for k, p in zip(keys, ps)) + '},"version":' + version + "}"
-                        for c, ps in zip(picked, probas)]
+                        for c, ps in zip(v["predicted"][rows], v["proba"][rows].tolist())]
         comm = None
         if self.community is not None:
             method = json.dumps(self.community_method)
-            comm = [',"community":{"method":' + method + ',"id":' + str(int(c)) + "}"
-                    for c in self.community[rows[ok]]]
+            comm = ['{"method":' + method + ',"id":' + str(int(c)) + "}" for c in self.community[rows]]
+        return parts, comm
+
+    def fields(self, rows: np.ndarray) -> list[dict[str, str]]:
+        """Per known user row, its hash for the Redis store: a JSON field per target, and ``community``."""
+        parts, comm = self._pieces_of(rows)
+        out = [{t: parts[t][k] for t in parts} for k in range(len(rows))]
+        if comm is not None:
+            for doc, c in zip(out, comm):
+                doc["community"] = c
+        return out
+
+    def profiles_json(self, user_ids: list[str]) -> list[str | None]:
+        """:meth:`profiles` as JSON text, built from per-target pieces prepared once (the hot path of the API:
+        no nested dicts to build and serialise per user); the same documents, key for key."""
+        rows = self.rows(user_ids)
+        ok = rows >= 0
+        parts, comm = self._pieces_of(rows[ok])
+        names = {t: json.dumps(t) + ":" for t in parts}
         out: list[str | None] = []
         k = 0
         for uid, hit in zip(user_ids, ok):
             if not hit:
                 out.append(None)
                 continue
-            targets = ",".join(parts[t][k] for t in self.targets)
+            targets = ",".join(names[t] + parts[t][k] for t in parts)
             out.append('{"user_id":' + json.dumps(str(uid)) + ',"targets":{' + targets + "}"
-                       + (comm[k] if comm is not None else "") + "}")
+                       + (',"community":' + comm[k] if comm is not None else "") + "}")
             k += 1
         return out
 
