@@ -40,6 +40,7 @@ class EventJournal:
         self._thread: threading.Thread | None = None
         self.applied = 0
         self.last_error: str | None = None
+        self._pending = {p.name: _rows(p) for p in [*self._sealed(), self.folder / PENDING] if p.exists()}
 
     # ------------------------------------------------------------------------------------------------ append
     def append(self, doc: dict) -> int:
@@ -52,16 +53,12 @@ class EventJournal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            self._pending[PENDING] = self._pending.get(PENDING, 0) + _count(doc)
         return self.pending()
 
     def pending(self) -> int:
-        """Rows accepted and not applied yet (pending and sealed files)."""
-        total = 0
-        for path in [*self._sealed(), self.folder / PENDING]:
-            if path.exists():
-                for doc in _lines(path):
-                    total += sum(len(doc.get(t) or []) for t in TABLE_COLUMNS)
-        return total
+        """Rows accepted and not applied yet (pending and sealed files), counted as they come and go."""
+        return sum(self._pending.values())
 
     # ------------------------------------------------------------------------------------------------- apply
     def _sealed(self) -> list[Path]:
@@ -77,6 +74,7 @@ class EventJournal:
             target = self.folder / f"batch-{seq}.jsonl"
             os.replace(pending, target)
             _fsync_dir(self.folder)
+            self._pending[target.name] = self._pending.pop(PENDING, 0)
             return target
 
     def apply_sealed(self) -> int:
@@ -93,6 +91,7 @@ class EventJournal:
                 if "not applied before" not in str(exc):  # a batch applied before a crash: done already
                     raise
             path.unlink()
+            self._pending.pop(path.name, None)
             _rmtree(data)
             done += 1
             self.applied += 1
@@ -125,6 +124,14 @@ class EventJournal:
                 self.last_error = str(exc)
                 log.warning("serve: applying events failed (%s); they stay journaled and are retried", exc)
                 time.sleep(self.interval)
+
+
+def _count(doc: dict) -> int:
+    return sum(len(doc.get(t) or []) for t in TABLE_COLUMNS)
+
+
+def _rows(path: Path) -> int:
+    return sum(_count(doc) for doc in _lines(path))
 
 
 def _lines(path: Path):

@@ -10,6 +10,8 @@ what verifies it, once per request.
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import re
@@ -60,7 +62,8 @@ def create(root: str | Path, name: str, scopes: list[str]) -> str:
     if bad or not scopes:
         raise ConfigError(f"--scopes must be some of {', '.join(SCOPES)}. Got {', '.join(bad) or 'none'} instead")
     root = Path(root)
-    with workdir.locked(root, "keys create"):
+    workdir.require_built(root)
+    with _keys_locked(root):
         doc = _load(root)
         if any(k["name"] == name and not k.get("revoked") for k in doc["keys"].values()):
             raise ConfigError(f"key name must be new. Got {name!r}, a key that exists; revoke it first")
@@ -82,7 +85,7 @@ def revoke(root: str | Path, name: str) -> int:
         ConfigError: no live key of that name.
     """
     root = Path(root)
-    with workdir.locked(root, "keys revoke"):
+    with _keys_locked(root):
         doc = _load(root)
         hits = [k for k in doc["keys"].values() if k["name"] == name and not k.get("revoked")]
         if not hits:
@@ -127,6 +130,17 @@ class KeyRing:
         if not hmac.compare_digest(entry["hash"], _digest(entry["salt"], found.group(2))):
             return None
         return Key(name=entry["name"], scopes=tuple(entry["scopes"]))
+
+
+@contextlib.contextmanager
+def _keys_locked(root: Path):
+    """An exclusive lock on the key file alone (``serving/.keys.lock``), waited for: keys are managed while the
+    server runs, and the server's updates hold the work directory's own lock."""
+    path = Path(root) / KEYS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".keys.lock", "a+", encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def _now() -> str:
