@@ -127,9 +127,10 @@ def test_batch_similar_recommendations_and_the_audit_trail(api):
     ("post", "/v1/predict", {"purchases": [{"user_id": "n1", "item_id": "i", "quantity": 0}]}, 422, "quantity"),
     ("post", "/v1/events", {"purchases": [{"user_id": "", "item_id": "i"}]}, 422, "user_id"),
     ("post", "/v1/events", {}, 422, "at least one"),
+    ("post", "/v1/events", {"users": [{"user_id": "a", "__row__": "1"}]}, 422, "plain columns"),
     ("get", "/v1/nothing-here", None, 404, None),
 ], ids=["empty-batch", "unknown-field", "not-json", "unknown-user", "bad-quantity", "empty-id", "no-rows",
-        "no-route"])
+        "bad-column", "no-route"])
 def test_bad_requests_get_a_json_4xx(api, method, path, body, status, said):
     work, client, tokens, _ = api
     kw = {"headers": auth(tokens["ops"])}
@@ -178,6 +179,31 @@ def test_events_are_journaled_then_applied_and_served(api):
     assert json.loads((work / workdir.MANIFEST).read_text())["updates"][0]["counts"]["new_users"] == 1
     assert "graphprof_events_pending 0" in client.get("/metrics").text
     assert client.get("/healthz").json()["users"] == len(users_of(work))
+
+
+def test_a_batch_update_cannot_read_is_set_aside_and_the_next_one_applies(api, monkeypatch):
+    from graphprof.errors import InputError
+    from graphprof.serving import events as events_module
+
+    work, client, tokens, journal = api
+    item = pd.read_parquet(workdir.table_path(work, "items"))["item_id"].iloc[0]
+    row = {"user_id": "poison", "item_id": item, "timestamp": 1.9e9, "quantity": 1, "price": 1.0}
+    journal.append({"purchases": [row]})
+    journal.seal()
+    real = events_module._write_batch
+
+    def unreadable(sealed, out):
+        real(sealed, out)
+        raise InputError(f"{out}/purchases.csv: an unreadable file")
+
+    monkeypatch.setattr(events_module, "_write_batch", unreadable)
+    assert journal.apply_sealed() == 0
+    failed = work / "serving" / "events" / "failed"
+    assert (failed / "batch-1.jsonl").exists() and "unreadable" in (failed / "batch-1.error.txt").read_text()
+    monkeypatch.setattr(events_module, "_write_batch", real)
+    journal.append({"purchases": [{**row, "user_id": "after"}]})
+    assert journal.apply_now() == 1 and journal.pending() == 0
+    assert "graphprof_events_batches_failed_total 1" in client.get("/metrics").text
 
 
 def test_erased_users_are_gone_from_every_answer(api):

@@ -26,6 +26,7 @@ without the route's scope: 403 (``admin`` holds every scope).
 
 import json
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -44,6 +45,7 @@ from graphprof.serving.keys import Key, KeyRing
 
 log = logging.getLogger("graphprof")
 MAX_BATCH = 50_000
+_COLUMN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_K = 1000
 
 
@@ -102,6 +104,9 @@ class EventsBody(_Strict):
         for k, row in enumerate(rows):
             if not isinstance(row.get("user_id"), str) or not row["user_id"].strip():
                 raise ValueError(f"row {k} must have a non-empty user_id")
+            bad = [c for c in row if not _COLUMN.fullmatch(c) or c.startswith("__")]
+            if bad:
+                raise ValueError(f"row {k} must name plain columns (letters, digits, '_'). Got {bad[0]!r}")
         return rows
 
 
@@ -260,6 +265,7 @@ def create_app(root: str | Path, store, audit_key: bytes, events=None) -> FastAP
     def metrics_route():
         extra = {"events_pending": events.pending() if events is not None else 0,
                  "events_batches_applied_total": events.applied if events is not None else 0,
+                 "events_batches_failed_total": events.failed if events is not None else 0,
                  "users": store.get().users, "store_reloads_total": getattr(store, "reloads", 0)}
         return metrics.text(extra)
 

@@ -5,7 +5,8 @@ before the reply: an accepted event is on disk. The applier (one thread) seals t
 ``interval`` seconds (renamed ``batch-<seq>.jsonl``, a new pending file started), writes its rows as a batch
 folder in the generic schema and runs :func:`graphprof.updating.update` on it; once applied (or found applied
 before: a batch's files are a function of its sealed lines, so the update journal recognises them by their
-sha256) the sealed file and folder are removed. On start, sealed files left by a crash are applied first, then
+sha256) the sealed file and folder are removed. A batch that ``update`` cannot read as a file is moved to
+``serving/events/failed/`` with the reason beside it, so it never holds up the batches after it. On start, sealed files left by a crash are applied first, then
 whatever is pending: nothing accepted is lost, nothing applied twice.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from graphprof.errors import ConfigError
+from graphprof.errors import ConfigError, InputError
 
 log = logging.getLogger("graphprof")
 EVENTS_DIR = "serving/events"
@@ -38,7 +39,7 @@ class EventJournal:
         self._lock = threading.Lock()  # appends and the seal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.applied = 0
+        self.applied = self.failed = 0
         self.last_error: str | None = None
         self._pending = {p.name: _rows(p) for p in [*self._sealed(), self.folder / PENDING] if p.exists()}
 
@@ -84,12 +85,22 @@ class EventJournal:
         done = 0
         for path in self._sealed():
             data = path.with_suffix("")
-            _write_batch(path, data)
             try:
+                _write_batch(path, data)
                 update(self.root, data=data, key_file=self.key_file)
             except ConfigError as exc:
                 if "not applied before" not in str(exc):  # a batch applied before a crash: done already
                     raise
+            except InputError as exc:  # a batch no update can read: set aside with why, the others go on
+                failed = self.folder / "failed"
+                failed.mkdir(exist_ok=True)
+                os.replace(path, failed / path.name)
+                (failed / f"{path.stem}.error.txt").write_text(f"{exc}\n", encoding="utf-8")
+                self._pending.pop(path.name, None)
+                _rmtree(data)
+                self.failed += 1
+                log.warning("serve: events %s set aside in %s: %s", path.name, failed, exc)
+                continue
             path.unlink()
             self._pending.pop(path.name, None)
             _rmtree(data)
@@ -159,7 +170,7 @@ def _write_batch(sealed: Path, out: Path) -> None:
             out / "friendships.csv", index=False)
     if tables["users"]:
         users = pd.DataFrame(tables["users"])
-        users = users[["user_id", *sorted(c for c in users.columns if c != "user_id")]]
+        users = users.reindex(columns=["user_id", *sorted(c for c in users.columns if c != "user_id")])
         users.to_csv(out / "users.csv", index=False)
 
 

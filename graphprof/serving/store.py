@@ -51,10 +51,12 @@ class WorkdirStore:
                 ids = pred["user_id"].astype(str).to_numpy(dtype=object)
             elif len(pred) != len(ids) or (pred["user_id"].astype(str).to_numpy(dtype=object) != ids).any():
                 pred = pred.set_index(pred["user_id"].astype(str)).reindex(ids).reset_index(drop=True)
+            proba = pred[cols].to_numpy(np.float64)
             self.targets[target] = {
                 "model": name, "classes": [c[len("proba_"):] for c in cols],
+                "scored": np.isfinite(proba).all(axis=1),  # False: a user this model has no profile of
                 "predicted": pred["predicted"].astype(str).to_numpy(dtype=object),
-                "proba": pred[cols].to_numpy(np.float64),
+                "proba": np.nan_to_num(proba),
                 "version": {"model": name, "seed": config.get("predictions_from_seed"),
                             "trained_on_graph": (config.get("graph_id") or "")[:16],
                             "updates_since": _updates_since(manifest, config.get("graph_id"))}}
@@ -93,6 +95,8 @@ class WorkdirStore:
                 continue
             doc = {"user_id": str(uid), "targets": {}}
             for target, t in self.targets.items():
+                if not t["scored"][r]:
+                    continue
                 doc["targets"][target] = {"class": t["predicted"][r],
                                           "probabilities": dict(zip(t["classes"], map(float, t["proba"][r]))),
                                           "version": t["version"]}
@@ -123,7 +127,7 @@ class WorkdirStore:
     def fields(self, rows: np.ndarray) -> list[dict[str, str]]:
         """Per known user row, its hash for the Redis store: a JSON field per target, and ``community``."""
         parts, comm = self._pieces_of(rows)
-        out = [{t: parts[t][k] for t in parts} for k in range(len(rows))]
+        out = [{t: parts[t][k] for t in parts if self.targets[t]["scored"][r]} for k, r in enumerate(rows)]
         if comm is not None:
             for doc, c in zip(out, comm):
                 doc["community"] = c
@@ -136,13 +140,14 @@ class WorkdirStore:
         ok = rows >= 0
         parts, comm = self._pieces_of(rows[ok])
         names = {t: json.dumps(t) + ":" for t in parts}
+        scored = {t: v["scored"][rows[ok]] for t, v in self.targets.items()}
         out: list[str | None] = []
         k = 0
         for uid, hit in zip(user_ids, ok):
             if not hit:
                 out.append(None)
                 continue
-            targets = ",".join(names[t] + parts[t][k] for t in parts)
+            targets = ",".join(names[t] + parts[t][k] for t in parts if scored[t][k])
             out.append('{"user_id":' + json.dumps(str(uid)) + ',"targets":{' + targets + "}"
                        + (',"community":' + comm[k] if comm is not None else "") + "}")
             k += 1
