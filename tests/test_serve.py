@@ -143,6 +143,15 @@ def test_bad_requests_get_a_json_4xx(api, method, path, body, status, said):
     assert not any(p.name.startswith(".") and p.name != ".lock" for p in work.iterdir())
 
 
+def test_a_body_over_the_limit_is_refused_before_it_is_read(api):
+    from graphprof.serving.app import MAX_BODY
+
+    work, client, tokens, _ = api
+    r = client.post("/v1/users:batch", content=b"x" * 10, headers={**auth(tokens["crm"]),
+                                                                     "Content-Length": str(MAX_BODY + 1)})
+    assert r.status_code == 413 and "at most 64 MiB" in r.json()["error"]["message"]
+
+
 def test_predict_profiles_a_new_customer_and_writes_nothing(api):
     work, client, tokens, _ = api
     item = pd.read_parquet(workdir.table_path(work, "items"))["item_id"].iloc[0]

@@ -45,6 +45,7 @@ from graphprof.serving.keys import Key, KeyRing
 
 log = logging.getLogger("graphprof")
 MAX_BATCH = 50_000
+MAX_BODY = 64 << 20  # bytes of a request body: 50,000 purchases fit many times over
 _COLUMN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_K = 1000
 
@@ -127,6 +128,16 @@ class Observe:
         t0, status = time.perf_counter(), [500]
         state = scope.setdefault("state", {})
         state["user_ids"], state["key_name"] = [], None
+        size = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        if not size.isdigit() or int(size) > MAX_BODY:
+            status[0] = 413
+            body = json.dumps({"error": {"status": 413, "message": f"the body must be at most {MAX_BODY >> 20} MiB "
+                                         f"(Content-Length). Got {size.decode(errors='replace')[:20]} bytes"}})
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": body.encode()})
+            self.metrics.observe("(too large)", scope["method"], 413, time.perf_counter() - t0)
+            return
 
         async def sent(message):
             if message["type"] == "http.response.start":
