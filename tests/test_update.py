@@ -171,6 +171,13 @@ def test_new_items_and_categories_join_and_the_models_score_on_the_items_they_kn
     # a second batch after it still knows which items the models were fitted on; forget and train go on
     update(work, data=shop / "batch")
     forget(work, ["newcomer"])
+    # the models' line runs through both updates and the erasure: they still re-score, on the items they know
+    one = tmp_path / "one"
+    one.mkdir()
+    pd.DataFrame({"user_id": [buyer], "item_id": ["zznew"], "timestamp": [1.9e9], "quantity": [1],
+                  "price": [6.0]}).to_csv(one / "purchases.csv", index=False)
+    third = update(work, data=one)
+    assert third.entry["rescored"]["gender/lr"] == 1 and isinstance(third.entry["rescored"]["gender/sign"], int)
     assert train(work, targets=["gender"], models=["lr"], seeds=1).targets["gender"]["lr"]
 
 

@@ -55,8 +55,7 @@ def update_embeddings(root: Path, stage, inputs, merged, touched: np.ndarray, gr
         name, target = meta["model"], meta["target"]
         model = get_model(name).load(workdir.run_dir(root, target, name, meta["seed"]))
         config = workdir.read_json(workdir.model_file(root, target, name, workdir.MODEL_CONFIG), missing="")
-        keep = fitted_items(root, g, manifest.get("updates", []), config.get("graph_id"), manifest.get("graph_id"),
-                            merged.new_items)
+        keep = fitted_items(root, g, manifest, config.get("graph_id"), merged.new_items)
         if keep is None:
             return "embeddings/ left as they were: the model was trained on another graph; run 'graphprof train'"
         seen = fitted_inputs(inputs, keep, {})

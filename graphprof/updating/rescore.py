@@ -91,26 +91,32 @@ def fitted_inputs(inputs, keep: np.ndarray | None, cache: dict):
     return cache[key]
 
 
-def fitted_items(root: Path, graph: ProfileGraph, journal: list[dict], model_graph: str | None,
-                 current: str | None, added_now: np.ndarray) -> np.ndarray | None:
+def fitted_items(root: Path, graph: ProfileGraph, manifest: dict, model_graph: str | None,
+                 added_now: np.ndarray) -> np.ndarray | None:
     """The indices of the items of ``graph`` that the graph ``model_graph`` (a model's ``config.json``
-    ``graph_id``) had: every item but those added by the batches since (each batch's added items are kept in
-    ``tables/updates/<n>/new_items.parquet``; ``added_now``: this batch's indices). None where ``model_graph`` is
-    neither ``current`` (the graph before this batch) nor one an update moved on from."""
-    if model_graph == current:
-        start = len(journal)
-    else:
-        start = next((k for k, e in enumerate(journal) if e.get("graph_id_before") == model_graph), None)
-        if start is None:
+    ``graph_id``) had: every item but those added by the updates since (each batch's added items are kept in
+    ``tables/updates/<n>/new_items.parquet``; ``added_now``: this batch's indices). The graph's line is followed
+    from ``model_graph`` to the current one through the manifest's updates and erasures (``forget`` keeps every
+    item); None where ``model_graph`` is not on it."""
+    step = {e.get("graph_id_before"): (e.get("graph_id"), e.get("batch")) for e in manifest.get("updates", [])}
+    step.update({e.get("graph_id_before"): (e.get("graph_id_after"), None)
+                 for e in manifest.get(workdir.ERASURES, []) if e.get("graph_id_before") != e.get("graph_id_after")})
+    batches, at, seen = [], model_graph, set()
+    while at != manifest.get("graph_id"):
+        if at not in step or at in seen:
             return None
+        seen.add(at)
+        at, batch = step[at]
+        if batch is not None:
+            batches.append(batch)
     drop = np.zeros(len(graph.item_ids), bool)
     drop[added_now] = True
-    for e in journal[start:]:
-        path = workdir.table_part_path(root, "new_items", e["batch"])
+    for batch in batches:
+        path = workdir.table_part_path(root, "new_items", batch)
         if path.exists():
             ids = pd.read_parquet(path)["item_id"].astype(str).to_numpy(dtype=object)
-            at = pd.Index(graph.item_ids).get_indexer(ids)
-            drop[at[at >= 0]] = True
+            found = pd.Index(graph.item_ids).get_indexer(ids)
+            drop[found[found >= 0]] = True
     return np.flatnonzero(~drop)
 
 
@@ -145,7 +151,7 @@ def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users
     from graphprof.models import get_model
 
     graph = inputs.graph
-    journal, current, views = manifest.get("updates", []), manifest.get("graph_id"), {}
+    views = {}
     done = {}
     for d in workdir.model_dirs(root):
         path = d / workdir.MODEL_PREDICTIONS
@@ -159,7 +165,7 @@ def rescore_models(root: Path, stage, inputs, merged, touched: np.ndarray, users
         fresh = np.setdiff1d(np.arange(graph.num_users), merged.user_map, assume_unique=True)
         frame.loc[fresh, "split"] = "unlabelled"
         _labels(frame, target, config["classes"], users, np.union1d(fresh, merged.labelled))
-        keep = fitted_items(root, graph, journal, config.get("graph_id"), current, merged.new_items)
+        keep = fitted_items(root, graph, manifest, config.get("graph_id"), merged.new_items)
         if keep is None:
             done[f"{target}/{name}"] = "not re-scored: trained on another graph; run 'graphprof train'"
             continue
