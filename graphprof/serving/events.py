@@ -59,7 +59,8 @@ class EventJournal:
 
     def pending(self) -> int:
         """Rows accepted and not applied yet (pending and sealed files), counted as they come and go."""
-        return sum(self._pending.values())
+        with self._lock:  # the applier thread changes the counts
+            return sum(self._pending.values())
 
     # ------------------------------------------------------------------------------------------------- apply
     def _sealed(self) -> list[Path]:
@@ -96,13 +97,15 @@ class EventJournal:
                 failed.mkdir(exist_ok=True)
                 os.replace(path, failed / path.name)
                 (failed / f"{path.stem}.error.txt").write_text(f"{exc}\n", encoding="utf-8")
-                self._pending.pop(path.name, None)
+                with self._lock:
+                    self._pending.pop(path.name, None)
                 _rmtree(data)
                 self.failed += 1
                 log.warning("serve: events %s set aside in %s: %s", path.name, failed, exc)
                 continue
             path.unlink()
-            self._pending.pop(path.name, None)
+            with self._lock:
+                self._pending.pop(path.name, None)
             _rmtree(data)
             done += 1
             self.applied += 1
