@@ -191,7 +191,8 @@ class Metrics:
                 lines.append(f'graphprof_request_seconds_count{{route="{route}"}} {h[-2]}')
                 lines.append(f'graphprof_request_seconds_sum{{route="{route}"}} {h[-1]:.6f}')
         for name, value in extra.items():
-            lines += [f"# TYPE graphprof_{name} gauge", f"graphprof_{name} {value}"]
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE graphprof_{name} {kind}", f"graphprof_{name} {value}"]
         return "\n".join(lines) + "\n"
 
 
