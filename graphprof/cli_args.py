@@ -220,7 +220,7 @@ def _add_serve(sub, common) -> None:
                   "  graphprof serve --store redis://localhost:6379/0\n\n"
                   "One hash per user (<prefix>:user:<id>: a field per target with its class, probabilities and "
                   "model version, and the community), a version hash (<prefix>:version: graph id, users, time); "
-                  "hashes of users no longer in the work directory (erased by forget) are deleted. Run it after "
+                  "every other user hash under the prefix (erased users among them) is deleted. Run it after "
                   "train, update or forget; a server started with --store publishes after each batch of events.")
     pb.add_argument("--redis", required=True, metavar="URL", help="redis://HOST:PORT/DB")
     pb.add_argument("--prefix", default="graphprof", help="key prefix (default graphprof)")

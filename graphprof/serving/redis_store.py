@@ -7,8 +7,8 @@ Layout, under a prefix (default ``graphprof``):
   probabilities, model version), field ``community`` the community JSON (where detected);
 * ``<prefix>:version``: a hash with the work directory's ``graph_id``, the users published, and the time.
 
-``publish`` writes every user's hash (in pipelined chunks), then removes the hashes of users no longer in the work
-directory (erased by ``forget``, or from an earlier graph), then writes the version: a reader sees the previous
+``publish`` writes every user's hash (in MULTI/EXEC chunks), then removes every other user hash under the prefix
+(users the work directory does not hold, erased ones among them), then writes the version: a reader sees the previous
 profile or the new one of a user, and erased users are gone once ``publish`` returns.
 """
 
