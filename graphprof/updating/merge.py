@@ -59,6 +59,7 @@ class Merged:
     tables: dict[str, pd.DataFrame]
     rejects: dict[str, pd.DataFrame] = field(default_factory=dict)
     cat_map: np.ndarray | None = None
+    pairs_merged: int = 0  # the batch's (user, item) pairs that were edges already
 
 
 def insert_ids(old: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,9 +131,11 @@ def merge(graph: ProfileGraph, saved: dict[str, pd.DataFrame | None], batch: dic
         list_price = np.full(len(item_ids), np.nan)
         list_price[_lookup(item_ids, iindex, all_items["item_id"])] = all_items["price"].to_numpy(np.float64)
         price = np.where(np.isnan(price), list_price[i], price)
+    pairs_merged = 0
     for et in graph.edge_types:
         if et == BUYS:
-            edges[BUYS] = _merge_buys(graph, user_map, item_map, len(item_ids), u, i, buy_columns(p, price))
+            edges[BUYS], pairs_merged = _merge_buys(graph, user_map, item_map, len(item_ids), u, i,
+                                                    buy_columns(p, price))
             edges[REV_BUYS] = {"edge_index": edges[BUYS]["edge_index"][::-1]}
         elif et == FRIEND:
             edges[FRIEND], ties, dup = _merge_ties(graph, user_map, len(user_ids), uindex, friends)
@@ -164,7 +167,7 @@ def merge(graph: ProfileGraph, saved: dict[str, pd.DataFrame | None], batch: dic
         labelled = _lookup(user_ids, uindex, users_b["user_id"])
     return Merged(graph=merged, user_map=user_map, item_map=item_map, new_users=new_users, new_items=new_items,
                   bought=np.unique(u), ties=ties, labelled=np.unique(labelled), tables=tables,
-                  rejects={k: v for k, v in rejects.items() if len(v)}, cat_map=cat_map)
+                  rejects={k: v for k, v in rejects.items() if len(v)}, cat_map=cat_map, pairs_merged=pairs_merged)
 
 
 def _merge_buys(graph, user_map, item_map, n_items, u, i, columns) -> dict:
@@ -186,7 +189,7 @@ def _merge_buys(graph, user_map, item_map, n_items, u, i, columns) -> dict:
     miss = ~hit
     key = np.insert(okey, pos[miss], bkey[miss])
     attrs = np.insert(attrs, pos[miss], battrs[miss], axis=0)
-    return {"edge_index": np.stack([key // n_items, key % n_items]), "edge_attr": attrs}
+    return {"edge_index": np.stack([key // n_items, key % n_items]), "edge_attr": attrs}, int(hit.sum())
 
 
 def _merge_ties(graph, user_map, n_users, uindex, friends):

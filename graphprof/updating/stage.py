@@ -230,7 +230,7 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
     counts = {"new_users": int(len(m.new_users)), "new_items": int(len(m.new_items)),
               "new_ties": int(len(m.ties[0])), "touched_users": int(len(touched)),
               "purchase_edges_added": int(g.edge(BUYS).shape[1] - graph.edge(BUYS).shape[1]),
-              "purchase_edges_merged": int(_merged_pairs(validated.tables["purchases"], graph)),
+              "purchase_edges_merged": m.pairs_merged,
               "labels_set": int(len(m.labelled))}
     entry = {"rows": rows, "counts": counts, "rescored": rescored, "communities": communities,
              "embeddings": embedded,
@@ -239,20 +239,6 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
                                              "retrain_advised": drift_doc["retrain_advised"]}}
     log.info("update %d: %d touched users, %d new users", n, counts["touched_users"], counts["new_users"])
     return entry, drift_doc
-
-
-def _merged_pairs(purchases: pd.DataFrame, graph) -> int:
-    """How many distinct (user, item) pairs of the batch were edges of the saved graph already."""
-    u, i = graph.user_index(purchases["user_id"].to_numpy()), graph.item_index(purchases["item_id"].to_numpy())
-    ok = (u >= 0) & (i >= 0)
-    if not ok.any():
-        return 0
-    ei = graph.edge(BUYS)
-    n_items = np.int64(len(graph.item_ids))
-    saved = ei[0] * n_items + ei[1]
-    keys = np.unique(u[ok] * n_items + i[ok])
-    pos = np.searchsorted(saved, keys)
-    return int(((pos < len(saved)) & (saved[np.minimum(pos, len(saved) - 1)] == keys)).sum())
 
 
 def _pad_state(state: dict, m, n_items: int, n_cat: int) -> dict:
