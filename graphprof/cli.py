@@ -109,18 +109,17 @@ def _quiet_estimate(compute):
 
 
 def _cmd_generate(args) -> None:
-    from graphprof.ingest.generate import generate, write_tables
+    from graphprof.ingest.generate import write_generated
 
     if args.users < 10:
         raise ConfigError(f"--users must be >= 10. Got {args.users} instead")
     if args.items is not None and args.items < 1:
         raise ConfigError(f"--items must be >= 1. Got {args.items} instead")
-    tables = generate(args.users, n_items=args.items, purchases_per_user=args.purchases_per_user,
-                      friends_per_user=args.friends_per_user, bad_rows=args.bad_rows,
-                      time_format=args.time_format, seed=args.seed)
-    paths = write_tables(tables, args.out, args.file_format)
-    _emit(args, "\n".join(f"{p}: {len(tables[n])} rows" for n, p in paths.items()),
-          {"files": {n: {"path": str(p), "rows": len(tables[n])} for n, p in paths.items()}})
+    written = write_generated(args.out, args.file_format, n_users=args.users, n_items=args.items,
+                              purchases_per_user=args.purchases_per_user, friends_per_user=args.friends_per_user,
+                              bad_rows=args.bad_rows, time_format=args.time_format, seed=args.seed)
+    _emit(args, "\n".join(f"{p}: {n} rows" for p, n in written.values()),
+          {"files": {name: {"path": str(p), "rows": n} for name, (p, n) in written.items()}})
 
 
 def _cmd_communities(args) -> None:

@@ -20,6 +20,7 @@ Vectorised numpy throughout, so the same code writes millions of rows for the be
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,53 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     Returns:
         the tables by name; with ``return_truth``, the pair ``(tables, truth)``.
     """
+    codes = _generate_codes(n_users, n_items, n_communities, n_categories, purchases_per_user, friends_per_user,
+                            homophily, age_dominance, label_rate, time_format, seed)
+    tables = {name: codes.frame(name) for name in TABLES}
+    if bad_rows:
+        _add_bad_rows(tables, bad_rows, codes.rng)
+    if return_truth:  # drawn from no random stream, so the tables stay identical
+        return tables, dict(zip(codes.user_ids.tolist(), codes.community.tolist()))
+    return tables
+
+
+TABLES = ("purchases", "friendships", "users", "items")
+
+
+class _Codes:
+    """A generated shop with its id columns still as integer codes (``user`` / ``item`` / ``a`` / ``b`` index
+    ``user_ids`` / ``item_ids``): tens of millions of rows fit, and their id text is made a slice at a time."""
+
+    def __init__(self, rng, user_ids, item_ids, community, purchases: dict, ties: np.ndarray, users: dict,
+                 items: dict, time_format: str):
+        self.time_format = time_format
+        self.rng, self.user_ids, self.item_ids, self.community = rng, user_ids, item_ids, community
+        self.purchases, self.ties, self.users, self.items = purchases, ties, users, items
+
+    def rows(self, name: str) -> int:
+        return len({"purchases": self.purchases["user"], "friendships": self.ties, "users": self.user_ids,
+                    "items": self.item_ids}[name])
+
+    def frame(self, name: str, lo: int = 0, hi: int | None = None) -> pd.DataFrame:
+        """Rows ``lo:hi`` of table ``name`` in the generic schema."""
+        s = slice(lo, hi)
+        if name == "purchases":
+            p = self.purchases
+            return pd.DataFrame({"user_id": self.user_ids[p["user"][s]], "item_id": self.item_ids[p["item"][s]],
+                                 "timestamp": _format_time(p["timestamp"][s], self.time_format),
+                                 "quantity": p["quantity"][s],
+                                 "price": p["price"][s]})
+        if name == "friendships":
+            return pd.DataFrame({"user_id": self.user_ids[self.ties[s, 0]],
+                                 "friend_id": self.user_ids[self.ties[s, 1]]})
+        if name == "users":
+            return pd.DataFrame({"user_id": self.user_ids[s], **{k: v[s] for k, v in self.users.items()}})
+        return pd.DataFrame({"item_id": self.item_ids[s], **{k: v[s] for k, v in self.items.items()}})
+
+
+def _generate_codes(n_users: int, n_items: int | None, n_communities: int, n_categories: int,
+                    purchases_per_user: float, friends_per_user: float, homophily: float, age_dominance: float,
+                    label_rate: float, time_format: str, seed: int) -> _Codes:
     rng = np.random.default_rng(seed)
     n_items = n_items or max(50, n_users // 5)
     n_categories = min(n_categories, len(CATEGORIES))
@@ -64,16 +112,12 @@ def generate(n_users: int = 3000, *, n_items: int | None = None, n_communities: 
     item_cat, item_price, popularity, lean = _plant_items(rng, n_items, n_categories)
     item_ids = np.char.add("SKU-", np.char.zfill(np.arange(n_items).astype(str), len(str(n_items)) + 1))
     purchases = _purchases(rng, k, n_categories, community, female, spend, item_cat, item_price, popularity,
-                           lean, purchases_per_user, user_ids, item_ids, time_format)
-    friendships = _friendships(rng, community, k, friends_per_user, homophily, user_ids)
-    users = _users_table(rng, user_ids, female, age, spend, label_rate)
-    items = pd.DataFrame({"item_id": item_ids, "category": np.array(CATEGORIES)[item_cat], "price": item_price})
-    tables = {"purchases": purchases, "friendships": friendships, "users": users, "items": items}
-    if bad_rows:
-        _add_bad_rows(tables, bad_rows, rng)
-    if return_truth:  # drawn from no random stream, so the tables stay identical
-        return tables, dict(zip(user_ids.tolist(), community.tolist()))
-    return tables
+                           lean, purchases_per_user)
+    ties = _friendships(rng, community, k, friends_per_user, homophily)
+    users = _users_columns(rng, n_users, female, age, spend, label_rate)
+    items = {"category": np.array(CATEGORIES)[item_cat], "price": item_price}
+    _format_time(np.zeros(0, dtype=np.int64), time_format)  # an unknown format fails before any row is made
+    return _Codes(rng, user_ids, item_ids, community, purchases, ties, users, items, time_format)
 
 
 def _plant_users(rng: np.random.Generator, n_users: int, k: int,
@@ -102,8 +146,7 @@ def _plant_items(rng: np.random.Generator, n_items: int,
 
 def _purchases(rng: np.random.Generator, k: int, n_categories: int, community: np.ndarray, female: np.ndarray,
                spend: np.ndarray, item_cat: np.ndarray, item_price: np.ndarray, popularity: np.ndarray,
-               lean: np.ndarray, purchases_per_user: float, user_ids: np.ndarray, item_ids: np.ndarray,
-               time_format: str) -> pd.DataFrame:
+               lean: np.ndarray, purchases_per_user: float) -> dict[str, np.ndarray]:
     """Few purchases per user, items drawn from their community's taste (``k`` communities, ``n_categories``
     categories), rows in random order."""
     n_users, n_items = len(community), len(item_cat)
@@ -122,15 +165,14 @@ def _purchases(rng: np.random.Generator, k: int, n_categories: int, community: n
     quantity = 1 + rng.poisson(np.array([0.1, 0.8, 2.5])[spend[buyer]])
     price = np.round(item_price[item] * rng.uniform(0.85, 1.0, len(item)), 2)
     ts = START + rng.integers(0, YEAR, len(item))
-    purchases = pd.DataFrame({"user_id": user_ids[buyer], "item_id": item_ids[item],
-                              "timestamp": _format_time(ts, time_format), "quantity": quantity,
-                              "price": price})
-    return purchases.iloc[rng.permutation(len(purchases))].reset_index(drop=True)
+    order = rng.permutation(len(item))
+    return {"user": buyer[order], "item": item[order], "timestamp": ts[order],
+            "quantity": quantity[order], "price": price[order]}
 
 
 def _friendships(rng: np.random.Generator, community: np.ndarray, k: int, friends_per_user: float,
-                 homophily: float, user_ids: np.ndarray) -> pd.DataFrame:
-    """Homophilous ties in random order and direction, no self ties, no repeats."""
+                 homophily: float) -> np.ndarray:
+    """Homophilous ties ``[n, 2]`` (user codes) in random order and direction, no self ties, no repeats."""
     n_users = len(community)
     n_start = rng.poisson(friends_per_user / 2, n_users)
     a = np.repeat(np.arange(n_users), n_start)
@@ -143,26 +185,21 @@ def _friendships(rng: np.random.Generator, community: np.ndarray, k: int, friend
     pairs = np.unique(np.stack([lo[lo != hi], hi[lo != hi]], axis=1), axis=0)
     flip = rng.random(len(pairs)) < 0.5
     pairs[flip] = pairs[flip][:, ::-1]
-    pairs = pairs[rng.permutation(len(pairs))]
-    return pd.DataFrame({"user_id": user_ids[pairs[:, 0]], "friend_id": user_ids[pairs[:, 1]]})
+    return pairs[rng.permutation(len(pairs))]
 
 
-def _users_table(rng: np.random.Generator, user_ids: np.ndarray, female: np.ndarray, age: np.ndarray,
-                 spend: np.ndarray, label_rate: float) -> pd.DataFrame:
-    """The users table: each attribute observed for a random ``label_rate`` share of users (None elsewhere)."""
-    n_users = len(user_ids)
+def _users_columns(rng: np.random.Generator, n_users: int, female: np.ndarray, age: np.ndarray,
+                   spend: np.ndarray, label_rate: float) -> dict[str, np.ndarray]:
+    """The users table's attributes: each observed for a random ``label_rate`` share of users (None elsewhere)."""
 
     def observed(values: np.ndarray) -> np.ndarray:
         out = values.astype(object)
         out[rng.random(n_users) >= label_rate] = None
         return out
 
-    return pd.DataFrame({
-        "user_id": user_ids,
-        "gender": observed(np.where(female, "f", "m")),
-        "age_band": observed(np.array(AGE_BANDS)[age]),
-        "spend_level": observed(np.array(SPEND_LEVELS)[spend]),
-    })
+    return {"gender": observed(np.where(female, "f", "m")),
+            "age_band": observed(np.array(AGE_BANDS)[age]),
+            "spend_level": observed(np.array(SPEND_LEVELS)[spend])}
 
 
 def _format_time(ts: np.ndarray, fmt: str) -> np.ndarray:
@@ -209,6 +246,50 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path, fmt: str 
             raise ValueError(f"fmt must be 'csv' or 'parquet'. Got {fmt!r} instead")
         paths[name] = path
     return paths
+
+
+def write_generated(out_dir: str | Path, fmt: str = "csv", chunk_rows: int = 2_000_000,
+                    **kwargs) -> dict[str, tuple[Path, int]]:
+    """``generate(**kwargs)`` written as ``<name>.<fmt>`` into ``out_dir``, ``chunk_rows`` rows at a time: the
+    same files as ``write_tables(generate(...))``, with only a slice of the id text in memory at once (a shop of
+    ten million users and a hundred million purchases is written in a few GiB). Returns each table's path and
+    rows."""
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"fmt must be 'csv' or 'parquet'. Got {fmt!r} instead")
+    if kwargs.get("bad_rows") or kwargs.get("return_truth"):  # small shops: the whole tables at once
+        tables = generate(**kwargs)
+        return {n: (p, len(tables[n])) for n, p in write_tables(tables, out_dir, fmt).items()}
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    defaults = {k: v.default for k, v in inspect.signature(generate).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    a = {**defaults, **kwargs}
+    codes = _generate_codes(a["n_users"], a["n_items"], a["n_communities"], a["n_categories"],
+                            a["purchases_per_user"], a["friends_per_user"], a["homophily"], a["age_dominance"],
+                            a["label_rate"], a["time_format"], a["seed"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in TABLES:
+        path, n = out_dir / f"{name}.{fmt}", codes.rows(name)
+        writer, schema = None, None
+        try:
+            for lo in range(0, max(n, 1), chunk_rows):
+                df = codes.frame(name, lo, min(n, lo + chunk_rows))
+                if fmt == "csv":
+                    df.to_csv(path, index=False, header=lo == 0, mode="w" if lo == 0 else "a")
+                    continue
+                table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(path, schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        out[name] = (path, n)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
