@@ -51,14 +51,35 @@ def _cmd_build_graph(args) -> None:
         est = estimate.estimate_build(*estimate.build_sizes(args.data, tables, args.format))
         _emit(args, "\n".join(est.summary_lines()), est.to_json())
         return
-    if not args.no_memory_check and args.format == "generic":  # an adapter's layout is sized only by reading it
+    engine = args.engine
+    if args.format == "generic" and (engine == "auto" or (engine == "numpy" and not args.no_memory_check)):
+        # an adapter's layout is sized only by reading it
         est = _quiet_estimate(lambda: estimate.estimate_build(*estimate.build_sizes(args.data, tables, "generic")))
-        if est is not None:
-            estimate.check_memory(est, "Build from fewer rows (split the purchases by period)")
+        fits = est is None or not estimate.exceeds_memory(est)
+        if engine == "auto":
+            engine = "numpy" if fits or not _parquet_purchases(args.data, tables) else "duckdb"
+            if engine == "duckdb":
+                log.info("the in-memory build needs about %.1f GiB by its estimate, more than is available: the "
+                         "purchases are processed out of core (--engine duckdb)", est.peak_bytes / 2**30)
+        if engine == "numpy" and est is not None and not args.no_memory_check:
+            estimate.check_memory(est, "Build with --engine duckdb from a Parquet purchases table, or from fewer "
+                                       "rows (split the purchases by period)")
+    elif engine == "auto":
+        engine = "numpy"
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                    users=args.users, items=args.items, seed=args.seed, format=args.format,
-                   keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()])
+                   keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()], engine=engine)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
+
+
+def _parquet_purchases(data, tables: dict) -> bool:
+    from graphprof.graph.build import resolve_inputs
+    from graphprof.ingest.io import PARQUET_SUFFIXES
+
+    try:
+        return resolve_inputs(data, **tables)["purchases"].name.lower().endswith(PARQUET_SUFFIXES)
+    except GraphprofError:
+        return False  # the build itself says what is wrong with the inputs
 
 
 def _cmd_train(args) -> int | None:

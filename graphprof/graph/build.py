@@ -38,6 +38,7 @@ class BuildResult:
     seconds: dict[str, float] = field(default_factory=dict)
     format: str = "generic"
     notes: list[str] = field(default_factory=list)  # what the format adapter did (collapsed rows, mappings)
+    engine: str = "numpy"
 
     def summary_lines(self) -> list[str]:
         lines = []
@@ -59,7 +60,7 @@ class BuildResult:
     def to_json(self) -> dict:
         return {"workdir": str(self.workdir), "tables": self.accounting, "graph": self.graph,
                 "dropped_columns": self.dropped_columns, "seconds": self.seconds, "format": self.format,
-                "notes": self.notes}
+                "notes": self.notes, "engine": self.engine}
 
 
 def resolve_inputs(data: str | Path | None = None, purchases=None, friendships=None, users=None,
@@ -104,28 +105,45 @@ def read_inputs(data: str | Path | None = None, purchases=None, friendships=None
     return read_format(format, data)
 
 
+ENGINES = ("numpy", "duckdb")
+
+
 def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
           purchases=None, friendships=None, users=None, items=None, seed: int = 0,
-          format: str = "generic", keep_pii: list[str] | tuple[str, ...] = ()) -> BuildResult:
+          format: str = "generic", keep_pii: list[str] | tuple[str, ...] = (), engine: str = "numpy") -> BuildResult:
     """Read, validate, build the graph and the features, and write them all into the work directory.
 
     ``format`` names the layout of ``data`` (:data:`graphprof.ingest.adapters.FORMATS`); formats other than
     ``generic`` need ``data`` and are turned into the generic tables by :mod:`graphprof.ingest.adapters`.
 
+    ``engine``: ``numpy`` holds every table in memory; ``duckdb`` (generic format, purchases in Parquet) streams
+    the purchases through validation a slice at a time and codes and reduces them out of core
+    (:mod:`graphprof.graph.outofcore`), for shops larger than memory. Both give the same work directory.
+
     Raises:
-        ConfigError: an unknown format, or a non-generic format without ``data``.
+        ConfigError: an unknown format or engine, a non-generic format without ``data``, or the duckdb engine on
+            inputs it does not read.
         InputError: a table cannot be read, lacks a required column, or keeps no purchase.
     """
     root = Path(workdir_path)
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead")
+    streamed = engine == "duckdb"
     with progress.stages("build-graph", STAGES) as stage:
         stage("read")
         seconds = {}
         t0 = time.perf_counter()
-        adapted = read_inputs(data, purchases, friendships, users, items, format=format)  # reads only: no lock
+        if streamed:
+            paths = _streamed_inputs(data, purchases, friendships, users, items, format)
+            adapted = AdapterResult(tables=read_tables({k: p for k, p in paths.items() if k != "purchases"}),
+                                    sources=list(paths.values()))
+            named = dict(paths)
+        else:
+            adapted = read_inputs(data, purchases, friendships, users, items, format=format)  # reads only: no lock
+            # generic: one entry per table; an adapter: one entry per file it read (by file name)
+            named = ({t.name: t.path for t in adapted.tables.values()} if format == "generic"
+                     else {p.name: p for p in adapted.sources})
         raw = adapted.tables
-        # generic: one entry per table; an adapter: one entry per file it read (by file name)
-        named = ({t.name: t.path for t in raw.values()} if format == "generic"
-                 else {p.name: p for p in adapted.sources})
         # Writing files and hashing them run beside the computing (Arrow's writer and hashlib release the GIL),
         # so the build does not wait for them. Each task writes its own files; all are awaited before the
         # manifest is written and the lock released, and their errors raised here.
@@ -136,7 +154,15 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             hashes = io.submit(lambda: {name: workdir.sha256_file(p) for name, p in named.items()})
             log.info("read %s", ", ".join(f"{k} ({len(v.df)} rows)" for k, v in raw.items()))
             stage("validate")
-            validated = validate_tables(raw, keep_pii=keep_pii)
+            if streamed:
+                from graphprof.graph.outofcore import validate_purchases
+                from graphprof.ingest.schema import validate_other_tables
+
+                validated = validate_other_tables(raw, keep_pii=keep_pii)
+                acc = validate_purchases(paths["purchases"], staging)
+                validated.accounting = {"purchases": acc, **validated.accounting}
+            else:
+                validated = validate_tables(raw, keep_pii=keep_pii)
             seconds["read_validate"] = time.perf_counter() - t0
             notes = adapted.notes
             del raw, adapted  # the tables as read, in Arrow memory: validation made its own
@@ -156,7 +182,13 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             from graphprof.features import build_features, save_features
             from graphprof.graph import build_graph, describe
 
-            graph = build_graph(validated)
+            if streamed:
+                from graphprof.graph.outofcore import build_graph_out_of_core
+
+                graph = build_graph_out_of_core(workdir.table_path(staging, "purchases"), validated,
+                                                staging / "duckdb.tmp")
+            else:
+                graph = build_graph(validated)
             seconds["graph"] = time.perf_counter() - t0
             graph_saved = io.submit(_save_graph_and_hash, graph, staging)
             stage("features")
@@ -172,9 +204,24 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             _clear_stale(root)
             result = BuildResult(workdir=root, accounting=validated.accounting, graph=describe(graph),
                                  dropped_columns=validated.dropped_columns, seconds=seconds, format=format,
-                                 notes=notes)
-            _record(root, named, hashes.result(), validated, graph_id, seed, format, keep_pii, seconds, notes)
+                                 notes=notes, engine=engine)
+            _record(root, named, hashes.result(), validated, graph_id, seed, format, keep_pii, seconds, notes,
+                    engine)
     return result
+
+
+def _streamed_inputs(data, purchases, friendships, users, items, format: str) -> dict[str, Path]:
+    """The input files of the duckdb engine: the generic layout, with the purchases in Parquet."""
+    from graphprof.ingest.io import PARQUET_SUFFIXES
+
+    if format != "generic":
+        raise ConfigError(f"--engine duckdb reads the generic layout. Got --format {format}: build it with "
+                          "--engine numpy, or convert it to the generic tables first")
+    paths = resolve_inputs(data, purchases, friendships, users, items)
+    if not paths["purchases"].name.lower().endswith(PARQUET_SUFFIXES):
+        raise ConfigError(f"{paths['purchases']}: --engine duckdb streams a Parquet purchases table. Got "
+                          f"'{paths['purchases'].name}': convert it to Parquet, or build with --engine numpy")
+    return paths
 
 
 @contextlib.contextmanager
@@ -199,7 +246,7 @@ def _promote(staging: Path, root: Path) -> None:
 
 
 def _record(root: Path, named: dict, sha: dict, validated: ValidatedTables, graph_id: str, seed: int,
-            format: str, keep_pii, seconds: dict, notes: list[str]) -> None:
+            format: str, keep_pii, seconds: dict, notes: list[str], engine: str = "numpy") -> None:
     """The build in ``manifest.json``: the input files (path, size, mtime, hash), row accounting, graph id,
     settings and timings, replacing the previous build's input sections."""
     inputs = {name: {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns,
@@ -207,7 +254,8 @@ def _record(root: Path, named: dict, sha: dict, validated: ValidatedTables, grap
     _warn_erased_inputs(root, inputs)
     _forget(root, ("inputs", "rows", "dropped_columns", workdir.NEEDS_RETRAINING))
     workdir.update_manifest(root, inputs=inputs, rows=validated.accounting, graph_id=graph_id,
-                            config={"build-graph": {"seed": seed, "format": format, "keep_pii": list(keep_pii)}},
+                            config={"build-graph": {"seed": seed, "format": format, "keep_pii": list(keep_pii),
+                                                    "engine": engine}},
                             stages={"build-graph": seconds}, dropped_columns=validated.dropped_columns,
                             input_notes=notes)
 
@@ -242,6 +290,8 @@ def _forget(root: Path, keys: tuple[str, ...]) -> None:
 
 def _write_tables(root: Path, validated: ValidatedTables) -> None:
     for name in TABLES:
+        if name not in validated.tables and name in validated.accounting:
+            continue  # streamed: written by the engine already
         rej = workdir.rejects_path(root, name)
         if name in validated.tables:
             workdir.write_csv(rej, validated.rejects[name])
@@ -287,4 +337,4 @@ def load_tables(root: str | Path, name: str) -> pd.DataFrame | None:
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
-__all__ = ["BuildResult", "build", "load_tables", "read_inputs", "resolve_inputs"]
+__all__ = ["ENGINES", "BuildResult", "build", "load_tables", "read_inputs", "resolve_inputs"]

@@ -100,22 +100,38 @@ def build_graph(tables: ValidatedTables) -> ProfileGraph:
                                                   friendships["user_id"] if friendships is not None else None,
                                                   friendships["friend_id"] if friendships is not None else None)
         item_ids, (i, item_rows) = item_job.result()
-    nodes = {"user": len(user_ids), "item": len(item_ids)}
-    edges: dict = {}
-
     # purchases -> one edge per (user, item) with aggregated attributes
+    bu, bi, attrs = aggregate_pairs(u, i, len(item_ids), buy_columns(purchases, purchase_prices(
+        purchases, items, item_rows, i, len(item_ids))), BUY_REDUCERS)
+    ties = None if friendships is None else (fa, fb, friendships["weight"].to_numpy(np.float32))
+    return assemble_graph(user_ids, item_ids, (bu, bi, attrs), ties, items, item_rows)
+
+
+def purchase_prices(purchases: pd.DataFrame, items: pd.DataFrame | None, item_rows: np.ndarray | None,
+                    i: np.ndarray, n_items: int) -> np.ndarray:
+    """Each purchase's price: its own, or where it has none the list price of its item (``i``: item codes)."""
     price = purchases["price"].to_numpy(np.float64)
     if items is not None and "price" in items:  # a purchase without a price costs the item's list price
-        list_price = np.full(len(item_ids), np.nan)
+        list_price = np.full(n_items, np.nan)
         list_price[item_rows] = items["price"].to_numpy(np.float64)
         price = np.where(np.isnan(price), list_price[i], price)
-    bu, bi, attrs = aggregate_pairs(u, i, len(item_ids), buy_columns(purchases, price), BUY_REDUCERS)
+    return price
+
+
+def assemble_graph(user_ids: np.ndarray, item_ids: np.ndarray, buys: tuple, ties: tuple | None,
+                   items: pd.DataFrame | None, item_rows: np.ndarray | None) -> ProfileGraph:
+    """The graph from coded parts: ``buys`` the reduced purchase edges ``(u, i, attrs)`` sorted by (u, i);
+    ``ties`` the kept ties as user codes and weights ``(a, b, weight)``; ``items`` the items table with
+    ``item_rows`` its rows' item codes."""
+    nodes = {"user": len(user_ids), "item": len(item_ids)}
+    edges: dict = {}
+    bu, bi, attrs = buys
     buy_index = np.stack([bu, bi])
     edges[BUYS] = {"edge_index": buy_index, "edge_attr": attrs}  # BUY_ATTRS' order; float64: epoch seconds need it
     edges[REV_BUYS] = {"edge_index": buy_index[::-1]}  # a view: no copy
 
-    if friendships is not None:
-        w = friendships["weight"].to_numpy(np.float32)
+    if ties is not None:
+        fa, fb, w = ties
         n = np.int64(len(user_ids))
         key = np.concatenate([fa * n + fb, fb * n + fa])  # both directions; unique (validation dropped copies)
         if len(w) and (w == w[0]).all():  # the usual unweighted ties: sort the keys alone

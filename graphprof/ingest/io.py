@@ -259,7 +259,18 @@ def _first_bad_utf8_line(path: Path) -> int:
 
 # ------------------------------------------------------------------------------------------------ Parquet
 def _read_parquet(path: Path) -> pd.DataFrame:
-    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet_names(path)
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
+        raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
+    return _parquet_frame(path, table, 1)
+
+
+def parquet_names(path: Path) -> list[str]:
+    """The file's column names (stripped); a damaged file or a repeated name is a bad file."""
     import pyarrow.parquet as pq
 
     try:
@@ -270,11 +281,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if dup:  # pyarrow would fail with an obscure "Multiple matches for FieldRef"
         raise InputError(f"{path}: column names must be unique. Got duplicates: {', '.join(dup)}",
                          path=str(path), column=dup[0])
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
-        raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
-    table = _flat_text_columns(path, table)
+    return names
+
+
+def _parquet_frame(path: Path, table, first_record: int) -> pd.DataFrame:
+    """An Arrow table read from ``path`` as the raw frame, its records numbered from ``first_record``."""
+    import pyarrow as pa
+
+    table = _flat_text_columns(path, table, first_record)
     # integers stay integers where a null is present (a float64 detour would change ids above 2**53)
     ints = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(),
                                           pa.uint32())}
@@ -282,11 +296,40 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     ints[pa.bool_()] = pd.BooleanDtype()  # with a null, still booleans (not objects that read as 1 / 0)
     df = table.to_pandas(types_mapper=ints.get)
     df.columns = [str(c).strip() for c in df.columns]
-    df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
+    df[ROW] = np.arange(first_record, first_record + len(df), dtype=np.int64)
     return df
 
 
-def _flat_text_columns(path: Path, table):
+def parquet_slices(path: str | Path, name: str, rows: int, columns: list[str] | None = None):
+    """A Parquet table as raw tables of at most ``rows`` records each, in file order, each record numbered as
+    :func:`read_table` numbers it: for tables larger than memory, validated a slice at a time. ``columns``: only
+    these (names as in the file).
+
+    Raises:
+        InputError: as :func:`read_table`, naming the file (and the record, for bytes that are not UTF-8).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    parquet_names(path)
+    try:
+        pf = pq.ParquetFile(path)
+        first = 1
+        for batch in pf.iter_batches(batch_size=min(rows, max(pf.metadata.num_rows, 1)), columns=columns):
+            table = pa.Table.from_batches([batch])
+            yield RawTable(name=name, path=path, df=_parquet_frame(path, table, first))
+            first += len(table)
+        if first == 1:  # no rows: one empty slice, so the table still has its columns
+            empty = pf.schema_arrow.empty_table()
+            yield RawTable(name=name, path=path, df=_parquet_frame(path, empty.select(columns) if columns else empty, 1))
+    except InputError:
+        raise
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged or non-Parquet file
+        raise InputError(f"{path}: must be a readable Parquet file. Got: {exc}", path=str(path)) from None
+
+
+def _flat_text_columns(path: Path, table, first_record: int = 1):
     """Nested columns (list, struct, map) hold no id, number or label: a bad file, naming the column. Binary
     columns become text, where they are UTF-8 (else a bad file, naming the column and the record)."""
     import pyarrow as pa
@@ -299,7 +342,7 @@ def _flat_text_columns(path: Path, table):
             try:
                 text = table.column(k).cast(pa.large_string())
             except pa.ArrowInvalid:
-                record = next(n for n, v in enumerate(table.column(k).to_pylist(), start=1)
+                record = next(n for n, v in enumerate(table.column(k).to_pylist(), start=first_record)
                               if v is not None and not _is_utf8(v))
                 raise InputError(f"{path}: column '{f.name}' must hold UTF-8 text. Got bytes that are not UTF-8 "
                                  f"in record {record}", path=str(path), row=record, column=str(f.name)) from None

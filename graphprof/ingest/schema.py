@@ -199,14 +199,15 @@ def _id_columns(c: _Checker, columns: tuple[str, ...]) -> pd.DataFrame:
     return out
 
 
-def _validate_purchases(raw: RawTable):
+def _validate_purchases(raw: RawTable, unit: tuple[str, float] | None = None):
+    """``unit``: the timestamp column's epoch unit, where it was judged from more rows than ``raw`` has (a table
+    validated a slice at a time); judged from ``raw`` otherwise."""
     c = _Checker(raw)
     c.require_columns()
     df = c.df
     out = _id_columns(c, ("user_id", "item_id"))
-    unit = TIME_UNITS[0]
     if "timestamp" in df:
-        unit = time_unit(df["timestamp"])
+        unit = unit or time_unit(df["timestamp"])
         ts = parse_timestamps(df["timestamp"], unit[1])
         given = df["timestamp"].notna()
         c.reject(given & ts.isna(), "timestamp", "be epoch seconds or an ISO-8601 date")
@@ -214,6 +215,7 @@ def _validate_purchases(raw: RawTable):
         c.reject(given & ((ts < TIME_MIN) | (ts >= TIME_MAX)), "timestamp", f"lie between 1970 and 2100{read_as}")
         out["timestamp"] = ts
     else:
+        unit = TIME_UNITS[0]
         out["timestamp"] = np.nan
     if "quantity" in df:
         q = _numbers(df["quantity"])
@@ -360,6 +362,12 @@ def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[s
     """
     if "purchases" not in raw:
         raise InputError("purchases: a purchases table is required. Got none")
+    return validate_other_tables(raw, keep_pii)
+
+
+def validate_other_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[str] = ()) -> ValidatedTables:
+    """:func:`validate_tables` for the tables in ``raw``, which need not hold the purchases (a caller that
+    validates those a slice at a time, :func:`validate_purchase_slice`)."""
     tables, rejects, accounting, dropped = {}, {}, {}, {}
     friend_codes = None
     unknown = [name for name in raw if name not in REQUIRED]
@@ -383,3 +391,9 @@ def validate_tables(raw: dict[str, RawTable], keep_pii: tuple[str, ...] | list[s
             tables[name], rejects[name], accounting[name] = kept, rej, acc
     return ValidatedTables(tables=tables, rejects=rejects, accounting=accounting, dropped_columns=dropped,
                            friend_codes=friend_codes)
+
+
+def validate_purchase_slice(raw: RawTable, unit: tuple[str, float]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """One slice of a purchases table validated by the rules of :func:`validate_tables`, with the timestamp
+    unit judged from the whole column (:func:`time_unit`): kept rows, rejects and the slice's accounting."""
+    return _validate_purchases(raw, unit)

@@ -125,6 +125,12 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
+def exceeds_memory(est: Estimate) -> bool:
+    """Whether the estimated peak is more than the memory available now."""
+    avail = available_memory()
+    return avail is not None and est.peak_bytes > avail
+
+
 def check_memory(est: Estimate, advice: str) -> None:
     """Stop before the run when its estimated peak exceeds the memory available now.
 

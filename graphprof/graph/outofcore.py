@@ -1,0 +1,248 @@
+"""``build-graph --engine duckdb``: the purchases of a shop larger than memory, never all in memory at once.
+
+Three passes over the purchases, each holding a bounded part of them:
+
+1. **Validate a slice at a time.** The Parquet file is read in slices of ``slice_rows`` records; each slice is
+   validated by the very rules of the in-memory route (:func:`graphprof.ingest.schema.validate_purchase_slice`,
+   the timestamp unit judged from the whole column first) and its kept rows appended to
+   ``tables/purchases.parquet``, its rejects to ``rejects/purchases.csv``.
+2. **Code the ids on DuckDB.** The sorted distinct user and item ids (with those of the other tables), and every
+   kept purchase coded as (user, item) integers, written as Parquet partitions of consecutive users. This is the
+   string-heavy, memory-heavy part; DuckDB runs it within ``memory_limit`` and spills the rest to a temporary
+   folder in the work directory's staging area.
+3. **Reduce a partition at a time.** Each partition is reduced to one edge per (user, item) by
+   :func:`graphprof.graph.aggregate.aggregate_pairs`, the in-memory route's code: a pair's purchases all lie in
+   one partition and are reduced in the same canonical order, so the edges equal the in-memory route's.
+
+The other tables (ties, users, items) are validated in memory as usual; the graph is then assembled by
+:func:`graphprof.graph.construct.assemble_graph`, shared with the in-memory route.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphprof import workdir
+from graphprof.graph.aggregate import aggregate_pairs
+from graphprof.graph.construct import BUY_REDUCERS, assemble_graph, buy_columns, purchase_prices
+from graphprof.graph.hetero import BUY_ATTRS, ProfileGraph
+from graphprof.ingest.io import ROW, parquet_names, parquet_slices
+from graphprof.ingest.schema import TIME_UNITS, ValidatedTables, time_unit, validate_purchase_slice
+from graphprof.runtime import progress
+
+log = logging.getLogger("graphprof")
+
+#: purchase records validated at once
+SLICE_ROWS = 4_000_000
+#: coded purchases reduced at once (a partition holds the purchases of consecutive users, about this many)
+PARTITION_ROWS = 4_000_000
+#: DuckDB's memory when none is given: a quarter of the memory available, between 1 and 4 GiB
+DEFAULT_MEMORY = (1 << 30, 4 << 30)
+
+
+def duckdb_memory_limit() -> int:
+    from graphprof.runtime.estimate import available_memory
+
+    lo, hi = DEFAULT_MEMORY
+    return int(min(hi, max(lo, (available_memory() or 4 * hi) // 4)))
+
+
+def validate_purchases(source: Path, staging: Path, slice_rows: int | None = None) -> dict:
+    """Pass 1: ``source`` (Parquet) validated a slice at a time into ``staging``'s ``tables/purchases.parquet``
+    and ``rejects/purchases.csv``. Returns the table's row accounting, as the in-memory route gives it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    slice_rows = slice_rows or SLICE_ROWS
+    unit = _timestamp_unit(source)
+    out = workdir.table_path(staging, "purchases")
+    rejects = workdir.rejects_path(staging, "purchases")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rejects.parent.mkdir(parents=True, exist_ok=True)
+    acc = {"read": 0, "kept": 0, "rejected": 0, "source": str(source)}
+    writer, schema = None, None
+    total = pq.ParquetFile(source).metadata.num_rows
+    try:
+        with progress.bar(total=total, desc="validate purchases", unit="row") as bar:
+            for k, raw in enumerate(parquet_slices(source, "purchases", slice_rows)):
+                kept, rej, a = validate_purchase_slice(raw, unit)
+                del raw
+                for key in ("read", "kept", "rejected"):
+                    acc[key] += a[key]
+                frame = kept.drop(columns=[ROW])
+                frame = frame.astype({c: "string" for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
+                table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(out, schema)
+                writer.write_table(table)
+                rej.to_csv(rejects, index=False, header=k == 0, mode="w" if k == 0 else "a")
+                bar.update(a["read"])
+    finally:
+        if writer is not None:
+            writer.close()
+    if unit[1] != 1.0:
+        acc["timestamp_unit"] = unit[0]
+    return acc
+
+
+def _timestamp_unit(source: Path) -> tuple[str, float]:
+    """The epoch unit of the whole timestamp column (only that column is read), as the in-memory route judges
+    it; seconds where the file has no timestamps."""
+    import pyarrow.parquet as pq
+
+    parquet_names(source)  # a damaged file or repeated names: a bad file, named
+    names = {str(n).strip(): n for n in pq.read_schema(source).names}
+    if "timestamp" not in names:
+        return TIME_UNITS[0]
+    column = next(parquet_slices(source, "purchases", 1 << 62, columns=[names["timestamp"]])).df["timestamp"]
+    return time_unit(column)
+
+
+def build_graph_out_of_core(purchases: Path, validated: ValidatedTables, tmp: Path, *,
+                            memory_limit: int | None = None, partition_rows: int | None = None) -> ProfileGraph:
+    """Passes 2 and 3: the graph of the validated purchases file ``purchases`` and the other validated tables
+    (``validated``, without purchases), equal to ``build_graph`` of all of them in memory. ``tmp`` (created and
+    removed here) holds DuckDB's spill files and the coded partitions."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    t = validated.tables
+    users, items, ties = t.get("users"), t.get("items"), t.get("friendships")
+    if ties is not None and not len(ties):
+        ties = None
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    limit = memory_limit or duckdb_memory_limit()
+    partition_rows = partition_rows or PARTITION_ROWS
+    try:
+        con = duckdb.connect(config={"memory_limit": f"{limit // (1 << 20)}MB", "temp_directory": str(tmp / "spill"),
+                                     "threads": os.cpu_count() or 1, "preserve_insertion_order": False})
+        src = _sql_string(purchases)
+        friend_ids, friend_pos = _tie_ids(validated, ties)
+        extra_users = [s for s in (users["user_id"] if users is not None else None, friend_ids) if s is not None]
+        user_ids = _dictionary(con, "uid", f"SELECT DISTINCT user_id AS id FROM read_parquet({src})", extra_users)
+        item_ids = _dictionary(con, "iid", f"SELECT DISTINCT item_id AS id FROM read_parquet({src})",
+                               [items["item_id"]] if items is not None else [])
+        item_rows = _codes(con, "iid", items["item_id"]) if items is not None else None
+        fa = fb = None
+        if ties is not None:
+            full = np.full(len(friend_pos), -1, dtype=np.int64)
+            used = friend_pos >= 0
+            full[used] = _codes(con, "uid", friend_ids)
+            _, ca, cb = validated.friend_codes
+            fa, fb = full[ca], full[cb]
+        n_rows = pq.ParquetFile(purchases).metadata.num_rows
+        block = max(1, int(len(user_ids) * partition_rows // max(n_rows, 1)))
+        parts = tmp / "coded"
+        log.info("coding %d purchases on DuckDB (memory limit %.1f GiB), %d partitions", n_rows, limit / 2**30,
+                 -(-len(user_ids) // block))
+        con.execute(f"""COPY (SELECT u.code AS u, i.code AS i, p.timestamp, p.quantity, p.price, p.weight,
+                                     u.code // {block} AS part
+                              FROM read_parquet({src}) p JOIN uid u ON p.user_id = u.id JOIN iid i ON p.item_id = i.id)
+                        TO {_sql_string(parts)} (FORMAT parquet, PARTITION_BY (part))""")
+        con.close()
+        buys = _reduce_partitions(parts, tmp / "edges", block, len(user_ids), items, item_rows, len(item_ids))
+        w = ties["weight"].to_numpy(np.float32) if ties is not None else None
+        return assemble_graph(user_ids, item_ids, buys, (fa, fb, w) if ties is not None else None, items,
+                              item_rows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tie_ids(validated: ValidatedTables, ties: pd.DataFrame | None) -> tuple[pd.Series | None, np.ndarray]:
+    """The distinct ids the kept ties name (validation factorized them) and, per factorized id, its position
+    among those (-1 for an id only rejected ties name)."""
+    if ties is None:
+        return None, np.zeros(0, dtype=np.int64)
+    uniques, ca, cb = validated.friend_codes
+    used = np.zeros(len(uniques), dtype=bool)
+    used[ca] = True
+    used[cb] = True
+    pos = np.full(len(uniques), -1, dtype=np.int64)
+    pos[used] = np.arange(int(used.sum()))
+    return uniques[used].reset_index(drop=True), pos
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _arrow_ids(ids: pd.Series):
+    import pyarrow as pa
+
+    return pa.table({"id": pa.array(ids.astype(str).to_numpy(dtype=object), type=pa.string()),
+                     "pos": pa.array(np.arange(len(ids), dtype=np.int64))})
+
+
+def _dictionary(con, name: str, distinct_sql: str, extra: list[pd.Series]) -> np.ndarray:
+    """Table ``name`` (id, code): the sorted distinct ids of ``distinct_sql`` and ``extra``, coded 0.. in sorted
+    (code point) order, as ``build_graph`` orders them. Returns the ids in code order."""
+    union = [distinct_sql]
+    for k, ids in enumerate(extra):
+        con.register(f"{name}_extra_{k}", _arrow_ids(ids))
+        union.append(f"SELECT id FROM {name}_extra_{k}")
+    con.execute(f"CREATE TABLE {name} AS SELECT id, (row_number() OVER (ORDER BY id) - 1)::BIGINT AS code "
+                f"FROM ({' UNION '.join(union)})")
+    table = con.sql(f"SELECT id, code FROM {name}").to_arrow_table()  # placed by code: no reliance on row order
+    ids = np.empty(len(table), dtype=object)
+    ids[table.column("code").to_numpy()] = table.column("id").to_numpy(zero_copy_only=False)
+    return ids
+
+
+def _codes(con, name: str, ids: pd.Series) -> np.ndarray:
+    """Each of ``ids``' code in dictionary ``name``, in ``ids``' order."""
+    con.register("lookup_ids", _arrow_ids(ids))
+    out = con.execute(f"SELECT q.pos, d.code FROM lookup_ids q JOIN {name} d ON q.id = d.id").fetchnumpy()
+    con.unregister("lookup_ids")
+    if len(out["pos"]) != len(ids):  # every id was put in the dictionary: an invariant of this module
+        raise AssertionError(f"{len(ids) - len(out['pos'])} ids missing from dictionary {name}")
+    codes = np.empty(len(ids), dtype=np.int64)
+    codes[np.asarray(out["pos"], dtype=np.int64)] = np.asarray(out["code"], dtype=np.int64)
+    return codes
+
+
+def _reduce_partitions(parts: Path, out: Path, block: int, n_users: int, items, item_rows, n_items: int):
+    """Pass 3: each partition's purchases reduced to edges (saved to ``out``), then gathered into one sorted
+    set of arrays ``(u, i, attrs)`` with no second copy of them in memory."""
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    n_parts = -(-n_users // block)
+    sizes = []
+    for k in progress.track(range(n_parts), desc="reduce purchases", unit="part"):
+        folder = parts / f"part={k}"
+        if not folder.exists():  # users with no purchase (only in the users table or in ties)
+            sizes.append(0)
+            continue
+        frame = pq.read_table(folder).to_pandas()
+        lo = np.int64(k * block)
+        u = frame["u"].to_numpy(np.int64) - lo  # codes within the part: a smaller key, the packed sort
+        i = frame["i"].to_numpy(np.int64)
+        cols = buy_columns(frame, purchase_prices(frame, items, item_rows, i, n_items))
+        del frame
+        bu, bi, attrs = aggregate_pairs(u, i, n_items, cols, BUY_REDUCERS)
+        np.save(out / f"{k}_u.npy", (bu + lo).astype(np.int64))
+        np.save(out / f"{k}_i.npy", bi)
+        np.save(out / f"{k}_a.npy", attrs)
+        sizes.append(len(bu))
+    total = int(sum(sizes))
+    bu = np.empty(total, dtype=np.int64)
+    bi = np.empty(total, dtype=np.int64)
+    attrs = np.empty((total, len(BUY_ATTRS)), dtype=np.float64)
+    at = 0
+    for k, n in enumerate(sizes):
+        if n:
+            bu[at:at + n] = np.load(out / f"{k}_u.npy")
+            bi[at:at + n] = np.load(out / f"{k}_i.npy")
+            attrs[at:at + n] = np.load(out / f"{k}_a.npy")
+            for suffix in ("u", "i", "a"):
+                (out / f"{k}_{suffix}.npy").unlink()
+        at += n
+    return bu, bi, attrs
