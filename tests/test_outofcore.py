@@ -121,3 +121,27 @@ def test_a_damaged_parquet_purchases_table_is_named(tmp_path):
     r = _cli("build-graph", "--engine", "duckdb", "--data", str(data), "--workdir", str(tmp_path / "w"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "purchases.parquet" in r.stderr and "Parquet" in r.stderr
+
+
+@pytest.mark.parametrize("categories_svd", [False, True])
+def test_features_written_by_blocks_equal_the_whole_graph_features(tmp_path, monkeypatch, categories_svd):
+    from graphprof.features import blocks, build_features, save_features
+    from graphprof.features import users as feature_users
+    from graphprof.graph import load_graph
+
+    data = _shop(tmp_path)
+    build_mod.build(tmp_path / "w", data)
+    graph = load_graph(tmp_path / "w")
+    monkeypatch.setattr(feature_users, "SVD_FIT_MAX_ROWS", 300)  # the SVDs fit on a sample, as past 50k users
+    if categories_svd:  # more categories than shares: the category SVD too
+        monkeypatch.setattr(feature_users, "MAX_CATEGORY_SHARES", 5)
+        monkeypatch.setattr(blocks, "MAX_CATEGORY_SHARES", 5)
+    whole = build_features(graph, seed=3)
+    save_features(whole, tmp_path / "whole", 3)
+    assert ("category_svd" in whole.groups) == categories_svd
+    assert blocks.write_features(graph, tmp_path / "blocks", 3, block_users=211) == whole.frame.shape
+    for f in (workdir.FEATURES_USERS, workdir.FEATURES_ITEMS):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / f), pd.read_parquet(tmp_path / "blocks" / f),
+                                      check_exact=True)
+    for f in (workdir.FEATURES_META, workdir.FEATURES_STATE):
+        assert (tmp_path / "whole" / f).read_bytes() == (tmp_path / "blocks" / f).read_bytes()

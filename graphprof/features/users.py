@@ -79,29 +79,47 @@ def truncated_svd(m: sp.csr_matrix, dim: int, seed: int, prefix: str, components
     sparse-dense product copies a transposed operand on every call)."""
     x = _row_normalize(m.astype(np.float64))
     if components is None:
-        k = min(dim, m.shape[1] - 1, m.shape[0] - 1)
-        if k < 1 or m.nnz == 0:
+        rows = svd_fit_rows(x.shape[0], np.flatnonzero(np.diff(x.indptr) > 0), seed)
+        components = fit_components(x if rows is None else x[rows], dim, seed, m.shape, normalized=True)
+        if components is None:
             return pd.DataFrame(index=range(m.shape[0])), None
-        fit_rows = x
-        if x.shape[0] > SVD_FIT_MAX_ROWS:
-            rows = np.flatnonzero(np.diff(x.indptr) > 0)
-            if len(rows) > SVD_FIT_MAX_ROWS:
-                rows = np.sort(np.random.default_rng(seed).choice(rows, SVD_FIT_MAX_ROWS, replace=False))
-            fit_rows = x[rows]
-        # ARPACK from scipy, started as scikit-learn's TruncatedSVD(algorithm="arpack") starts it (the same
-        # components); called directly, build-graph does not import scikit-learn and skips the
-        # explained-variance pass it makes
-        v0 = np.random.RandomState(seed).uniform(-1, 1, min(fit_rows.shape))
-        vt = svds(fit_rows, k=k, v0=v0)[2][::-1]  # largest singular value first
-        # fix each component's sign (largest loading positive) so the features do not flip between versions
-        signs = np.sign(vt[np.arange(k), np.abs(vt).argmax(axis=1)])
-        signs[signs == 0] = 1.0
-        components = vt * signs[:, None]
     if len(components) == 0:
         return pd.DataFrame(index=range(m.shape[0])), None
     coords = np.asarray(x @ (components.T if projection is None else projection))
     cols = [f"{prefix}_{j}" for j in range(len(components))]
     return pd.DataFrame(coords, columns=cols, copy=False), components  # coords: a new array, ours
+
+
+def svd_fit_rows(n_rows: int, nonempty: np.ndarray, seed: int) -> np.ndarray | None:
+    """The rows a truncated SVD of ``n_rows`` rows is fitted on: every row (None) up to ``SVD_FIT_MAX_ROWS``
+    rows; else the rows with entries (``nonempty``, sorted), a seeded sample of ``SVD_FIT_MAX_ROWS`` of them
+    where there are more."""
+    if n_rows <= SVD_FIT_MAX_ROWS:
+        return None
+    if len(nonempty) > SVD_FIT_MAX_ROWS:
+        return np.sort(np.random.default_rng(seed).choice(nonempty, SVD_FIT_MAX_ROWS, replace=False))
+    return nonempty
+
+
+def fit_components(fit_rows: sp.csr_matrix, dim: int, seed: int, shape: tuple[int, int],
+                   normalized: bool = False) -> np.ndarray | None:
+    """The signed SVD components ``[k, n_columns]`` of a matrix of ``shape``, fitted on its rows ``fit_rows``
+    (:func:`svd_fit_rows`; row-normalised here unless ``normalized``); None where the matrix has no entry or
+    too few rows or columns."""
+    k = min(dim, shape[1] - 1, shape[0] - 1)
+    if k < 1 or fit_rows.nnz == 0:
+        return None
+    if not normalized:
+        fit_rows = _row_normalize(fit_rows.astype(np.float64))
+    # ARPACK from scipy, started as scikit-learn's TruncatedSVD(algorithm="arpack") starts it (the same
+    # components); called directly, build-graph does not import scikit-learn and skips the
+    # explained-variance pass it makes
+    v0 = np.random.RandomState(seed).uniform(-1, 1, min(fit_rows.shape))
+    vt = svds(fit_rows, k=k, v0=v0)[2][::-1]  # largest singular value first
+    # fix each component's sign (largest loading positive) so the features do not flip between versions
+    signs = np.sign(vt[np.arange(k), np.abs(vt).argmax(axis=1)])
+    signs[signs == 0] = 1.0
+    return vt * signs[:, None]
 
 
 def item_category_matrix(graph: ProfileGraph, n_items: int, n_cat: int) -> sp.csr_matrix:
@@ -282,13 +300,18 @@ def save_features(features: UserFeatures, root: str | Path, seed: int) -> None:
     items = pd.concat([pd.DataFrame({"item_id": pd.Series(features.item_ids, dtype="string")}),
                        features.items], axis=1)
     workdir.write_parquet(root / workdir.FEATURES_ITEMS, items)
-    arrays = {k: v for k, v in features.state.items() if isinstance(v, np.ndarray)}  # made contiguous by the writer
-    scalars = {k: v for k, v in features.state.items() if not isinstance(v, np.ndarray)}
+    save_feature_state(root, features.state, features.groups, seed, len(features.user_ids),
+                       features.frame.shape[1])
+
+
+def save_feature_state(root: Path, state: dict, groups: dict, seed: int, num_users: int, num_features: int) -> None:
+    """``features/state.safetensors`` (the fitted arrays) and ``features/meta.json``."""
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}  # made contiguous by the writer
+    scalars = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
     workdir.write_safetensors(root / workdir.FEATURES_STATE, arrays or {"empty": np.zeros(0, dtype=np.float32)})
-    workdir.write_json(root / workdir.FEATURES_META, {"groups": features.groups, "seed": seed,
-                                                      "num_users": len(features.user_ids),
-                                                      "num_features": features.frame.shape[1],
-                                                      "state": scalars, "state_arrays": sorted(arrays)})
+    workdir.write_json(root / workdir.FEATURES_META, {"groups": groups, "seed": seed, "num_users": num_users,
+                                                      "num_features": num_features, "state": scalars,
+                                                      "state_arrays": sorted(arrays)})
 
 
 def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:

@@ -179,7 +179,7 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
                 log.warning("no friendships table: the graph has no social edges")
             stage("graph")
             t0 = time.perf_counter()
-            from graphprof.features import build_features, save_features
+            from graphprof.features.blocks import write_features
             from graphprof.graph import build_graph, describe
 
             if streamed:
@@ -193,10 +193,9 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             graph_saved = io.submit(_save_graph_and_hash, graph, staging)
             stage("features")
             t0 = time.perf_counter()
-            features = build_features(graph, seed=seed)
-            save_features(features, staging, seed)
+            shape = write_features(graph, staging, seed)
             seconds["features"] = time.perf_counter() - t0
-            log.info("features: %d users x %d columns", *features.frame.shape)
+            log.info("features: %d users x %d columns", *shape)
             stage("write")
             tables_written.result()
             graph_id = graph_saved.result()
