@@ -158,8 +158,11 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
                 from graphprof.graph.outofcore import validate_purchases
                 from graphprof.ingest.schema import validate_other_tables
 
-                validated = validate_other_tables(raw, keep_pii=keep_pii)
-                acc = validate_purchases(paths["purchases"], staging)
+                # the other tables are validated beside the purchases' slices (Arrow and numpy release the GIL)
+                with ThreadPoolExecutor(max_workers=1) as side:
+                    others = side.submit(validate_other_tables, raw, keep_pii=keep_pii)
+                    acc = validate_purchases(paths["purchases"], staging)  # its error first, as in memory
+                    validated = others.result()
                 validated.accounting = {"purchases": acc, **validated.accounting}
             else:
                 validated = validate_tables(raw, keep_pii=keep_pii)
@@ -183,12 +186,16 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
             from graphprof.graph import build_graph, describe
 
             if streamed:
-                from graphprof.graph.outofcore import build_graph_out_of_core
+                from graphprof.graph.outofcore import build_graph_out_of_core, other_tables
 
-                graph = build_graph_out_of_core(workdir.table_path(staging, "purchases"), validated,
+                others = other_tables(validated)
+                _free_tables(validated, tables_written)  # before the purchases are coded: the ties' strings
+                graph = build_graph_out_of_core(workdir.table_path(staging, "purchases"), others,
                                                 staging / "duckdb.tmp")
+                del others
             else:
                 graph = build_graph(validated)
+                _free_tables(validated, tables_written)
             seconds["graph"] = time.perf_counter() - t0
             graph_saved = io.submit(_save_graph_and_hash, graph, staging)
             stage("features")
@@ -221,6 +228,18 @@ def _streamed_inputs(data, purchases, friendships, users, items, format: str) ->
         raise ConfigError(f"{paths['purchases']}: --engine duckdb streams a Parquet purchases table. Got "
                           f"'{paths['purchases'].name}': convert it to Parquet, or build with --engine numpy")
     return paths
+
+
+def _free_tables(validated: ValidatedTables, tables_written) -> None:
+    """Once they are written, drop the validated tables (the graph holds what the build needs of them; at
+    millions of rows their strings are GiB), and hand Arrow's freed memory back."""
+    import pyarrow as pa
+
+    tables_written.result()
+    validated.tables.clear()
+    validated.rejects.clear()
+    validated.friend_codes = None
+    pa.default_memory_pool().release_unused()
 
 
 @contextlib.contextmanager

@@ -20,9 +20,14 @@ The other tables (ties, users, items) are validated in memory as usual; the grap
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +61,6 @@ def duckdb_memory_limit() -> int:
 def validate_purchases(source: Path, staging: Path, slice_rows: int | None = None) -> dict:
     """Pass 1: ``source`` (Parquet) validated a slice at a time into ``staging``'s ``tables/purchases.parquet``
     and ``rejects/purchases.csv``. Returns the table's row accounting, as the in-memory route gives it."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     slice_rows = slice_rows or SLICE_ROWS
@@ -66,30 +70,98 @@ def validate_purchases(source: Path, staging: Path, slice_rows: int | None = Non
     out.parent.mkdir(parents=True, exist_ok=True)
     rejects.parent.mkdir(parents=True, exist_ok=True)
     acc = {"read": 0, "kept": 0, "rejected": 0, "source": str(source)}
-    writer, schema = None, None
     total = pq.ParquetFile(source).metadata.num_rows
-    try:
-        with progress.bar(total=total, desc="validate purchases", unit="row") as bar:
-            for k, raw in enumerate(parquet_slices(source, "purchases", slice_rows)):
+    slices = _prefetched(parquet_slices(source, "purchases", slice_rows))
+    with ThreadPoolExecutor(max_workers=1) as pool, progress.bar(total=total, desc="validate purchases",
+                                                                  unit="row") as bar:
+        # a slice is written (Arrow's writer releases the GIL) while the next one is validated
+        writer = _SliceWriter(out, rejects)
+        pending = None
+        try:
+            for raw in slices:
                 kept, rej, a = validate_purchase_slice(raw, unit)
                 del raw
                 for key in ("read", "kept", "rejected"):
                     acc[key] += a[key]
-                frame = kept.drop(columns=[ROW])
-                frame = frame.astype({c: "string" for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
-                table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(out, schema)
-                writer.write_table(table)
-                rej.to_csv(rejects, index=False, header=k == 0, mode="w" if k == 0 else "a")
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write, kept, rej)
                 bar.update(a["read"])
-    finally:
-        if writer is not None:
+            if pending is not None:
+                pending.result()
+        finally:
             writer.close()
     if unit[1] != 1.0:
         acc["timestamp_unit"] = unit[0]
     return acc
+
+
+class _SliceWriter:
+    """Appends validated slices to the kept table (Parquet) and the rejects (CSV), in the order given."""
+
+    def __init__(self, out: Path, rejects: Path):
+        self.out, self.rejects = out, rejects
+        self.writer, self.schema, self.first = None, None, True
+
+    def write(self, kept: pd.DataFrame, rej: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frame = kept.drop(columns=[ROW])
+        frame = frame.astype({c: "string" for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
+        table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        if self.writer is None:
+            self.schema = table.schema
+            # dictionary encoding only where values repeat (ids): as workdir.write_parquet
+            encode = [str(c) for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]
+            self.writer = pq.ParquetWriter(self.out, self.schema, use_dictionary=encode or False)
+        self.writer.write_table(table)
+        rej.to_csv(self.rejects, index=False, header=self.first, mode="w" if self.first else "a")
+        self.first = False
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _prefetched(iterator, depth: int = 1):
+    """``iterator``'s items, the next one read in a thread while the caller works on the current one (Arrow's
+    reading releases the GIL); an error of the reading is raised where its item would have come."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(("error", exc))
+
+    thread = threading.Thread(target=read, name="read-slices", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting to put
+            with contextlib.suppress(queue.Empty):
+                items.get_nowait()
+            thread.join(timeout=0.1)
 
 
 def _timestamp_unit(source: Path) -> tuple[str, float]:
@@ -105,39 +177,63 @@ def _timestamp_unit(source: Path) -> tuple[str, float]:
     return time_unit(column)
 
 
-def build_graph_out_of_core(purchases: Path, validated: ValidatedTables, tmp: Path, *,
-                            memory_limit: int | None = None, partition_rows: int | None = None) -> ProfileGraph:
+@dataclass
+class OtherTables:
+    """What the graph needs of the validated ties, users and items tables (:func:`other_tables`), so the tables
+    themselves can be freed before the purchases are coded."""
+
+    user_ids: pd.Series | None  # the users table's ids
+    items: pd.DataFrame | None  # the items table (id, category, price)
+    tie_ids: pd.Series | None  # the distinct ids the kept ties name
+    tie_a: np.ndarray | None  # each kept tie's ends, as positions in the validation's factorized ids
+    tie_b: np.ndarray | None
+    tie_pos: np.ndarray | None  # factorized id -> position in ``tie_ids`` (-1: named by rejected ties only)
+    tie_weight: np.ndarray | None
+
+
+def other_tables(validated: ValidatedTables) -> OtherTables:
+    t = validated.tables
+    users, items, ties = t.get("users"), t.get("items"), t.get("friendships")
+    user_ids = users["user_id"] if users is not None else None
+    if ties is None or not len(ties):
+        return OtherTables(user_ids, items, None, None, None, None, None)
+    uniques, ca, cb = validated.friend_codes
+    used = np.zeros(len(uniques), dtype=bool)
+    used[ca] = True
+    used[cb] = True
+    pos = np.full(len(uniques), -1, dtype=np.int64)
+    pos[used] = np.arange(int(used.sum()))
+    return OtherTables(user_ids, items, uniques[used].reset_index(drop=True), ca, cb, pos,
+                       ties["weight"].to_numpy(np.float32))
+
+
+def build_graph_out_of_core(purchases: Path, others: OtherTables, tmp: Path, *, memory_limit: int | None = None,
+                            partition_rows: int | None = None) -> ProfileGraph:
     """Passes 2 and 3: the graph of the validated purchases file ``purchases`` and the other validated tables
-    (``validated``, without purchases), equal to ``build_graph`` of all of them in memory. ``tmp`` (created and
-    removed here) holds DuckDB's spill files and the coded partitions."""
+    (:func:`other_tables`), equal to ``build_graph`` of all of them in memory. ``tmp`` (created and removed
+    here) holds DuckDB's spill files and the coded partitions."""
     import duckdb
     import pyarrow.parquet as pq
 
-    t = validated.tables
-    users, items, ties = t.get("users"), t.get("items"), t.get("friendships")
-    if ties is not None and not len(ties):
-        ties = None
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     limit = memory_limit or duckdb_memory_limit()
     partition_rows = partition_rows or PARTITION_ROWS
+    items = others.items
     try:
         con = duckdb.connect(config={"memory_limit": f"{limit // (1 << 20)}MB", "temp_directory": str(tmp / "spill"),
                                      "threads": os.cpu_count() or 1, "preserve_insertion_order": False})
         src = _sql_string(purchases)
-        friend_ids, friend_pos = _tie_ids(validated, ties)
-        extra_users = [s for s in (users["user_id"] if users is not None else None, friend_ids) if s is not None]
+        extra_users = [s for s in (others.user_ids, others.tie_ids) if s is not None]
         user_ids = _dictionary(con, "uid", f"SELECT DISTINCT user_id AS id FROM read_parquet({src})", extra_users)
         item_ids = _dictionary(con, "iid", f"SELECT DISTINCT item_id AS id FROM read_parquet({src})",
                                [items["item_id"]] if items is not None else [])
         item_rows = _codes(con, "iid", items["item_id"]) if items is not None else None
-        fa = fb = None
-        if ties is not None:
-            full = np.full(len(friend_pos), -1, dtype=np.int64)
-            used = friend_pos >= 0
-            full[used] = _codes(con, "uid", friend_ids)
-            _, ca, cb = validated.friend_codes
-            fa, fb = full[ca], full[cb]
+        ties = None
+        if others.tie_ids is not None:
+            full = np.full(len(others.tie_pos), -1, dtype=np.int64)
+            full[others.tie_pos >= 0] = _codes(con, "uid", others.tie_ids)
+            ties = (full[others.tie_a], full[others.tie_b], others.tie_weight)
         n_rows = pq.ParquetFile(purchases).metadata.num_rows
         block = max(1, int(len(user_ids) * partition_rows // max(n_rows, 1)))
         parts = tmp / "coded"
@@ -149,25 +245,9 @@ def build_graph_out_of_core(purchases: Path, validated: ValidatedTables, tmp: Pa
                         TO {_sql_string(parts)} (FORMAT parquet, PARTITION_BY (part))""")
         con.close()
         buys = _reduce_partitions(parts, tmp / "edges", block, len(user_ids), items, item_rows, len(item_ids))
-        w = ties["weight"].to_numpy(np.float32) if ties is not None else None
-        return assemble_graph(user_ids, item_ids, buys, (fa, fb, w) if ties is not None else None, items,
-                              item_rows)
+        return assemble_graph(user_ids, item_ids, buys, ties, items, item_rows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _tie_ids(validated: ValidatedTables, ties: pd.DataFrame | None) -> tuple[pd.Series | None, np.ndarray]:
-    """The distinct ids the kept ties name (validation factorized them) and, per factorized id, its position
-    among those (-1 for an id only rejected ties name)."""
-    if ties is None:
-        return None, np.zeros(0, dtype=np.int64)
-    uniques, ca, cb = validated.friend_codes
-    used = np.zeros(len(uniques), dtype=bool)
-    used[ca] = True
-    used[cb] = True
-    pos = np.full(len(uniques), -1, dtype=np.int64)
-    pos[used] = np.arange(int(used.sum()))
-    return uniques[used].reset_index(drop=True), pos
 
 
 def _sql_string(path: Path) -> str:
