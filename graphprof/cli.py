@@ -48,7 +48,11 @@ def _cmd_build_graph(args) -> None:
 
     tables = {t: getattr(args, t) for t in ("purchases", "friendships", "users", "items")}
     if args.estimate:
-        est = estimate.estimate_build(*estimate.build_sizes(args.data, tables, args.format))
+        sizes = estimate.build_sizes(args.data, tables, args.format)
+        est = estimate.estimate_build(*sizes)
+        if args.format == "generic" and _parquet_purchases(args.data, tables) and (
+                args.engine == "duckdb" or (args.engine == "auto" and estimate.exceeds_memory(est))):
+            est = estimate.estimate_build(*sizes, engine="duckdb")
         _emit(args, "\n".join(est.summary_lines()), est.to_json())
         return
     engine = args.engine
@@ -66,6 +70,11 @@ def _cmd_build_graph(args) -> None:
                                        "rows (split the purchases by period)")
     elif engine == "auto":
         engine = "numpy"
+    if engine == "duckdb" and not args.no_memory_check:
+        est = _quiet_estimate(lambda: estimate.estimate_build(*estimate.build_sizes(args.data, tables, "generic"),
+                                                              engine="duckdb"))
+        if est is not None:
+            estimate.check_memory(est, "Build from fewer rows (split the purchases by period)")
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                    users=args.users, items=args.items, seed=args.seed, format=args.format,
                    keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()], engine=engine)

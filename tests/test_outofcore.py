@@ -103,7 +103,11 @@ def test_auto_engine_streams_when_the_in_memory_build_would_not_fit(tmp_path, mo
 
     data = _shop(tmp_path)
     monkeypatch.setattr(estimate, "available_memory", lambda: 1 << 20)  # 1 MiB: nothing fits in memory
-    assert cli.main(["build-graph", "--data", str(data), "--workdir", str(tmp_path / "w"), "--json", "-q"]) == 0
+    # the out-of-core route's own estimate does not fit 1 MiB either: stopped unless told to run anyway
+    assert cli.main(["build-graph", "--data", str(data), "--workdir", str(tmp_path / "w"), "-q"]) == 2
+    assert "--engine duckdb needs about" in capsys.readouterr().err
+    assert cli.main(["build-graph", "--data", str(data), "--workdir", str(tmp_path / "w"), "--json", "-q",
+                     "--no-memory-check"]) == 0
     assert json.loads(capsys.readouterr().out)["engine"] == "duckdb"
     # the in-memory route, asked for by name, is stopped by the memory check instead
     assert cli.main(["build-graph", "--engine", "numpy", "--data", str(data), "--workdir",
@@ -145,3 +149,18 @@ def test_features_written_by_blocks_equal_the_whole_graph_features(tmp_path, mon
                                       check_exact=True)
     for f in (workdir.FEATURES_META, workdir.FEATURES_STATE):
         assert (tmp_path / "whole" / f).read_bytes() == (tmp_path / "blocks" / f).read_bytes()
+
+
+def test_estimate_names_the_engine_it_would_take(tmp_path, monkeypatch, capsys):
+    from graphprof import cli
+    from graphprof.runtime import estimate
+
+    data = _shop(tmp_path)
+    assert cli.main(["build-graph", "--data", str(data), "--estimate", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["command"] == "build-graph"
+    assert cli.main(["build-graph", "--data", str(data), "--estimate", "--engine", "duckdb", "--json", "-q"]) == 0
+    streamed = json.loads(capsys.readouterr().out)
+    assert streamed["command"] == "build-graph --engine duckdb" and streamed["peak_gib"] > 0
+    monkeypatch.setattr(estimate, "available_memory", lambda: 1 << 20)
+    assert cli.main(["build-graph", "--data", str(data), "--estimate", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["command"] == "build-graph --engine duckdb"

@@ -33,6 +33,9 @@ GIB = 2 ** 30
 #: :data:`MIN_SECONDS`), ``peak = base_bytes + bytes_per_row * rows``; rows of every input table
 BUILD = {"base_s": -0.396, "s_per_row": 2.45e-06, "csv_factor": 2.47, "base_bytes": 0.244 * GIB,
          "bytes_per_row": 304.0}
+#: build-graph ``--engine duckdb`` (Parquet purchases streamed, out of core): the same form, fitted on
+#: ``benchmarks/scale.py``'s builds of 1M and 10M users (3M within 7% of it)
+BUILD_DUCKDB = {"base_s": 2.0, "s_per_row": 3.2e-06, "base_bytes": 2.0 * GIB, "bytes_per_row": 85.0}
 #: train, loading the work directory: ``base_s + s_per_size * size``, size = users + purchase edges + ties
 LOAD = {"base_s": 2.05, "s_per_size": 2.21e-07}
 #: per model and fit: ``s_per_size * size + epoch_s * epochs * training users``; the process's peak memory with
@@ -191,14 +194,16 @@ def build_sizes(data: str | Path | None, tables: dict[str, str | Path | None], f
     return {name: len(t.df) for name, t in adapted.tables.items()}, True
 
 
-def estimate_build(rows: dict[str, int], text: bool) -> Estimate:
-    """``build-graph``'s cost for ``rows`` per table (``text``: CSV/TSV input)."""
+def estimate_build(rows: dict[str, int], text: bool, engine: str = "numpy") -> Estimate:
+    """``build-graph``'s cost for ``rows`` per table (``text``: CSV/TSV input) on ``engine`` (``numpy``, in
+    memory; ``duckdb``, out of core)."""
     total = sum(rows.values())
-    b = BUILD
-    seconds = max(b["base_s"] + b["s_per_row"] * total * (b["csv_factor"] if text else 1.0), MIN_SECONDS)
+    b = BUILD_DUCKDB if engine == "duckdb" else BUILD
+    factor = b.get("csv_factor", 1.0) if text else 1.0
+    seconds = max(b["base_s"] + b["s_per_row"] * total * factor, MIN_SECONDS)
     peak = b["base_bytes"] + b["bytes_per_row"] * total
     sizes = {f"{name}_rows": int(n) for name, n in rows.items()}
-    return Estimate("build-graph", seconds, peak, sizes)
+    return Estimate("build-graph" if engine == "numpy" else f"build-graph --engine {engine}", seconds, peak, sizes)
 
 
 # ------------------------------------------------------------------------------------------------ train
