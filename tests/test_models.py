@@ -276,3 +276,20 @@ def test_lr_and_its_bag_import_no_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_lr_design_is_the_stacked_matrix_without_its_copies():
+    import scipy.sparse as sp
+
+    from graphprof.models.baseline import dense_beside_sparse
+
+    rng = np.random.default_rng(0)
+    for n, k, m in ((500, 7, 300), (1, 3, 5), (50, 4, 1)):
+        z = rng.normal(size=(n, k))
+        z[rng.random((n, k)) < 0.1] = 0.0  # csr_matrix(z) keeps no zero
+        bag = sp.csr_matrix(sp.random(n, m, density=0.05, format="csr", random_state=1).log1p()
+                            @ sp.diags(rng.random(m)))
+        a, b = sp.hstack([sp.csr_matrix(z), bag], format="csr"), dense_beside_sparse(z, bag)
+        assert a.shape == b.shape
+        for name in ("indptr", "indices", "data"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

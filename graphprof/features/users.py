@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
 from graphprof import workdir
+from graphprof.errors import ArtifactError
 from graphprof.features.social import _social_stats
 from graphprof.graph import BUY_ATTRS, BUYS, IN_CAT, ProfileGraph
 
@@ -315,17 +316,38 @@ def save_feature_state(root: Path, state: dict, groups: dict, seed: int, num_use
 
 
 def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
-    """Load ``features/users.parquet`` and ``features/items.parquet`` (written by ``build-graph``)."""
+    """Load ``features/users.parquet`` and ``features/items.parquet`` (written by ``build-graph``).
+
+    The user features are read column by column into one float64 matrix that the frame wraps without a copy
+    (``frame.to_numpy()`` is then that matrix): at ten million users a read through pandas' own conversion would
+    hold three copies of it at once."""
     root = Path(root)
     hint = "run 'graphprof build-graph' first"
     meta = workdir.read_json(root / workdir.FEATURES_META, missing=hint)
-    users = workdir.read_parquet(root / workdir.FEATURES_USERS, missing=hint)
+    user_ids, frame = _read_matrix(root / workdir.FEATURES_USERS, "user_id", hint)
     items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing=hint)
     state = dict(meta.get("state", {}))
     if meta.get("state_arrays"):
         arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=hint, numpy=True)
         state.update({k: arrays[k] for k in meta["state_arrays"]})
-    return UserFeatures(user_ids=users["user_id"].astype(str).to_numpy(dtype=object),
-                        frame=users.drop(columns=["user_id"]).astype(np.float64), groups=meta["groups"],
+    return UserFeatures(user_ids=user_ids, frame=frame, groups=meta["groups"],
                         item_ids=items["item_id"].astype(str).to_numpy(dtype=object),
                         items=items.drop(columns=["item_id"]), state=state)
+
+
+def _read_matrix(path: Path, id_column: str, hint: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """A features file as its ids (object array of str) and a float64 frame over one C-ordered matrix."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise ArtifactError(f"{path}: not found; {hint}")
+    try:
+        pf = pq.ParquetFile(path)
+        names = [n for n in pf.schema_arrow.names if n != id_column]
+        ids = pf.read(columns=[id_column]).column(0).to_numpy(zero_copy_only=False).astype(str).astype(object)
+        matrix = np.empty((pf.metadata.num_rows, len(names)), dtype=np.float64)
+        for j, name in enumerate(names):  # one column in memory beside the matrix
+            matrix[:, j] = pf.read(columns=[name]).column(0).to_numpy(zero_copy_only=False)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise ArtifactError(f"{path}: must be a readable Parquet file. Got: {exc}; {hint}") from exc
+    return ids, pd.DataFrame(matrix, columns=names, copy=False)

@@ -24,7 +24,8 @@ def row_scale(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
 
 def fit_idf(counts: sp.csr_matrix) -> np.ndarray:
     """Smooth idf per item ``[num_items]`` from the user x item counts of every user."""
-    df = np.diff(counts.tocsc().indptr).astype(np.float64)
+    # users per item: the stored entries of each column (a column count, not a CSC copy of the matrix)
+    df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
     return np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0
 
 

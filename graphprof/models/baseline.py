@@ -24,12 +24,38 @@ import numpy as np
 from graphprof.models.base import Model, ModelInput, feature_rows
 
 BLOCK_ROWS = 1 << 15  # rows per block when applying the pipeline
+#: users scored at once where every user is scored (a multiple of BLOCK_ROWS): their bag of items, not everyone's
+SCORE_ROWS = BLOCK_ROWS * 32
 #: training users past which ``C`` is searched on a seeded sample of this many of them (then the chosen ``C`` is
 #: fitted on every training user): six fits on millions of rows would take most of an hour, and the validation
 #: macro-F1 ranks the ``C`` values as well on a sample of this size
 SEARCH_MAX_ROWS = 300_000
 ARRAYS = ("scale_mean", "scale_scale", "pca_mean", "pca_components", "coef", "intercept")
 BAG_ARRAYS = ("idf", "bag_coef")  # with ``bag``: the items' idf and their coefficients
+
+
+def dense_beside_sparse(z: np.ndarray, bag):
+    """``sp.hstack([sp.csr_matrix(z), bag], format="csr")`` (the same matrix, entries in the same order) written
+    straight into one CSR: the stacking's intermediate copies are several times the design's size."""
+    import scipy.sparse as sp
+
+    n, k = z.shape
+    counts = np.diff(bag.indptr)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts + k, out=indptr[1:])
+    data = np.empty(int(indptr[-1]), dtype=np.float64)
+    index_type = np.int32 if k + bag.shape[1] < 2**31 else np.int64
+    indices = np.empty(int(indptr[-1]), dtype=index_type)
+    dense_at = (indptr[:-1, None] + np.arange(k)).ravel()
+    data[dense_at] = z.ravel()
+    indices[dense_at] = np.tile(np.arange(k, dtype=index_type), n)
+    del dense_at
+    bag_at = np.repeat(indptr[:-1] + k - bag.indptr[:-1], counts) + np.arange(bag.nnz)
+    data[bag_at] = bag.data
+    indices[bag_at] = bag.indices + k
+    out = sp.csr_matrix((data, indices, indptr), shape=(n, k + bag.shape[1]))
+    out.eliminate_zeros()  # csr_matrix(z) keeps no zero of z
+    return out
 
 
 class LogisticBaseline(Model):
@@ -50,7 +76,6 @@ class LogisticBaseline(Model):
         super().__init__(seed=seed, max_components=max_components, c_grid=list(c_grid), bag=bag)
 
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
-        import scipy.sparse as sp
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import f1_score
@@ -74,7 +99,9 @@ class LogisticBaseline(Model):
                 idf = fit_idf(counts)  # label-free: every user's purchases
                 bag = tfidf_bag(counts[rows], idf)
             del counts
-        design = z if bag is None else sp.hstack([sp.csr_matrix(z), bag], format="csr")
+        with_bag = bag is not None
+        design = z if bag is None else dense_beside_sparse(z, bag)
+        del z, bag
         search = tr
         if len(tr) > SEARCH_MAX_ROWS:  # C is chosen on a sample, the chosen C fitted on every training user
             rng = np.random.default_rng(self.seed)
@@ -92,7 +119,7 @@ class LogisticBaseline(Model):
         _, self.c_, lr = best
         self.arrays_ = {"scale_mean": scale.mean_, "scale_scale": scale.scale_, "pca_mean": pca.mean_,
                         "pca_components": pca.components_, "coef": lr.coef_[:, :k], "intercept": lr.intercept_}
-        if bag is not None:
+        if with_bag:
             self.arrays_.update(idf=idf, bag_coef=lr.coef_[:, k:])
         if self.params == LogisticBaseline(seed=self.seed).params:  # the blend of the graph models reuses it
             from graphprof.models.blend import remember_baseline
@@ -115,7 +142,18 @@ class LogisticBaseline(Model):
         return self._embed_x(feature_rows(inputs.features, rows))  # per user: only the rows' features
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
-        return self._proba_x(inputs.features.matrix, self._bag_rows(inputs, None))
+        x = inputs.features.matrix
+        if "idf" not in self.arrays_ or len(x) <= SCORE_ROWS:
+            return self._proba_x(x, self._bag_rows(inputs, None))
+        from graphprof.models.bag import tfidf_bag
+
+        # the bag a slice of users at a time (the same rows' numbers: BLOCK_ROWS divides SCORE_ROWS)
+        counts = inputs.graph.purchase_matrix("count").tocsr()
+        out = np.empty((len(x), len(self.classes_)))
+        for start in range(0, len(x), SCORE_ROWS):
+            rows = slice(start, start + SCORE_ROWS)
+            out[rows] = self._proba_x(x[rows], tfidf_bag(counts[rows], self.arrays_["idf"]))
+        return out
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         return self._proba_x(feature_rows(inputs.features, rows), self._bag_rows(inputs, rows))
