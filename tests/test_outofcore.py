@@ -164,3 +164,16 @@ def test_estimate_names_the_engine_it_would_take(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(estimate, "available_memory", lambda: 1 << 20)
     assert cli.main(["build-graph", "--data", str(data), "--estimate", "--json", "-q"]) == 0
     assert json.loads(capsys.readouterr().out)["command"] == "build-graph --engine duckdb"
+
+
+def test_duckdb_failures_of_the_machine_are_said_plainly(tmp_path, monkeypatch):
+    import duckdb
+
+    from graphprof.runtime.estimate import MemoryShortage
+
+    with pytest.raises(OSError) as full:
+        outofcore._machine_failure(duckdb.IOException("IO Error: No space left on device"), tmp_path, 1 << 30)
+    assert full.value.errno == 28
+    with pytest.raises(MemoryShortage, match="DuckDB ran out of memory"):
+        outofcore._machine_failure(duckdb.OutOfMemoryException("Out of Memory Error: failed"), tmp_path, 1 << 30)
+    outofcore._machine_failure(duckdb.BinderException("a bug"), tmp_path, 1 << 30)  # left to propagate

@@ -21,6 +21,7 @@ The other tables (ties, users, items) are validated in memory as usual; the grap
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
@@ -246,8 +247,27 @@ def build_graph_out_of_core(purchases: Path, others: OtherTables, tmp: Path, *, 
         con.close()
         buys = _reduce_partitions(parts, tmp / "edges", block, len(user_ids), items, item_rows, len(item_ids))
         return assemble_graph(user_ids, item_ids, buys, ties, items, item_rows)
+    except duckdb.Error as exc:
+        _machine_failure(exc, tmp, limit)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _machine_failure(exc, tmp: Path, limit: int) -> None:
+    """DuckDB's errors of the machine said as graphprof says them (a full disk as the OSError it is, memory as
+    a shortage, exit 2); any other DuckDB error is left to propagate (a bug of ours)."""
+    import duckdb
+
+    from graphprof.runtime.estimate import MemoryShortage
+
+    text = str(exc)
+    if "no space left" in text.lower():
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp)) from exc
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        raise MemoryShortage(f"DuckDB ran out of memory coding the purchases within its limit of "
+                             f"{limit / 2**30:.1f} GiB ({text.splitlines()[0]}). Free memory, or run on a larger "
+                             "machine") from exc
 
 
 def _sql_string(path: Path) -> str:
