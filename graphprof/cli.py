@@ -51,8 +51,8 @@ def _cmd_build_graph(args) -> None:
         sizes = estimate.build_sizes(args.data, tables, args.format)
         est = estimate.estimate_build(*sizes)
         if args.format == "generic" and _parquet_purchases(args.data, tables) and (
-                args.engine == "duckdb" or (args.engine == "auto" and estimate.exceeds_memory(est))):
-            est = estimate.estimate_build(*sizes, engine="duckdb")
+                args.engine in ("duckdb", "dask") or (args.engine == "auto" and estimate.exceeds_memory(est))):
+            est = estimate.estimate_build(*sizes, engine="duckdb" if args.engine == "auto" else args.engine)
         _emit(args, "\n".join(est.summary_lines()), est.to_json())
         return
     engine = args.engine
@@ -70,14 +70,17 @@ def _cmd_build_graph(args) -> None:
                                        "rows (split the purchases by period)")
     elif engine == "auto":
         engine = "numpy"
-    if engine == "duckdb" and not args.no_memory_check:
+    if args.scheduler and engine != "dask":
+        raise ConfigError(f"--scheduler is for --engine dask. Got --engine {args.engine}")
+    if engine in ("duckdb", "dask") and not args.no_memory_check:
         est = _quiet_estimate(lambda: estimate.estimate_build(*estimate.build_sizes(args.data, tables, "generic"),
-                                                              engine="duckdb"))
+                                                              engine=engine))
         if est is not None:
             estimate.check_memory(est, "Build from fewer rows (split the purchases by period)")
     result = build(args.workdir, args.data, purchases=args.purchases, friendships=args.friendships,
                    users=args.users, items=args.items, seed=args.seed, format=args.format,
-                   keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()], engine=engine)
+                   keep_pii=[c.strip() for c in args.keep_pii.split(",") if c.strip()], engine=engine,
+                   scheduler=args.scheduler)
     _emit(args, "\n".join(result.summary_lines()), result.to_json())
 
 

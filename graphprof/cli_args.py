@@ -68,12 +68,16 @@ def _add_build_graph(sub, common) -> None:
                         "*_edges.csv + *_features.json + *_target.csv; hetrec-lastfm = HetRec 2011 Last.fm .dat "
                         "files; movielens = MovieLens 100K u.data/u.user/u.item")
 
-    b.add_argument("--engine", default="auto", choices=["auto", "numpy", "duckdb"],
+    b.add_argument("--engine", default="auto", choices=["auto", "numpy", "duckdb", "dask"],
                    help="how the purchases are processed: numpy holds every table in memory (the faster where it "
                         "fits); duckdb streams a Parquet purchases table through validation a slice at a time and "
-                        "codes and reduces it out of core (for shops larger than memory); auto (default): numpy "
-                        "where the build's estimated peak fits the memory available, else duckdb. Both give the "
-                        "same work directory")
+                        "codes and reduces it out of core (for shops larger than memory); dask runs those passes "
+                        "as tasks on a Dask cluster (--scheduler; the work directory on storage the workers share); "
+                        "auto (default): numpy where the build's estimated peak fits the memory available, else "
+                        "duckdb. Every engine gives the same work directory")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the Dask scheduler, e.g. tcp://10.0.0.5:8786 (default: a local "
+                        "cluster of one worker process per core)")
     b.add_argument("--keep-pii", metavar="COLS", default="",
                    help="comma-separated users columns that look like personal data (email, phone, name, address, "
                         "ip, ...) to keep in the work directory anyway (default: dropped); never used as features")

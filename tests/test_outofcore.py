@@ -177,3 +177,43 @@ def test_duckdb_failures_of_the_machine_are_said_plainly(tmp_path, monkeypatch):
     with pytest.raises(MemoryShortage, match="DuckDB ran out of memory"):
         outofcore._machine_failure(duckdb.OutOfMemoryException("Out of Memory Error: failed"), tmp_path, 1 << 30)
     outofcore._machine_failure(duckdb.BinderException("a bug"), tmp_path, 1 << 30)  # left to propagate
+
+
+def test_dask_engine_on_a_two_worker_local_cluster_writes_what_one_process_writes(tmp_path, monkeypatch):
+    pytest.importorskip("distributed")
+    from graphprof.graph import dask_build
+
+    data = _shop(tmp_path)
+    # several row groups: several validation tasks, their parts joined in row order
+    pd.read_parquet(data / "purchases.parquet").to_parquet(data / "purchases.parquet", index=False,
+                                                          row_group_size=700)
+    monkeypatch.setattr(outofcore, "PARTITION_ROWS", 300)
+    monkeypatch.setattr(dask_build, "PARTITION_ROWS", 300)
+    real = dask_build.client_for
+    monkeypatch.setattr(dask_build, "client_for", lambda scheduler: real(scheduler, workers=2))
+    a = build_mod.build(tmp_path / "numpy", data, engine="numpy")
+    b = build_mod.build(tmp_path / "dask", data, engine="dask")
+    assert a.accounting == b.accounting and a.graph == b.graph and b.engine == "dask"
+    _tables_equal(tmp_path / "numpy", tmp_path / "dask")
+    assert not (tmp_path / "dask" / workdir.PARTIAL_BUILD).exists()
+
+
+def test_a_scheduler_nobody_answers_at_is_said_plainly(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("distributed")
+    import socket
+
+    from graphprof import cli
+    from graphprof.graph import dask_build
+
+    data = _shop(tmp_path)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(dask_build, "CONNECT_TIMEOUT", 2)
+    assert cli.main(["build-graph", "--data", str(data), "--workdir", str(tmp_path / "w"), "--engine", "dask",
+                     "--scheduler", f"tcp://127.0.0.1:{port}", "-q"]) == 2
+    assert "no Dask scheduler answered" in capsys.readouterr().err
+    assert cli.main(["build-graph", "--data", str(data), "--workdir", str(tmp_path / "w"), "--scheduler",
+                     f"tcp://127.0.0.1:{port}", "-q"]) == 2
+    assert "--scheduler is for --engine dask" in capsys.readouterr().err
+    assert not (tmp_path / "w" / workdir.MANIFEST).exists()

@@ -105,12 +105,13 @@ def read_inputs(data: str | Path | None = None, purchases=None, friendships=None
     return read_format(format, data)
 
 
-ENGINES = ("numpy", "duckdb")
+ENGINES = ("numpy", "duckdb", "dask")
 
 
 def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path | None = None, *,
           purchases=None, friendships=None, users=None, items=None, seed: int = 0,
-          format: str = "generic", keep_pii: list[str] | tuple[str, ...] = (), engine: str = "numpy") -> BuildResult:
+          format: str = "generic", keep_pii: list[str] | tuple[str, ...] = (), engine: str = "numpy",
+          scheduler: str | None = None) -> BuildResult:
     """Read, validate, build the graph and the features, and write them all into the work directory.
 
     ``format`` names the layout of ``data`` (:data:`graphprof.ingest.adapters.FORMATS`); formats other than
@@ -118,7 +119,9 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
 
     ``engine``: ``numpy`` holds every table in memory; ``duckdb`` (generic format, purchases in Parquet) streams
     the purchases through validation a slice at a time and codes and reduces them out of core
-    (:mod:`graphprof.graph.outofcore`), for shops larger than memory. Both give the same work directory.
+    (:mod:`graphprof.graph.outofcore`), for shops larger than memory; ``dask`` runs those passes as tasks on the
+    Dask cluster at ``scheduler`` (a local cluster of one worker process per core where None;
+    :mod:`graphprof.graph.dask_build`). Every engine gives the same work directory.
 
     Raises:
         ConfigError: an unknown format or engine, a non-generic format without ``data``, or the duckdb engine on
@@ -128,13 +131,13 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
     root = Path(workdir_path)
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}. Got {engine!r} instead")
-    streamed = engine == "duckdb"
-    with progress.stages("build-graph", STAGES) as stage:
+    streamed = engine in ("duckdb", "dask")
+    with contextlib.ExitStack() as cluster, progress.stages("build-graph", STAGES) as stage:
         stage("read")
         seconds = {}
         t0 = time.perf_counter()
         if streamed:
-            paths = _streamed_inputs(data, purchases, friendships, users, items, format)
+            paths = _streamed_inputs(data, purchases, friendships, users, items, format, engine)
             adapted = AdapterResult(tables=read_tables({k: p for k, p in paths.items() if k != "purchases"}),
                                     sources=list(paths.values()))
             named = dict(paths)
@@ -158,10 +161,18 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
                 from graphprof.graph.outofcore import validate_purchases
                 from graphprof.ingest.schema import validate_other_tables
 
+                client = None
+                if engine == "dask":
+                    from graphprof.graph import dask_build
+
+                    client = cluster.enter_context(dask_build.client_for(scheduler))
                 # the other tables are validated beside the purchases' slices (Arrow and numpy release the GIL)
                 with ThreadPoolExecutor(max_workers=1) as side:
                     others = side.submit(validate_other_tables, raw, keep_pii=keep_pii)
-                    acc = validate_purchases(paths["purchases"], staging)  # its error first, as in memory
+                    if client is None:  # its error first, as in memory
+                        acc = validate_purchases(paths["purchases"], staging)
+                    else:
+                        acc = dask_build.validate_purchases(client, paths["purchases"], staging)
                     validated = others.result()
                 validated.accounting = {"purchases": acc, **validated.accounting}
             else:
@@ -190,8 +201,12 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
 
                 others = other_tables(validated)
                 _free_tables(validated, tables_written)  # before the purchases are coded: the ties' strings
-                graph = build_graph_out_of_core(workdir.table_path(staging, "purchases"), others,
-                                                staging / "duckdb.tmp")
+                if client is None:
+                    graph = build_graph_out_of_core(workdir.table_path(staging, "purchases"), others,
+                                                    staging / "duckdb.tmp")
+                else:
+                    graph = dask_build.build_graph_on_cluster(client, workdir.table_path(staging, "purchases"),
+                                                              others, staging / "dask.tmp")
                 del others
             else:
                 graph = build_graph(validated)
@@ -216,16 +231,16 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
     return result
 
 
-def _streamed_inputs(data, purchases, friendships, users, items, format: str) -> dict[str, Path]:
-    """The input files of the duckdb engine: the generic layout, with the purchases in Parquet."""
+def _streamed_inputs(data, purchases, friendships, users, items, format: str, engine: str) -> dict[str, Path]:
+    """The input files of the streaming engines: the generic layout, with the purchases in Parquet."""
     from graphprof.ingest.io import PARQUET_SUFFIXES
 
     if format != "generic":
-        raise ConfigError(f"--engine duckdb reads the generic layout. Got --format {format}: build it with "
+        raise ConfigError(f"--engine {engine} reads the generic layout. Got --format {format}: build it with "
                           "--engine numpy, or convert it to the generic tables first")
     paths = resolve_inputs(data, purchases, friendships, users, items)
     if not paths["purchases"].name.lower().endswith(PARQUET_SUFFIXES):
-        raise ConfigError(f"{paths['purchases']}: --engine duckdb streams a Parquet purchases table. Got "
+        raise ConfigError(f"{paths['purchases']}: --engine {engine} streams a Parquet purchases table. Got "
                           f"'{paths['purchases'].name}': convert it to Parquet, or build with --engine numpy")
     return paths
 

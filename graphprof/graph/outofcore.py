@@ -308,30 +308,46 @@ def _codes(con, name: str, ids: pd.Series) -> np.ndarray:
     return codes
 
 
-def _reduce_partitions(parts: Path, out: Path, block: int, n_users: int, items, item_rows, n_items: int):
+def _reduce_partitions(parts: Path, out: Path, block: int, n_users: int, items, item_rows, n_items: int,
+                       run_all=None):
     """Pass 3: each partition's purchases reduced to edges (saved to ``out``), then gathered into one sorted
-    set of arrays ``(u, i, attrs)`` with no second copy of them in memory."""
-    import pyarrow.parquet as pq
-
+    set of arrays ``(u, i, attrs)`` with no second copy of them in memory. ``run_all(fn, ks)``: runs
+    ``fn(k)`` for every partition and returns the results in order (default: here, one after another)."""
     out.mkdir(parents=True, exist_ok=True)
     n_parts = -(-n_users // block)
-    sizes = []
-    for k in progress.track(range(n_parts), desc="reduce purchases", unit="part"):
-        folder = parts / f"part={k}"
-        if not folder.exists():  # users with no purchase (only in the users table or in ties)
-            sizes.append(0)
-            continue
-        frame = pq.read_table(folder).to_pandas()
-        lo = np.int64(k * block)
-        u = frame["u"].to_numpy(np.int64) - lo  # codes within the part: a smaller key, the packed sort
-        i = frame["i"].to_numpy(np.int64)
-        cols = buy_columns(frame, purchase_prices(frame, items, item_rows, i, n_items))
-        del frame
-        bu, bi, attrs = aggregate_pairs(u, i, n_items, cols, BUY_REDUCERS)
-        np.save(out / f"{k}_u.npy", (bu + lo).astype(np.int64))
-        np.save(out / f"{k}_i.npy", bi)
-        np.save(out / f"{k}_a.npy", attrs)
-        sizes.append(len(bu))
+
+    def one(k: int) -> int:
+        return reduce_partition(parts, out, k, block, items, item_rows, n_items)
+
+    if run_all is None:
+        sizes = [one(k) for k in progress.track(range(n_parts), desc="reduce purchases", unit="part")]
+    else:
+        sizes = run_all(one, list(range(n_parts)))
+    return gather_edges(out, sizes)
+
+
+def reduce_partition(parts: Path, out: Path, k: int, block: int, items, item_rows, n_items: int) -> int:
+    """Partition ``k``'s purchases reduced to edges, saved as ``out/<k>_{u,i,a}.npy``; returns the edges."""
+    import pyarrow.parquet as pq
+
+    folder = parts / f"part={k}"
+    if not folder.exists():  # users with no purchase (only in the users table or in ties)
+        return 0
+    frame = pq.read_table(folder).to_pandas()
+    lo = np.int64(k * block)
+    u = frame["u"].to_numpy(np.int64) - lo  # codes within the part: a smaller key, the packed sort
+    i = frame["i"].to_numpy(np.int64)
+    cols = buy_columns(frame, purchase_prices(frame, items, item_rows, i, n_items))
+    del frame
+    bu, bi, attrs = aggregate_pairs(u, i, n_items, cols, BUY_REDUCERS)
+    np.save(out / f"{k}_u.npy", (bu + lo).astype(np.int64))
+    np.save(out / f"{k}_i.npy", bi.astype(np.int64))
+    np.save(out / f"{k}_a.npy", attrs)
+    return len(bu)
+
+
+def gather_edges(out: Path, sizes: list[int]):
+    """The partitions' saved edges (:func:`reduce_partition`) as one set of arrays, in partition order."""
     total = int(sum(sizes))
     bu = np.empty(total, dtype=np.int64)
     bi = np.empty(total, dtype=np.int64)

@@ -196,9 +196,10 @@ def build_sizes(data: str | Path | None, tables: dict[str, str | Path | None], f
 
 def estimate_build(rows: dict[str, int], text: bool, engine: str = "numpy") -> Estimate:
     """``build-graph``'s cost for ``rows`` per table (``text``: CSV/TSV input) on ``engine`` (``numpy``, in
-    memory; ``duckdb``, out of core)."""
+    memory; ``duckdb``, out of core; ``dask``: charged as ``duckdb`` on one machine, an upper bound where the
+    cluster's workers share the passes, while this process still holds the graph and the features)."""
     total = sum(rows.values())
-    b = BUILD_DUCKDB if engine == "duckdb" else BUILD
+    b = BUILD if engine == "numpy" else BUILD_DUCKDB
     factor = b.get("csv_factor", 1.0) if text else 1.0
     seconds = max(b["base_s"] + b["s_per_row"] * total * factor, MIN_SECONDS)
     peak = b["base_bytes"] + b["bytes_per_row"] * total
