@@ -50,7 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000000,3000000,10000000")
     ap.add_argument("--stages", default=",".join(STAGES))
-    ap.add_argument("--engine", default="duckdb", choices=["auto", "numpy", "duckdb"])
+    ap.add_argument("--engine", default="duckdb", choices=["auto", "numpy", "duckdb", "dask"])
     ap.add_argument("--models", default="lr")
     ap.add_argument("--new-users", type=int, default=100_000)
     ap.add_argument("--cache", default="/tmp/graphprof-bench")
