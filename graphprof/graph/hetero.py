@@ -113,8 +113,12 @@ class ProfileGraph:
         the structure per matrix); for callers that never sort, prune or write a matrix's structure in place."""
         import scipy.sparse as sp
 
+        from graphprof.runtime.memory import page_out
+
         ei = self.edge(BUYS)
-        vals = self.edge(BUYS, "edge_attr")[:, BUY_ATTRS.index(attr)].astype(np.float64)  # a contiguous copy
+        attrs = self.edge(BUYS, "edge_attr")
+        vals = attrs[:, BUY_ATTRS.index(attr)].astype(np.float64)  # a contiguous copy
+        page_out(attrs)  # mapped from the work directory: one column read touched every page of it
         np.nan_to_num(vals, copy=False)
         shape = (self.num_users, len(self.item_ids))
         # the structure is shared by every attribute's matrix; keyed by the edge memory (the cache holds the

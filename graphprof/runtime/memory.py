@@ -10,6 +10,8 @@ Freed blocks then stay in the heap and the next temporary reuses them. The cost:
 freed, so its resident memory does not fall back after a stage's peak.
 
 Only the command line calls this (one process, one command); the Python API leaves the allocator alone.
+
+:func:`page_out` hands the pages of a memory-mapped array back to the kernel once the part needed of it is read.
 """
 
 from __future__ import annotations
@@ -34,3 +36,32 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, KEEP_FREE) and mallopt(M_TOP_PAD, TOP_PAD))
+
+
+MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages (clean file pages are dropped, read again when touched)
+PAGE = 4096
+
+
+def page_out(a) -> bool:
+    """Hand the pages of ``a``, where it is a view of a memory-mapped file (``np.memmap``), back to the kernel:
+    a column read out of a row-major mapped array touches every page of it, and those pages would stay resident
+    (counted in the process's memory) until the kernel needs them. The array's contents do not change (pages
+    written in this process are kept). Returns whether it was done (False off Linux, for arrays in ordinary
+    memory, or where the kernel refuses)."""
+    import numpy as np
+
+    base = a
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    if base is None or not sys.platform.startswith("linux") or a.nbytes == 0:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return False
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    start = a.__array_interface__["data"][0]
+    first = start + sum(min(0, s * (n - 1)) for s, n in zip(a.strides, a.shape))
+    end = start + sum(max(0, s * (n - 1)) for s, n in zip(a.strides, a.shape)) + a.itemsize
+    lo = first - first % PAGE
+    return libc.madvise(lo, end - lo, MADV_PAGEOUT) == 0
