@@ -217,3 +217,24 @@ def test_a_scheduler_nobody_answers_at_is_said_plainly(tmp_path, monkeypatch, ca
                      f"tcp://127.0.0.1:{port}", "-q"]) == 2
     assert "--scheduler is for --engine dask" in capsys.readouterr().err
     assert not (tmp_path / "w" / workdir.MANIFEST).exists()
+
+
+def test_a_damaged_row_group_is_named_with_its_first_record(tmp_path):
+    pytest.importorskip("distributed")
+    import pyarrow.parquet as pq
+
+    from graphprof.errors import InputError
+    from graphprof.graph.dask_build import _validate_group
+    from graphprof.ingest.schema import TIME_UNITS
+
+    path = tmp_path / "purchases.parquet"
+    pd.DataFrame({"user_id": [f"u{i}" for i in range(2000)], "item_id": [f"i{i % 50}" for i in range(2000)]}) \
+        .to_parquet(path, row_group_size=1000, compression=None)
+    at = pq.ParquetFile(path).metadata.row_group(1).column(0).data_page_offset
+    raw = bytearray(path.read_bytes())
+    raw[at:at + 40] = b"\xff" * 40  # the second row group's first page header
+    path.write_bytes(bytes(raw))
+    assert _validate_group(str(path), 0, 1, TIME_UNITS[0], str(tmp_path))["kept"] == 1000
+    with pytest.raises(InputError, match="purchases.parquet: must be a readable Parquet file.*from 1001 on") as err:
+        _validate_group(str(path), 1, 1001, TIME_UNITS[0], str(tmp_path))
+    assert err.value.row == 1001

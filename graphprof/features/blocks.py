@@ -43,6 +43,7 @@ from graphprof.features.users import (
     user_max,
 )
 from graphprof.graph import BUY_ATTRS, BUYS, IN_CAT, ProfileGraph
+from graphprof.graph.hetero import EdgeRows
 from graphprof.runtime import progress
 
 #: users whose rows are made at once
@@ -59,10 +60,9 @@ def write_features(graph: ProfileGraph, root: str | Path, seed: int = 0,
         features = build_features(graph, seed=seed)
         save_features(features, root, seed)
         return features.frame.shape
-    ei = graph.edge(BUYS)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ei[0], minlength=n), out=indptr[1:])
-    state = _fit_state(graph, indptr, seed)
+    rows_of = EdgeRows(graph.edge(BUYS)[0], n)
+    indptr = rows_of.indptr
+    state = _fit_state(graph, rows_of, seed)
     social = _social_stats(graph.social_adjacency(), n)
     root = Path(root)
     groups = None
@@ -102,16 +102,11 @@ def write_features(graph: ProfileGraph, root: str | Path, seed: int = 0,
     return n, n_cols
 
 
-def _rows_matrix(graph: ProfileGraph, indptr: np.ndarray, rows: np.ndarray, attr: str) -> sp.csr_matrix:
+def _rows_matrix(graph: ProfileGraph, rows_of: EdgeRows, rows: np.ndarray, attr: str) -> sp.csr_matrix:
     """The purchase matrix of ``attr`` (NaN as 0), rows ``rows`` only (sorted users)."""
-    ei = graph.edge(BUYS)
-    lo, hi = indptr[rows], indptr[rows + 1]
-    counts = hi - lo
-    sub = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(counts, out=sub[1:])
-    pos = np.repeat(lo - sub[:-1], counts) + np.arange(sub[-1])
+    pos, sub = rows_of.take(rows)
     vals = np.nan_to_num(graph.edge(BUYS, "edge_attr")[pos, BUY_ATTRS.index(attr)].astype(np.float64))
-    return sp.csr_matrix((vals, ei[1][pos], sub), shape=(len(rows), len(graph.item_ids)))
+    return sp.csr_matrix((vals, graph.edge(BUYS)[1][pos], sub), shape=(len(rows), len(graph.item_ids)))
 
 
 def _block_graph(graph: ProfileGraph, indptr: np.ndarray, lo: int, hi: int) -> ProfileGraph:
@@ -144,7 +139,7 @@ def _block_rows(graph, indptr, lo: int, hi: int, seed: int, state: dict) -> tupl
     return pd.concat([f, item_svd], axis=1), groups
 
 
-def _fit_state(graph: ProfileGraph, indptr: np.ndarray, seed: int) -> dict:
+def _fit_state(graph: ProfileGraph, rows_of: EdgeRows, seed: int) -> dict:
     """What ``build_features`` fits over every user, fitted here without the whole purchase matrices."""
     n = graph.num_users
     ei = graph.edge(BUYS)
@@ -159,8 +154,10 @@ def _fit_state(graph: ProfileGraph, indptr: np.ndarray, seed: int) -> dict:
         state["ref_time"] = ref
         state["max_recency"] = float(recency.max()) if len(recency) else 0.0
     del last, ok
-    nonempty = np.flatnonzero(np.diff(indptr) > 0)
-    every = np.arange(n)
+    # the rows both SVDs are fitted on, as truncated_svd picks them (every user with a purchase has a category row)
+    rows = svd_fit_rows(n, np.flatnonzero(np.diff(rows_of.indptr) > 0), seed)
+    if rows is None:
+        rows = np.arange(n)
     if IN_CAT in graph.edge_types and len(graph.category_ids):
         n_cat = len(graph.category_ids)
         to_cat = item_category_matrix(graph, len(graph.item_ids), n_cat)
@@ -171,13 +168,11 @@ def _fit_state(graph: ProfileGraph, indptr: np.ndarray, seed: int) -> dict:
         top = np.argsort(-totals, kind="stable")[:MAX_CATEGORY_SHARES]
         state["top_categories"] = [str(graph.category_ids[c]) for c in top]
         if n_cat > MAX_CATEGORY_SHARES:
-            rows = svd_fit_rows(n, nonempty, seed)
-            user_cat = (_rows_matrix(graph, indptr, every if rows is None else rows, "quantity") @ to_cat).tocsr()
+            user_cat = (_rows_matrix(graph, rows_of, rows, "quantity") @ to_cat).tocsr()
             comps = fit_components(user_cat, CATEGORY_SVD_DIM, seed, (n, n_cat))
             if comps is not None:
                 state["cat_svd_components"] = comps
-    rows = svd_fit_rows(n, nonempty, seed)
-    comps = fit_components(_rows_matrix(graph, indptr, every if rows is None else rows, "count").log1p(), ITEM_SVD_DIM, seed,
+    comps = fit_components(_rows_matrix(graph, rows_of, rows, "count").log1p(), ITEM_SVD_DIM, seed,
                            (n, len(graph.item_ids)))
     if comps is not None:
         state["item_svd_components"] = comps

@@ -124,8 +124,8 @@ def build(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, data: str | Path |
     :mod:`graphprof.graph.dask_build`). Every engine gives the same work directory.
 
     Raises:
-        ConfigError: an unknown format or engine, a non-generic format without ``data``, or the duckdb engine on
-            inputs it does not read.
+        ConfigError: an unknown format or engine, a non-generic format without ``data``, a streaming engine
+            (duckdb, dask) on inputs it does not read, or a Dask scheduler that does not answer.
         InputError: a table cannot be read, lacks a required column, or keeps no purchase.
     """
     root = Path(workdir_path)

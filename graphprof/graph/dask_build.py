@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from graphprof import workdir
-from graphprof.errors import ConfigError
+from graphprof.errors import ConfigError, InputError
 from graphprof.graph.construct import assemble_graph
 from graphprof.graph.hetero import ProfileGraph
 from graphprof.graph.outofcore import (
@@ -37,6 +37,7 @@ from graphprof.graph.outofcore import (
     _SliceWriter,
     _timestamp_unit,
     gather_edges,
+    parquet_writer,
     reduce_partition,
 )
 from graphprof.ingest.io import RawTable, _parquet_frame, parquet_names
@@ -100,7 +101,11 @@ def _validate_group(source: str, group: int, first_record: int, unit, tmp: str) 
     import pyarrow.parquet as pq
 
     path = Path(source)
-    table = pq.ParquetFile(path).read_row_group(group)
+    try:
+        table = pq.ParquetFile(path).read_row_group(group)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a damaged file
+        raise InputError(f"{path}: must be a readable Parquet file. Got, in the records from {first_record} on: "
+                         f"{exc}", path=str(path), row=first_record) from None
     kept, rej, acc = validate_purchase_slice(RawTable("purchases", path, _parquet_frame(path, table, first_record)),
                                              unit)
     writer = _SliceWriter(Path(tmp) / f"{group}.parquet", Path(tmp) / f"{group}.csv")
@@ -123,8 +128,7 @@ def _join_parts(tmp: Path, n: int, out: Path, rejects: Path) -> None:
             for g in range(n):
                 part = pq.read_table(tmp / f"{g}.parquet")
                 if writer is None:
-                    writer = pq.ParquetWriter(out, part.schema, use_dictionary=[
-                        f.name for f in part.schema if not str(f.type).startswith(("double", "float"))] or False)
+                    writer = parquet_writer(out, part.schema)
                 writer.write_table(part.cast(writer.schema))
                 lines = (tmp / f"{g}.csv").read_bytes().splitlines(keepends=True)
                 rej.write(b"".join(lines if g == 0 else lines[1:]))  # one header

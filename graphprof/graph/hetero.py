@@ -23,6 +23,27 @@ MIRRORS = {REV_BUYS: BUYS, REV_IN: IN_CAT}
 #: unknown), summed weight (ratings where given, else 1 per purchase), quantity with a known price (so an
 #: average price is spend / priced_quantity: a purchase without a price does not count as free).
 BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight", "priced_quantity")
+#: mapped edge attributes from this size on are handed back to the kernel once a column is read from them: below
+#: it, keeping them resident costs little and saves reading them again for the next column
+PAGE_OUT_MIN_BYTES = 1 << 30
+
+
+class EdgeRows:
+    """CSR rows of a graph's edges sorted by source (``build_graph``'s order): the positions of given sources'
+    edges, without building the whole matrix."""
+
+    def __init__(self, src: np.ndarray, n: int):
+        self.indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=self.indptr[1:])
+
+    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The edge positions of ``rows`` in order, and the rows' CSR ``indptr``."""
+        lo, hi = self.indptr[rows], self.indptr[rows + 1]
+        counts = hi - lo
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        pos = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
+        return pos, indptr
 
 
 class ProfileGraph:
@@ -118,7 +139,7 @@ class ProfileGraph:
         ei = self.edge(BUYS)
         attrs = self.edge(BUYS, "edge_attr")
         vals = attrs[:, BUY_ATTRS.index(attr)].astype(np.float64)  # a contiguous copy
-        page_out(attrs)  # mapped from the work directory: one column read touched every page of it
+        page_out(attrs, PAGE_OUT_MIN_BYTES)  # mapped from the work directory: a column read touched all of it
         np.nan_to_num(vals, copy=False)
         shape = (self.num_users, len(self.item_ids))
         # the structure is shared by every attribute's matrix; keyed by the edge memory (the cache holds the

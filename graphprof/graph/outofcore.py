@@ -97,6 +97,16 @@ def validate_purchases(source: Path, staging: Path, slice_rows: int | None = Non
     return acc
 
 
+def parquet_writer(path: Path, schema):
+    """A Parquet writer for a validated table, dictionary-encoding only the columns whose values repeat (ids,
+    not floats), as :func:`graphprof.workdir.write_parquet` does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    encode = [f.name for f in schema if not pa.types.is_floating(f.type)]
+    return pq.ParquetWriter(path, schema, use_dictionary=encode or False)
+
+
 class _SliceWriter:
     """Appends validated slices to the kept table (Parquet) and the rejects (CSV), in the order given."""
 
@@ -106,16 +116,13 @@ class _SliceWriter:
 
     def write(self, kept: pd.DataFrame, rej: pd.DataFrame) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         frame = kept.drop(columns=[ROW])
         frame = frame.astype({c: "string" for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
         table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
         if self.writer is None:
             self.schema = table.schema
-            # dictionary encoding only where values repeat (ids): as workdir.write_parquet
-            encode = [str(c) for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]
-            self.writer = pq.ParquetWriter(self.out, self.schema, use_dictionary=encode or False)
+            self.writer = parquet_writer(self.out, self.schema)
         self.writer.write_table(table)
         rej.to_csv(self.rejects, index=False, header=self.first, mode="w" if self.first else "a")
         self.first = False

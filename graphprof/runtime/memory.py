@@ -42,18 +42,19 @@ MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages (clean file pages are dropp
 PAGE = 4096
 
 
-def page_out(a) -> bool:
+def page_out(a, min_bytes: int = 0) -> bool:
     """Hand the pages of ``a``, where it is a view of a memory-mapped file (``np.memmap``), back to the kernel:
     a column read out of a row-major mapped array touches every page of it, and those pages would stay resident
     (counted in the process's memory) until the kernel needs them. The array's contents do not change (pages
-    written in this process are kept). Returns whether it was done (False off Linux, for arrays in ordinary
-    memory, or where the kernel refuses)."""
+    written in this process are kept); they are read again from the file when next touched. Returns whether it
+    was done (False off Linux, for arrays in ordinary memory or smaller than ``min_bytes``, or where the kernel
+    refuses)."""
     import numpy as np
 
     base = a
     while base is not None and not isinstance(base, np.memmap):
         base = getattr(base, "base", None)
-    if base is None or not sys.platform.startswith("linux") or a.nbytes == 0:
+    if base is None or not sys.platform.startswith("linux") or a.nbytes == 0 or a.nbytes < min_bytes:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)

@@ -16,24 +16,8 @@ import scipy.sparse as sp
 
 from graphprof.features import item_category_matrix, lookup_sorted
 from graphprof.graph import BUY_ATTRS, BUYS, FRIEND, IN_CAT, ProfileGraph
+from graphprof.graph.hetero import EdgeRows
 from graphprof.prediction.extend_features import ALPHA, LOCAL_MAX_ITER, LOCAL_TOL, _row_features
-
-
-class _Rows:
-    """CSR rows of a graph's sorted edges, sliced without building the whole matrix."""
-
-    def __init__(self, src: np.ndarray, n: int):
-        self.indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src, minlength=n), out=self.indptr[1:])
-
-    def take(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The edge positions of ``rows`` in order, and the rows' CSR ``indptr``."""
-        lo, hi = self.indptr[rows], self.indptr[rows + 1]
-        counts = hi - lo
-        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        pos = np.repeat(lo - indptr[:-1], counts) + np.arange(indptr[-1])
-        return pos, indptr
 
 
 class _View:
@@ -42,10 +26,10 @@ class _View:
     def __init__(self, graph: ProfileGraph):
         self.base, self.item_ids, self.category_ids = graph, graph.item_ids, graph.category_ids
         self.num_users = graph.num_users
-        self.buy_rows = _Rows(graph.edge(BUYS)[0], graph.num_users)
+        self.buy_rows = EdgeRows(graph.edge(BUYS)[0], graph.num_users)
         self.has_friends = FRIEND in graph.edge_types
         if self.has_friends:
-            self.friend_rows = _Rows(graph.edge(FRIEND)[0], graph.num_users)
+            self.friend_rows = EdgeRows(graph.edge(FRIEND)[0], graph.num_users)
         self.buys = None
 
     def adjacency_rows(self, rows: np.ndarray) -> sp.csr_matrix:
