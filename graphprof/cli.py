@@ -125,7 +125,7 @@ def _cmd_train(args) -> int | None:
         return distributed.launch(args.argv, args.nproc)
     result = train(args.workdir, targets=args.target, models=models, seeds=args.seeds, epochs=args.epochs,
                    seed=args.seed, resume=args.resume, protocol=args.protocol, cache=not args.no_cache,
-                   audit=args.audit)
+                   audit=args.audit, block_rows=args.block_rows)
     if distributed.is_main():  # the other workers print nothing
         _emit(args, "\n".join(result.summary_lines()), result.to_json())
     return None

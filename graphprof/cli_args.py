@@ -119,6 +119,12 @@ def _add_train(sub, common) -> None:
                    help="transductive: the whole graph is seen while fitting, test labels hidden (default); "
                         "inductive: the test users and their edges are removed while fitting, then added back to "
                         "predict (the cold-start profile)")
+    t.add_argument("--block-rows", type=int, default=None, metavar="N",
+                   help="users per row block for sign on large graphs: past N users, its neighbourhood blocks "
+                        "are computed N users at a time into memory-mapped files under the work directory's "
+                        ".scratch/ (removed after) and read a mini-batch at a time, and every user is scored N "
+                        "at a time, so its memory follows N rather than the number of users; the numbers are "
+                        "the same (default: 250000)")
     t.add_argument("--no-cache", action="store_true",
                    help="compute the label-free arrays (sign's bag of items and its hops) in every fit instead of "
                         "reusing them from the work directory's cache/ (the numbers are the same either way)")

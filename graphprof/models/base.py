@@ -25,11 +25,17 @@ from graphprof.models.calibration import apply_temperature, fit_temperature
 class ModelInput:
     """What every model sees: the whole graph and the label-free user features (graph order), and where
     ``train`` runs on a work directory's saved graph, the cache of that graph's label-free arrays
-    (:class:`~graphprof.workdir.cache.LabelFreeCache`; None elsewhere: a model then computes them)."""
+    (:class:`~graphprof.workdir.cache.LabelFreeCache`; None elsewhere: a model then computes them).
+
+    ``block_rows``: users per row block where a model works a block at a time (``sign``: past this many users
+    its blocks go to memory-mapped files; None: :data:`graphprof.models.sign.store.DEFAULT_BLOCK_ROWS`).
+    ``scratch``: the folder for such files (None: the system's temporary folder)."""
 
     graph: ProfileGraph
     features: UserFeatures
     cache: Any = None
+    block_rows: int | None = None
+    scratch: Any = None
 
 
 def macro_f1(y_true, y_pred) -> float:

@@ -78,12 +78,12 @@ class _Silent:
 
 
 def bar(total: int | None = None, desc: str | None = None, unit: str = "it", leave: bool = True,
-        bar_format: str | None = None) -> Any:
+        bar_format: str | None = None, disable: bool = False) -> Any:
     """A tqdm bar on stderr, or, when bars are off, a silent stand-in with the same ``update`` /
     ``set_postfix`` / ``set_postfix_str`` / ``set_description`` / ``refresh`` / ``close`` methods and
     context-manager use. Nested bars (an epoch bar inside a fit bar) take ``leave=False`` so they vanish once
-    done."""
-    if not _enabled:
+    done. ``disable``: the silent stand-in for this bar (work too short to show)."""
+    if not _enabled or disable:
         return _Silent()
     from tqdm import tqdm
 

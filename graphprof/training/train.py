@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ def resolve_targets(users: pd.DataFrame | None, targets: list[str] | None) -> li
 def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str] | None = None,
           models: list[str] | tuple[str, ...] = DEFAULT_MODELS, seeds: int = 3, epochs: int | None = None,
           seed: int = 0, resume: bool = False, protocol: str = "transductive", cache: bool = True,
-          audit: str | None = None) -> TrainResult:
+          audit: str | None = None, block_rows: int | None = None) -> TrainResult:
     """Train and compare ``models`` on each target over ``seeds`` paired splits; write everything under
     ``models/<target>/<model>/``.
 
@@ -168,6 +169,11 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
         cache: reuse (and write) the label-free arrays of this graph under ``cache/``
             (:mod:`graphprof.workdir.cache`): computed by the first fit that needs them, memory-mapped by every
             later one (other seeds, targets, runs). The numbers are the same without it.
+        block_rows: users per row block of the models that work a block at a time (``sign``: past this many
+            users its blocks are written to memory-mapped files under ``.scratch/`` and read a mini-batch at a
+            time, so its memory follows this setting, not the number of users; default
+            :data:`graphprof.models.sign.store.DEFAULT_BLOCK_ROWS`). The numbers are the same either way (to
+            float rounding in the scores).
 
     Crash safety: a run is written to ``.partial-train/<target>/`` and each model's folder replaces
     ``models/<target>/<model>/`` only once all its seeds are done, so an interrupted run (Ctrl-C, SIGKILL)
@@ -187,19 +193,23 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     """
     root = Path(workdir_path)
     model_classes = check_args(models, seeds, epochs, protocol)
+    if block_rows is not None and block_rows < 1:
+        raise ConfigError(f"--block-rows must be >= 1. Got {block_rows} instead")
     with distributed.init(), contextlib.ExitStack() as held:
         main, world = distributed.is_main(), distributed.world_size()
 
         def _open() -> dict:  # rank 0: recover, check and lock the work directory; the others wait for it
             manifest = workdir.require_built(root)
             held.enter_context(workdir.locked(root, "train"))
+            shutil.rmtree(root / workdir.SCRATCH_DIR, ignore_errors=True)  # a killed run's working files
             return manifest
 
         manifest = distributed.on_main(_open)
 
         # every rank reads the same files (on several machines: shared storage)
         inputs, target_names, target_objs, sources = distributed.everywhere(
-            lambda: _load(root, manifest.get("graph_id"), targets, cache))
+            lambda: _load(root, manifest.get("graph_id"), targets, cache, block_rows))
+        held.callback(_clear_scratch, inputs.scratch)
         groups = _audit_groups(root, inputs, audit, target_names) if audit is not None else None
         run_seeds = [seed + k for k in range(seeds)]
         result = TrainResult(seeds=run_seeds)
@@ -227,16 +237,26 @@ def train(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, targets: list[str]
     return result
 
 
-def _load(root: Path, graph_id: str | None, targets: list[str] | None, cache: bool):
+def _load(root: Path, graph_id: str | None, targets: list[str] | None, cache: bool, block_rows: int | None = None):
     """The models' input (with the graph's label-free cache where ``cache``) and the targets to train."""
     store = LabelFreeCache(root, graph_id) if cache and graph_id else None
     graph = load_graph(root)
-    inputs = ModelInput(graph=graph, features=load_features(root), cache=store)
+    # every rank its own scratch folder (ranks may share the work directory's storage)
+    scratch = root / workdir.SCRATCH_DIR / f"rank{distributed.rank()}"
+    inputs = ModelInput(graph=graph, features=load_features(root), cache=store, block_rows=block_rows,
+                        scratch=scratch)
     users = load_tables(root, "users")
     target_names = resolve_targets(users, targets)
     sources: dict = {}
     target_objs = [_make_target(root, users, graph.user_ids, t, graph_id, sources) for t in target_names]
     return inputs, target_names, target_objs, sources
+
+
+def _clear_scratch(scratch: Path) -> None:
+    """Remove this rank's scratch folder, and the work directory's ``.scratch/`` once it is empty."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()
 
 
 def check_args(models, seeds: int, epochs: int | None, protocol: str) -> dict:

@@ -68,6 +68,7 @@ from graphprof.workdir.paths import (  # noqa: F401
     RUN_RESULT,
     RUN_SETTINGS,
     SCHEMA_VERSION,
+    SCRATCH_DIR,
     TABLES_DIR,
     communities_dir,
     community_assignment_files,

@@ -31,6 +31,7 @@ FEATURES_DIR = "features"
 BUILD_DIRS = (TABLES_DIR, REJECTS_DIR, GRAPH_DIR, FEATURES_DIR)
 PARTIAL_UPDATE = ".partial-update"  # an update being written; applied whole once its COMMIT.json is there
 PARTIAL_TRAIN = ".partial-train"  # an unfinished train run; models/ is replaced only when it is done
+SCRATCH_DIR = ".scratch"            # memory-mapped working files of a running train (sign's blocks); removed after
 CACHE_DIR = "cache"                # cache/<graph id>/<key>/: label-free arrays the models reuse (workdir.cache)
 COMMUNITIES_DIR = "communities"             # communities/<method>/{assignments,profiles}.parquet + summary.json
 COMMUNITY_ASSIGNMENTS = "assignments.parquet"

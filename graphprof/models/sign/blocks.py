@@ -5,6 +5,9 @@ with the same arithmetic row by row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -13,6 +16,16 @@ from graphprof.models.base import ModelInput, feature_rows
 from graphprof.models.sign.sparse_hops import sparse_hop
 
 CLIP = 6.0
+
+
+class Shared(NamedTuple):
+    """The whole-graph inputs of :meth:`SIGNBlocks._raw_blocks_rows` (:meth:`SIGNBlocks._shared`)."""
+
+    adj_rows: Callable | None      # rows of the friend adjacency (None: no social hops)
+    counts: sp.csr_matrix          # user x item purchase counts
+    f_all: np.ndarray | None       # standardised F of every user (co-purchase block only)
+    item_f: np.ndarray | None      # P_nᵀ F [num_items, num_features]
+    inv: np.ndarray | None         # 1 / the column sums of log(1 + counts)
 
 
 def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,37 +93,53 @@ class SIGNBlocks:
             bags.append(None)
         return names, dense, bags
 
-    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray) -> sp.csr_matrix:
-        """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
-        return tfidf_bag(self._counts(inputs)[rows], self.idf_)
+    def _shared(self, inputs: ModelInput) -> Shared:
+        """What every row block of :meth:`_raw_blocks_rows` reads of the whole graph, made once: the adjacency
+        rows' reader, the purchase counts and, for the co-purchase block, the standardised ``F`` and the
+        item-level ``P_nᵀ F`` with the column sums of the log counts."""
+        g = inputs.graph
+        adj_rows = getattr(g, "adjacency_rows", None)  # from the rows' own ties where the graph can (graphprof.extend)
+        if adj_rows is None and self.social_ and self.params["hops"]:
+            adj_rows = g.social_adjacency().__getitem__
+        counts = self._counts(inputs)
+        f_all = item_f = inv = None
+        if self.copurchase_:
+            f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+            wt = counts.log1p().T.tocsr()
+            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
+            s = np.asarray(abs(wt).sum(axis=1)).ravel()
+            del wt
+            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        return Shared(adj_rows, counts, f_all, item_f, inv)
 
-    def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[list[str], list[np.ndarray], list]:
+    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
+        """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
+        return tfidf_bag((self._counts(inputs) if counts is None else counts)[rows], self.idf_)
+
+    def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray,
+                         shared: Shared | None = None) -> tuple[list[str], list[np.ndarray], list]:
         """:meth:`_raw_blocks`' rows ``rows`` only, computed on their neighbourhood with the same arithmetic row by
         row: hop ``k`` of the rows needs hop ``k - 1`` on their 1-hop ball ``B_1`` (rows and friends), ..., ``F``
         and ``T`` on their ``hops``-hop ball; each hop is ``A[B_j] @ X[B_j+1]`` (row slices of the row-normalised
         adjacency, columns renumbered within the next ball). The co-purchase block is ``P_n[rows] @ (P_nᵀ F)``
         minus the rows' own paths: ``P_nᵀ F`` is item-level, one product over every purchase (it reads every
-        buyer's ``F``)."""
-        p, g = self.params, inputs.graph
+        buyer's ``F``). ``shared``: :meth:`_shared`'s output, where several row blocks are computed."""
+        p = self.params
         hops = p["hops"] if self.social_ else 0
-        # the adjacency rows of a set of users; from their own ties where the graph can (graphprof.extend)
-        adj_rows = getattr(g, "adjacency_rows", None)
-        if adj_rows is None and hops:
-            adj_rows = g.social_adjacency().__getitem__
+        adj_rows, counts, f_all, item_f, inv = shared if shared is not None else self._shared(inputs)
         balls = [rows]
         for _ in range(hops):
             balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
         far = balls[-1]
-        f_all = None
-        if self.copurchase_:
-            f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+        if f_all is not None:
             f_far = f_all[far]
         else:
             f_far = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
-        t_far = self._bag_rows(inputs, far)
+        t_far = self._bag_rows(inputs, far, counts)
         at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
         names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
         hf, ht = f_far, t_far
+        del f_far, t_far
         for k in range(1, hops + 1):
             level, nxt = balls[hops - k], balls[hops - k + 1]
             m = row_scale(adj_rows(level), "l1")
@@ -121,13 +150,9 @@ class SIGNBlocks:
             names.append(f"social_{k}")
             dense.append(hf[at])
             bags.append(ht[at])
+        del hf, ht
         if self.copurchase_:
-            w = g.purchase_matrix("count").tocsr().log1p()
-            wt = w.T.tocsr()
-            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
-            s = np.asarray(abs(wt).sum(axis=1)).ravel()
-            inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-            wr = w[rows]
+            wr = counts[rows].log1p()
             pn = row_scale(wr, "l1")
             ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
             self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()

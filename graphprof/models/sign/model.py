@@ -81,8 +81,9 @@ from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.blend import BlendWithBaseline
 from graphprof.models.ops import adam
 from graphprof.models.search import ROUND_EPOCHS, GridRun, successive_halving
+from graphprof.models.sign import store
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
-from graphprof.models.sign.net import SIGNNet, make_bag
+from graphprof.models.sign.net import SIGNNet
 from graphprof.runtime import distributed as parallel
 from graphprof.runtime import progress
 
@@ -142,20 +143,13 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         dense = [d if b == 0 else standardize(d, *self.block_stats_[b - 1]) for b, d in enumerate(dense)]
         return [torch.from_numpy(d.astype(np.float32)) for d in dense], bags
 
-    @staticmethod
-    def _batch(dense, bags, rows: np.ndarray, train: bool = False):
-        """The rows ``rows`` of every block: dense tensors and :class:`~graphprof.models.sign.net.Bag` inputs
-        (with their transposes' structure for training's backward where ``train``)."""
-        idx = torch.from_numpy(rows)
-        xs = [d[idx] for d in dense]
-        return xs, [None if m is None else make_bag(m[rows], train) for m in bags]
-
-    def _run(self, net: SIGNNet, dense, bags, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, net: SIGNNet, source, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and block outputs of the graph rows ``rows`` of ``source`` (:mod:`graphprof.models.sign.store`)."""
         net.eval()
         logits, embs = [], []
         with torch.no_grad():
             for s in range(0, len(rows), EVAL_BATCH):
-                lo, em = net(*self._batch(dense, bags, rows[s:s + EVAL_BATCH]))
+                lo, em = net(*source.batch(rows[s:s + EVAL_BATCH]))
                 logits.append(lo)
                 embs.append(em)
         if not logits:
@@ -179,13 +173,35 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         self.world_size_ = parallel.world_size() if parallel.active() else 1
         self.social_ = bool(g.social_adjacency().nnz > 0 and self.params["hops"] > 0)
         self.copurchase_ = bool(self.params["copurchase"] and counts.nnz > 0)
-        raw = self._raw_blocks(inputs)
-        self.block_names_ = raw[0]
-        self.block_stats_ = [stats(d[train_idx]) for d in raw[1][1:]]
-        dense, bags = self._blocks(inputs, raw)
-        self.dense_dims_ = [int(d.shape[1]) for d in dense]
-        self.sparse_ = [b is not None for b in bags]
+        del counts
         self.route_ = "large" if len(train_idx) >= LARGE_TRAIN_USERS else "grid"
+        with store.scratch_dir(inputs) as scratch:
+            self._fit_on(self._sources(inputs, train_idx, val_idx, scratch), inputs, y, train_idx, val_idx)
+
+    def _sources(self, inputs: ModelInput, train_idx, val_idx, scratch):
+        """The blocks the fit reads (:mod:`graphprof.models.sign.store`): every user's in memory, or past the
+        row-block setting the training and validation users' in memory-mapped files under ``scratch``. Sets
+        ``block_names_`` and ``block_stats_`` (the dense parts' training-user statistics)."""
+        per_block = store.block_rows(inputs)
+        if inputs.graph.num_users <= per_block:
+            raw = self._raw_blocks(inputs)
+            self.block_names_ = raw[0]
+            self.block_stats_ = [stats(d[train_idx]) for d in raw[1][1:]]
+            return store.HeldBlocks(*self._blocks(inputs, raw))
+        log.info("sign: %d users: blocks of the %d training and validation users written %d at a time to "
+                 "memory-mapped files", inputs.graph.num_users, len(train_idx) + len(val_idx), per_block)
+        self.block_names_, source = store.write_blocks(self, inputs, np.union1d(train_idx, val_idx), scratch,
+                                                       per_block)
+        self.block_stats_ = [stats(source.raw(b, train_idx)) for b in range(1, len(self.block_names_))]
+        source.stats = [None, *self.block_stats_]
+        source.release()
+        return source
+
+    def _fit_on(self, source, inputs: ModelInput, y, train_idx, val_idx) -> None:
+        """The grid search and the chosen net, on the blocks ``source``."""
+        p = self.params
+        self.dense_dims_ = source.dims
+        self.sparse_ = source.sparse
         grids = {k: p[k][:1] if self.route_ == "large" else p[k] for k in ("block_sets", "hidden_grid", "dropout_grid")}
         if self.route_ == "large":
             log.info("sign: %d training users: large-graph route (one grid point, batch %d)", len(train_idx),
@@ -198,7 +214,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
             tried.add(tuple(keep))
             points += [(block_set, keep, hidden, dropout) for hidden in grids["hidden_grid"]
                        for dropout in grids["dropout_grid"]]
-        runs = [self._start_run(point, dense, bags, y, train_idx, val_idx) for point in points]
+        runs = [self._start_run(point, source, y, train_idx, val_idx) for point in points]
         winner = successive_halving(runs)
         block_set, keep, hidden, dropout = winner.point
         f1, self.best_epoch_, state, self.history_ = winner.best_f1, winner.best_epoch, winner.best_state, winner.history
@@ -219,7 +235,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         self.net_.eval()
         self.blend_, self.lr_ = None, None
         if p.get("blend", False) and self.route_ == "grid":
-            net_val = self._run(self.net_, [dense[b] for b in keep], [bags[b] for b in keep], val_idx)[0]
+            net_val = self._run(self.net_, source.view(keep), val_idx)[0]
             self._fit_blend(inputs, y, train_idx, val_idx, torch.softmax(net_val.double(), dim=1).numpy())
 
     def _new_net(self, hidden: int, dropout: float, dense_dims: list[int], sparse: list[bool]) -> SIGNNet:
@@ -227,17 +243,17 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         return SIGNNet(dense_dims, sparse, self.n_items_, hidden, len(self.classes_), dropout,
                        item_dropout=p["item_dropout"], wide=p["wide"])
 
-    def _start_run(self, point: tuple, dense, bags, y, train_idx, val_idx) -> GridRun:
+    def _start_run(self, point: tuple, source, y, train_idx, val_idx) -> GridRun:
         """One grid point ready to train: its net built under ``torch.manual_seed(seed)``, and the torch random
         state it continues from (each point's dropout draws are its own, however the search interleaves them)."""
         block_set, keep, hidden, dropout = point
         torch.manual_seed(self.seed)
         net = self._new_net(hidden, dropout, [self.dense_dims_[b] for b in keep], [self.sparse_[b] for b in keep])
         run = GridRun(point=point, net=net, rng=torch.get_rng_state())
-        run.steps = self._epochs(run, [dense[b] for b in keep], [bags[b] for b in keep], y, train_idx, val_idx)
+        run.steps = self._epochs(run, source.view(keep), y, train_idx, val_idx)
         return run
 
-    def _epochs(self, run: GridRun, dense, bags, y, train_idx, val_idx):
+    def _epochs(self, run: GridRun, source, y, train_idx, val_idx):
         """Train ``run``'s net epoch by epoch, keeping its best validation macro-F1, epoch, weights and history
         in ``run``; yields after each epoch, and ends at early stopping or the last epoch."""
         net = run.net
@@ -266,12 +282,12 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                 for s in range(0, len(order), batch):
                     rows = order[s:s + batch]
                     if world == 1:
-                        logits, _ = net(*self._batch(dense, bags, rows, train=True))
+                        logits, _ = net(*source.batch(rows, train=True))
                         loss = F.cross_entropy(logits, yt[rows], weight=weight)
                         share = float(loss.detach()) * len(rows)
                     else:  # this rank's shard; its loss is its share of the batch's weighted mean, times world
                         mine = parallel.shard(rows)
-                        logits, _ = model(*self._batch(dense, bags, mine, train=True))
+                        logits, _ = model(*source.batch(mine, train=True))
                         part = F.cross_entropy(logits, yt[mine], weight=weight, reduction="sum")
                         denom = float(weight[yt[rows]].sum())
                         loss = part * (world / denom)
@@ -281,7 +297,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                     opt.step()
                     total += share
                 total = parallel.all_reduce_sum(total) if world > 1 else total
-                logits, _ = self._run(net, dense, bags, val_idx)
+                logits, _ = self._run(net, source, val_idx)
                 val_f1 = macro_f1(y[val_idx], logits.argmax(1).numpy())
                 if world > 1:
                     val_f1 = parallel.broadcast_float(val_f1)
@@ -299,8 +315,10 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
 
     # ---------------------------------------------------------------------------------------- inference
     def _forward(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
-        dense, bags = self._blocks(inputs)
-        return self._run(self.net_, dense, bags, np.arange(inputs.graph.num_users))
+        n = inputs.graph.num_users
+        if n > store.block_rows(inputs):  # a row block at a time: the same numbers, to float rounding
+            return self._forward_rows(inputs, np.arange(n))
+        return self._run(self.net_, store.HeldBlocks(*self._blocks(inputs)), np.arange(n))
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
         net = torch.softmax(self._forward(inputs)[0].double(), dim=1).numpy()
@@ -310,8 +328,24 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         return self._forward(inputs)[1].numpy().astype(np.float64)
 
     def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        dense, bags = self._blocks(inputs, self._raw_blocks_rows(inputs, rows))
-        return self._run(self.net_, dense, bags, np.arange(len(rows)))
+        """Logits and block outputs of ``rows``, their blocks computed a row block at a time."""
+        per_block = store.block_rows(inputs)
+        shared = self._shared(inputs) if len(rows) > per_block else None
+        logits, embs = [], []
+        with progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False,
+                          disable=len(rows) <= per_block) as shown:
+            for lo in range(0, len(rows), per_block):
+                chunk = rows[lo:lo + per_block]
+                held = store.HeldBlocks(*self._blocks(inputs, self._raw_blocks_rows(inputs, chunk, shared)))
+                out = self._run(self.net_, held, np.arange(len(chunk)))
+                logits.append(out[0])
+                embs.append(out[1])
+                shown.update(len(chunk))
+        if len(logits) == 1:
+            return logits[0], embs[0]
+        if not logits:
+            return self._run(self.net_, None, rows)
+        return torch.cat(logits), torch.cat(embs)
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         net = torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()

@@ -1,0 +1,213 @@
+"""``sign``'s blocks as its training reads them, a mini-batch of users at a time.
+
+Two sources with one interface (``batch``, ``view``, ``dims``, ``sparse``):
+
+- :class:`HeldBlocks`: every user's blocks in memory (standardised float32 tensors and the CSR bags), for graphs
+  of up to :data:`DEFAULT_BLOCK_ROWS` users (the setting: ``ModelInput.block_rows``, ``train --block-rows``).
+- :class:`StoredBlocks`: past that, the blocks of the users the fit reads (training and validation) are
+  computed a row block at a time (:meth:`~graphprof.models.sign.blocks.SIGNBlocks._raw_blocks_rows`) and written
+  to memory-mapped files in a scratch folder (:func:`scratch_dir`); a batch reads its rows from them. The dense
+  parts are kept as computed (float64) and standardised per batch, which is element for element the arithmetic
+  of the held route; the bags are kept as float32, the precision the network reads them in. The mapped pages a
+  fit has read are handed back to the kernel after every ``page_rows`` rows (:func:`~graphprof.runtime.memory.page_out`),
+  so the resident memory of the files stays about ``page_rows`` rows' worth, whatever their size.
+
+Shapes: a batch is ``xs`` (one ``[batch, dims[b]]`` float32 tensor per block) and ``bags`` (one
+:class:`~graphprof.models.sign.net.Bag` or None per block).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from graphprof.models.sign.blocks import standardize
+from graphprof.models.sign.net import make_bag
+from graphprof.runtime import progress
+from graphprof.runtime.memory import page_out
+
+#: Users per row block of ``sign``'s blocks where nothing else is set: graphs with more users write their blocks
+#: to memory-mapped files a row block at a time, and score every user a row block at a time.
+DEFAULT_BLOCK_ROWS = 250_000
+
+
+def block_rows(inputs) -> int:
+    """The row-block setting of ``inputs`` (``ModelInput.block_rows``), else :data:`DEFAULT_BLOCK_ROWS`."""
+    return int(getattr(inputs, "block_rows", None) or DEFAULT_BLOCK_ROWS)
+
+
+@contextlib.contextmanager
+def scratch_dir(inputs):
+    """A fresh folder for memory-mapped blocks, removed on leaving: inside ``ModelInput.scratch`` where the run
+    has a work directory (``train``: ``<workdir>/.scratch``), else in the system's temporary folder."""
+    base = getattr(inputs, "scratch", None)
+    if base is not None:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="sign-blocks-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _csr_rows(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, pos: np.ndarray,
+              n_cols: int) -> sp.csr_matrix:
+    """Rows ``pos`` (any order) of the CSR arrays, read from them (mapped or not) as one gather."""
+    starts = indptr[pos]
+    lens = indptr[pos + 1] - starts
+    out = np.zeros(len(pos) + 1, dtype=np.int64)
+    np.cumsum(lens, out=out[1:])
+    take = np.repeat(starts - out[:-1], lens) + np.arange(out[-1])
+    return sp.csr_matrix((data[take], indices[take], out), shape=(len(pos), n_cols))
+
+
+class HeldBlocks:
+    """Every user's blocks in memory: ``dense`` (standardised float32 tensors ``[num_users, d]``) and ``bags``
+    (CSR ``[num_users, num_items]`` or None), indexed by graph row."""
+
+    def __init__(self, dense: list[torch.Tensor], bags: list):
+        self.dense, self.bags = dense, bags
+
+    @property
+    def dims(self) -> list[int]:
+        return [int(d.shape[1]) for d in self.dense]
+
+    @property
+    def sparse(self) -> list[bool]:
+        return [b is not None for b in self.bags]
+
+    def view(self, keep: list[int]) -> HeldBlocks:
+        return HeldBlocks([self.dense[b] for b in keep], [self.bags[b] for b in keep])
+
+    def batch(self, rows: np.ndarray, train: bool = False):
+        """The rows ``rows`` of every block (with the bags' transposes' structure for training's backward where
+        ``train``)."""
+        idx = torch.from_numpy(np.ascontiguousarray(rows))
+        return [d[idx] for d in self.dense], [None if m is None else make_bag(m[rows], train) for m in self.bags]
+
+
+class StoredBlocks:
+    """The blocks of the users ``rows`` (sorted graph rows), in the folder ``path``: per block ``dense_<b>.npy``
+    (``[len(rows), d]`` float64: block 0 standardised, the others raw until :attr:`stats` are set) and, where it
+    has one, its bag as ``bag_<b>.indptr.npy`` (int64), ``bag_<b>.indices.bin`` (int32) and ``bag_<b>.data.bin``
+    (float32). Written by :func:`write_blocks`."""
+
+    def __init__(self, path: Path, rows: np.ndarray, dims: list[int], sparse: list[bool], n_items: int,
+                 page_rows: int, blocks: list[int] | None = None):
+        self.path, self.rows, self.n_items, self.page_rows = path, rows, n_items, page_rows
+        self.blocks = list(range(len(dims))) if blocks is None else blocks
+        self._dims, self._sparse = dims, sparse
+        self.stats: list = [None] * len(dims)  # (mean, std) per block, set once fitted; None: as stored
+        self.dense = [np.load(path / f"dense_{b}.npy", mmap_mode="r") for b in range(len(dims))]
+        self.bag_arrays = [self._open_bag(b) if has else None for b, has in enumerate(sparse)]
+        self._read = 0
+
+    def _open_bag(self, b: int):
+        indptr = np.load(self.path / f"bag_{b}.indptr.npy")
+        nnz = int(indptr[-1])
+
+        def mapped(name, dtype):
+            if not nnz:  # an empty file cannot be mapped
+                return np.zeros(0, dtype=dtype)
+            return np.memmap(self.path / f"bag_{b}.{name}.bin", dtype=dtype, mode="r", shape=(nnz,))
+
+        return indptr, mapped("indices", np.int32), mapped("data", np.float32)
+
+    @property
+    def dims(self) -> list[int]:
+        return [self._dims[b] for b in self.blocks]
+
+    @property
+    def sparse(self) -> list[bool]:
+        return [self._sparse[b] for b in self.blocks]
+
+    def view(self, keep: list[int]) -> StoredBlocks:
+        view = object.__new__(StoredBlocks)
+        view.__dict__.update(self.__dict__)
+        view.blocks = [self.blocks[b] for b in keep]
+        return view
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Where the graph rows ``rows`` sit in the files (an invariant: every one is held)."""
+        pos = np.searchsorted(self.rows, rows)
+        if len(rows) and (pos.max() >= len(self.rows) or not np.array_equal(self.rows[pos], rows)):
+            raise ValueError("sign: a batch asks for users whose blocks were not written")
+        return pos
+
+    def raw(self, b: int, rows: np.ndarray) -> np.ndarray:
+        """Block ``b``'s dense part as stored, rows ``rows`` (graph rows) ``[len(rows), d]`` float64."""
+        return np.asarray(self.dense[b][self.positions(rows)])
+
+    def batch(self, rows: np.ndarray, train: bool = False):
+        """The rows ``rows`` of every block in view, as :meth:`HeldBlocks.batch` gives them."""
+        pos = self.positions(rows)
+        xs, bags = [], []
+        for b in self.blocks:
+            d = np.asarray(self.dense[b][pos])
+            if self.stats[b] is not None:
+                d = standardize(d, *self.stats[b])
+            xs.append(torch.from_numpy(d.astype(np.float32)))
+            arrays = self.bag_arrays[b]
+            bags.append(None if arrays is None else make_bag(_csr_rows(*arrays, pos, self.n_items), train))
+        self._read += len(rows)
+        if self._read >= self.page_rows:
+            self.release()
+        return xs, bags
+
+    def release(self) -> None:
+        """Hand the mapped pages read so far back to the kernel (their contents stay in the files)."""
+        self._read = 0
+        for b in self.blocks:
+            page_out(self.dense[b])
+            if self.bag_arrays[b] is not None:
+                page_out(self.bag_arrays[b][1])
+                page_out(self.bag_arrays[b][2])
+
+
+def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) -> tuple[list[str], StoredBlocks]:
+    """The blocks of the users ``rows`` (sorted graph rows), computed ``per_block`` users at a time with
+    ``model._raw_blocks_rows`` and written to ``path``. Returns the block names and the :class:`StoredBlocks`
+    (dense parts raw: the caller sets :attr:`StoredBlocks.stats`)."""
+    shared = model._shared(inputs)
+    names, dense_files, bag_files, indptrs = None, [], [], []
+    with contextlib.ExitStack() as files, progress.bar(total=len(rows), desc="sign blocks", unit="user",
+                                                      leave=False) as shown:
+        for lo in range(0, max(len(rows), 1), per_block):
+            chunk = rows[lo:lo + per_block]
+            names_c, dense, bags = model._raw_blocks_rows(inputs, chunk, shared)
+            if names is None:
+                names = names_c
+                dense_files = [np.lib.format.open_memmap(path / f"dense_{b}.npy", mode="w+", dtype=np.float64,
+                                                         shape=(len(rows), d.shape[1])) for b, d in enumerate(dense)]
+                bag_files = [None if m is None else (files.enter_context(open(path / f"bag_{b}.indices.bin", "wb")),
+                                                     files.enter_context(open(path / f"bag_{b}.data.bin", "wb")))
+                             for b, m in enumerate(bags)]
+                indptrs = [[np.zeros(1, dtype=np.int64)] if m is not None else None for m in bags]
+            for b, d in enumerate(dense):
+                dense_files[b][lo:lo + len(chunk)] = d
+                dense_files[b].flush()  # written to the file, so the pages are clean and can be handed back
+                page_out(dense_files[b])
+            for b, m in enumerate(bags):
+                if m is None:
+                    continue
+                m = m.tocsr()
+                bag_files[b][0].write(m.indices.astype(np.int32).tobytes())
+                bag_files[b][1].write(m.data.astype(np.float32).tobytes())
+                indptrs[b].append(indptrs[b][-1][-1] + m.indptr[1:].astype(np.int64))
+            del dense, bags
+            shown.update(len(chunk))
+    for f in dense_files:
+        f.flush()
+    sparse = [p is not None for p in indptrs]
+    for b, parts in enumerate(indptrs):
+        if parts is not None:
+            np.save(path / f"bag_{b}.indptr.npy", np.concatenate(parts))
+    dims = [int(f.shape[1]) for f in dense_files]
+    del dense_files
+    return names, StoredBlocks(path, rows, dims, sparse, model.n_items_, page_rows=per_block)

@@ -1,0 +1,110 @@
+"""``sign`` past its row-block setting: blocks written a row block at a time to memory-mapped files, trained from
+them a mini-batch at a time, every user scored a row block at a time (graphprof.models.sign.store). The fit must
+be the one the in-memory route makes (the same weights, history and choice); the scores the same to float
+rounding."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from fixtures_small import build_shop, split_shop
+
+from graphprof import workdir
+from graphprof.cli import main
+from graphprof.models.sign import store
+from graphprof.models.sign.model import SIGN
+
+FAST = {"epochs": 4, "hidden_grid": [16], "dropout_grid": [0.3]}
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return split_shop(tmp_path_factory.mktemp("sign_store_shop"), "age_band")
+
+
+def _fit(inputs, shop, **kwargs) -> SIGN:
+    _, target, parts = shop
+    return SIGN(seed=0, **{**FAST, **kwargs}).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+
+
+def _in_blocks(inputs, rows: int, scratch=None):
+    return dataclasses.replace(inputs, block_rows=rows, scratch=scratch)
+
+
+def test_fit_from_files_is_the_in_memory_fit(shop, tmp_path, monkeypatch):
+    inputs = shop[0]
+    n = inputs.graph.num_users
+    written = []
+    real = store.write_blocks
+
+    def spy(model, inp, rows, path, per_block):
+        names, source = real(model, inp, rows, path, per_block)
+        written.append((len(rows), per_block, sorted(p.name for p in path.iterdir())))
+        return names, source
+
+    monkeypatch.setattr(store, "write_blocks", spy)
+    held = _fit(inputs, shop)
+    assert not written  # within the setting: in memory
+    streamed = _fit(_in_blocks(inputs, n // 10, tmp_path / "scratch"), shop)
+    (count, per_block, files), = written
+    _, _, parts = shop
+    assert count == len(parts["train"]) + len(parts["val"]) and per_block == n // 10 and count > 3 * per_block
+    assert "dense_0.npy" in files and "bag_0.data.bin" in files and "bag_1.indices.bin" in files
+    assert list((tmp_path / "scratch").iterdir()) == []  # the files are removed after the fit
+    a, b = held.net_.state_dict(), streamed.net_.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert held.history_ == streamed.history_ and held.choice_ == streamed.choice_
+    for (m1, s1), (m2, s2) in zip(held.block_stats_, streamed.block_stats_):
+        assert np.array_equal(m1, m2) and np.array_equal(s1, s2)
+    np.testing.assert_allclose(streamed.proba(_in_blocks(inputs, n // 10)), held.proba(inputs), rtol=0, atol=1e-6)
+
+
+def test_scores_in_row_blocks_are_the_whole_graph_scores(shop):
+    inputs = shop[0]
+    model = _fit(inputs, shop)
+    blocks = _in_blocks(inputs, 41)
+    np.testing.assert_allclose(model.proba(blocks), model.proba(inputs), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.embed(blocks), model.embed(inputs), rtol=0, atol=1e-5)
+    rows = np.arange(inputs.graph.num_users)[::-2]
+    np.testing.assert_allclose(model.proba(blocks, rows=rows), model.proba(inputs)[rows], rtol=0, atol=1e-6)
+
+
+def test_stored_batches_equal_held_batches_after_pages_are_handed_back(shop, tmp_path):
+    inputs, _, parts = shop
+    model = _fit(inputs, shop)  # fitted state (statistics, idf, blocks kept) to compute blocks with
+    rows = np.union1d(parts["train"], parts["val"])
+    names, stored = store.write_blocks(model, inputs, rows, tmp_path, per_block=50)
+    assert names == model.block_names_
+    stored.stats = [None, *model.block_stats_]
+    held = store.HeldBlocks(*model._blocks(inputs, model._raw_blocks_rows(inputs, np.arange(inputs.graph.num_users))))
+    assert stored.dims == held.dims and stored.sparse == held.sparse
+    pick = rows[::-3]
+    for _ in range(2):  # the second read comes back from the files after the pages were handed back
+        xs_s, bags_s = stored.batch(pick, train=True)
+        xs_h, bags_h = held.batch(pick, train=True)
+        assert all(torch.equal(a, b) for a, b in zip(xs_s, xs_h))
+        for a, b in zip(bags_s, bags_h):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert all(torch.equal(x, y) for x, y in zip(a, b))
+        stored.release()
+    with pytest.raises(ValueError, match="not written"):
+        stored.batch(np.setdiff1d(np.arange(inputs.graph.num_users), rows)[:3])
+    view = stored.view([0])
+    assert view.dims == stored.dims[:1] and len(view.batch(pick)[0]) == 1
+
+
+def test_cli_block_rows(tmp_path, capsys):
+    work = build_shop(tmp_path)
+    args = ["train", "--workdir", str(work), "--target", "age_band", "--models", "sign", "--seeds", "1",
+            "--epochs", "2", "--json", "-q"]
+    assert main(args + ["--block-rows", "0"]) == 2
+    assert "--block-rows must be >= 1. Got 0 instead" in capsys.readouterr().err
+    assert main(args + ["--block-rows", "60"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["targets"]["age_band"]["sign"]
+    assert not (work / workdir.SCRATCH_DIR).exists()
