@@ -6,7 +6,7 @@ For each size (the project's generator: 10 purchases and ~4 ties a user, Parquet
 
 * ``build-graph --engine E`` (``--engine``, default ``duckdb``: the same route at every size, so the sizes
   compare; ``auto`` picks it where the in-memory build would not fit);
-* ``train --target gender --models M --seeds 1`` (``--models``, default ``lr``);
+* ``train --target gender --models M --seeds 1`` (``--models``, default ``lr``; ``--epochs N`` passed on);
 * ``predict`` of ``--new-users`` unseen users (default 100k; prepared as ``benchmarks/predict.py`` prepares them:
   tied to each other and to known users, buying known items);
 * ``export-embeddings`` of every user (the trained model's embeddings).
@@ -15,7 +15,7 @@ A stage that fails or passes ``--timeout`` is reported as such, with its error's
 is (seconds at this size / seconds at the smallest size) / (users / smallest users): 1.0 is linear.
 
 Run: ``python benchmarks/scale.py [--sizes 1000000,3000000,10000000] [--stages build,train,predict,export]
-[--engine duckdb] [--models lr] [--cache DIR] [--no-write]``; the table is printed and appended to
+[--engine duckdb] [--models lr] [--epochs N] [--cache DIR] [--no-write]``; the table is printed and appended to
 ``benchmarks/RESULTS.md`` with the command and the machine.
 """
 
@@ -40,7 +40,7 @@ def commands(size: int, data: Path, work: Path, new: Path | None, args) -> dict[
     return {
         "build": cli + ["build-graph", "-q", "--data", str(data), "--workdir", str(work), "--engine", args.engine],
         "train": cli + ["train", "-q", "--workdir", str(work), "--target", "gender", "--models", args.models,
-                        "--seeds", "1", "--no-memory-check"],
+                        "--seeds", "1", "--no-memory-check"] + (["--epochs", str(args.epochs)] if args.epochs else []),
         "predict": cli + ["predict", "-q", "--workdir", str(work), "--data", str(new)] if new else [],
         "export": cli + ["export-embeddings", "-q", "--workdir", str(work), "--model", args.models.split(",")[0]],
     }
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--engine", default="duckdb", choices=["auto", "numpy", "duckdb", "dask"])
     ap.add_argument("--models", default="lr")
+    ap.add_argument("--epochs", type=int, default=None, help="train's --epochs (default: the models' own)")
     ap.add_argument("--new-users", type=int, default=100_000)
     ap.add_argument("--cache", default="/tmp/graphprof-bench")
     ap.add_argument("--timeout", type=float, default=7200)

@@ -87,35 +87,41 @@ class LogisticBaseline(Model):
         k = int(min(self.params["max_components"], x.shape[1], len(train_idx)))
         scale = StandardScaler().fit(x[train_idx])
         pca = PCA(n_components=k, svd_solver="full", random_state=self.seed).fit(scale.transform(x[train_idx]))
-        # the design of the users fitted and scored here only (train and validation), not of every user: at
-        # millions of users every user's would be many GiB
-        rows = np.union1d(train_idx, val_idx)
-        tr, va = np.searchsorted(rows, train_idx), np.searchsorted(rows, val_idx)
-        z = pca.transform(scale.transform(x[rows]))
-        bag = None
+        # the designs of the users fitted and scored here only (training, validation), not of every user: at
+        # millions of users every user's would be many GiB; two matrices, so the final fit reads the training
+        # design itself rather than a copy of its rows
+        bags, idf = (None, None), None
         if self.params["bag"] and inputs.graph is not None:
             counts = inputs.graph.purchase_matrix("count").tocsr()
             if counts.nnz:
                 idf = fit_idf(counts)  # label-free: every user's purchases
-                bag = tfidf_bag(counts[rows], idf)
+                bags = (tfidf_bag(counts[train_idx], idf), tfidf_bag(counts[val_idx], idf))
             del counts
-        with_bag = bag is not None
-        design = z if bag is None else dense_beside_sparse(z, bag)
-        del z, bag
-        search = tr
-        if len(tr) > SEARCH_MAX_ROWS:  # C is chosen on a sample, the chosen C fitted on every training user
+        with_bag = idf is not None
+
+        def design(rows, bag):
+            z = pca.transform(scale.transform(x[rows]))
+            return z if bag is None else dense_beside_sparse(z, bag)
+
+        design_tr, design_va = design(train_idx, bags[0]), design(val_idx, bags[1])
+        del bags
+        search = None
+        if len(train_idx) > SEARCH_MAX_ROWS:  # C is chosen on a sample, the chosen C fitted on every training user
             rng = np.random.default_rng(self.seed)
-            search = np.sort(rng.choice(tr, SEARCH_MAX_ROWS, replace=False))
+            search = np.sort(rng.choice(len(train_idx), SEARCH_MAX_ROWS, replace=False))
+        x_search = design_tr if search is None else design_tr[search]
+        y_search = y[train_idx] if search is None else y[train_idx[search]]
         best = None
         for c in self.params["c_grid"]:
             lr = LogisticRegression(C=c, class_weight="balanced", max_iter=3000, random_state=self.seed)
-            lr.fit(design[search], y[rows[search]])
-            f1 = f1_score(y[val_idx], lr.predict(design[va]), average="macro")
+            lr.fit(x_search, y_search)
+            f1 = f1_score(y[val_idx], lr.predict(design_va), average="macro")
             if best is None or f1 > best[0]:
                 best = (f1, c, lr)
-        if search is not tr:
+        del x_search, design_va
+        if search is not None:
             best = (best[0], best[1], LogisticRegression(C=best[1], class_weight="balanced", max_iter=3000,
-                                                         random_state=self.seed).fit(design[tr], y[train_idx]))
+                                                         random_state=self.seed).fit(design_tr, y[train_idx]))
         _, self.c_, lr = best
         self.arrays_ = {"scale_mean": scale.mean_, "scale_scale": scale.scale_, "pca_mean": pca.mean_,
                         "pca_components": pca.components_, "coef": lr.coef_[:, :k], "intercept": lr.intercept_}
