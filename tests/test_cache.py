@@ -115,15 +115,27 @@ def test_a_second_train_reuses_the_label_free_work_with_the_same_numbers(shop, t
     assert _outputs(cached) == _outputs(plain)
 
 
+def _killed_train_leftover(work):
+    """What a killed train leaves of sign's memory-mapped blocks (.scratch/)."""
+    left = work / workdir.SCRATCH_DIR / "rank0" / "sign-blocks-x"
+    left.mkdir(parents=True)
+    (left / "dense_0.npy").write_bytes(b"blocks of every user fitted")
+    return work / workdir.SCRATCH_DIR
+
+
 def test_build_graph_and_forget_remove_the_cache(shop, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(shop, work)
     train(work, **SIGN_RUN)
     assert (work / workdir.CACHE_DIR).is_dir()
+    scratch = _killed_train_leftover(work)
     user = build.load_tables(work, "purchases")["user_id"].iloc[0]
     forget(work, [user])
     assert not (work / workdir.CACHE_DIR).exists()  # it held the erased user's rows
-    train(work, **SIGN_RUN)
-    assert (work / workdir.CACHE_DIR).is_dir()
+    assert not scratch.exists()  # so did a killed train's blocks
+    _killed_train_leftover(work)
+    train(work, **SIGN_RUN)  # a train clears a killed one's working files, and leaves none of its own
+    assert (work / workdir.CACHE_DIR).is_dir() and not scratch.exists()
+    _killed_train_leftover(work)
     build.build(work, data=shop.parent / "data")
-    assert not (work / workdir.CACHE_DIR).exists()
+    assert not (work / workdir.CACHE_DIR).exists() and not scratch.exists()

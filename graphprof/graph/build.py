@@ -343,7 +343,7 @@ STALE_AFTER_BUILD = ("train", "communities", "export-embeddings", "predict", "re
 def _clear_stale(root: Path) -> None:
     """A new graph makes what was derived from the old one meaningless (models, communities, embeddings,
     predictions, the report): remove it rather than mix them up."""
-    for name in (workdir.MODELS_DIR, workdir.PARTIAL_TRAIN, workdir.CACHE_DIR, workdir.COMMUNITIES_DIR, workdir.EMBEDDINGS_DIR,
+    for name in (workdir.MODELS_DIR, workdir.PARTIAL_TRAIN, workdir.SCRATCH_DIR, workdir.CACHE_DIR, workdir.COMMUNITIES_DIR, workdir.EMBEDDINGS_DIR,
                  str(Path(workdir.PREDICTIONS_NEW).parent), workdir.REPORT):
         path = root / name
         if path.is_dir():

@@ -161,6 +161,9 @@ class ErasurePlan(DerivedErasure):
             partial = self.root / workdir.PARTIAL_TRAIN
             if partial.exists():
                 self._delete(partial, "an interrupted 'graphprof train' fitted with the erased users")
+            scratch = self.root / workdir.SCRATCH_DIR
+            if scratch.exists():
+                self._delete(scratch, "the working files of a killed 'graphprof train' (sign's blocks)")
             cache = self.root / workdir.CACHE_DIR
             if cache.exists():
                 self._delete(cache, "label-free arrays computed with the erased users; the next 'graphprof "

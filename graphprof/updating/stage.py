@@ -222,7 +222,8 @@ def _apply(root: Path, staging, validated, sources: dict, n: int, stage, seconds
             workdir.write_csv(staging.path(rel), rej)
             acc["rejects"] = str(root / rel)
         rows[name] = acc
-    for rel in (workdir.CACHE_DIR, workdir.PARTIAL_TRAIN):  # label-free arrays and resumable fits of the old graph
+    # label-free arrays, resumable fits and a killed train's working files, all of the old graph
+    for rel in (workdir.CACHE_DIR, workdir.PARTIAL_TRAIN, workdir.SCRATCH_DIR):
         if (root / rel).exists():
             staging.delete(rel)
     seconds["write"] = time.perf_counter() - t0
