@@ -118,14 +118,22 @@ class ProfileGraph:
         n = self.num_users
         if FRIEND not in self.edge_types:
             return sp.csr_matrix((n, n))
+        from graphprof.runtime.memory import page_out
+
         ei = self.edge(FRIEND)
-        w = self.edge(FRIEND, "edge_weight").astype(np.float64)
+        mapped_w = self.edge(FRIEND, "edge_weight")
+        w = mapped_w.astype(np.float64)
         key = ei[0] * np.int64(n) + ei[1]
         if len(key) and np.all(key[1:] > key[:-1]):  # build_graph's order (sorted, unique): CSR directly
+            del key
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(ei[0], minlength=n), out=indptr[1:])
-            return sp.csr_matrix((w, ei[1].astype(np.int64), indptr), shape=(n, n))
-        return sp.csr_matrix((w, (ei[0], ei[1])), shape=(n, n))
+            adj = sp.csr_matrix((w, ei[1].astype(np.int64), indptr), shape=(n, n))
+        else:
+            adj = sp.csr_matrix((w, (ei[0], ei[1])), shape=(n, n))
+        for mapped in (ei, mapped_w):  # mapped from the work directory: copied into the matrix, pages not needed
+            page_out(mapped, PAGE_OUT_MIN_BYTES)
+        return adj
 
     def purchase_matrix(self, attr: str = "quantity", copy_structure: bool = True):
         """``scipy.sparse.csr_matrix`` [num_users, num_items] holding one of :data:`BUY_ATTRS` (NaN as 0).
@@ -153,6 +161,8 @@ class ProfileGraph:
                 np.cumsum(np.bincount(ei[0], minlength=shape[0]), out=indptr[1:])
                 structure = index_arrays(ei[1], indptr, max(shape))
             cached = self.__dict__["_buy_csr"] = (source, structure, ei)
+            if structure is not None:  # read into the structure: the mapped edges' pages are not needed
+                page_out(ei, PAGE_OUT_MIN_BYTES)
         if cached[1] is not None:
             indices, indptr = cached[1]  # copied unless asked not to: a caller may sort or prune in place
             if copy_structure:

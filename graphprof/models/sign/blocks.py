@@ -23,9 +23,10 @@ class Shared(NamedTuple):
 
     adj_rows: Callable | None      # rows of the friend adjacency (None: no social hops)
     counts: sp.csr_matrix          # user x item purchase counts
-    f_all: np.ndarray | None       # standardised F of every user (co-purchase block only)
+    f_all: np.ndarray | None       # standardised F of every user (co-purchase block, or ``whole``)
     item_f: np.ndarray | None      # P_nᵀ F [num_items, num_features]
     inv: np.ndarray | None         # 1 / the column sums of log(1 + counts)
+    t_all: sp.csr_matrix | None = None  # the bag of items of every user (``whole`` only)
 
 
 def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,26 +94,31 @@ class SIGNBlocks:
             bags.append(None)
         return names, dense, bags
 
-    def _shared(self, inputs: ModelInput) -> Shared:
+    def _shared(self, inputs: ModelInput, whole: bool = False) -> Shared:
         """What every row block of :meth:`_raw_blocks_rows` reads of the whole graph, made once: the adjacency
         rows' reader, the purchase counts and, for the co-purchase block, the standardised ``F`` and the
-        item-level ``P_nᵀ F`` with the column sums of the log counts."""
+        item-level ``P_nᵀ F`` with the column sums of the log counts. ``whole`` (row blocks that cover most
+        users, whose outer ball is nearly everyone): also every user's standardised ``F`` and bag ``T``, which
+        the first hop then reads in place rather than a copy of the ball's rows (the same numbers)."""
         g = inputs.graph
         adj_rows = getattr(g, "adjacency_rows", None)  # from the rows' own ties where the graph can (graphprof.extend)
         if adj_rows is None and self.social_ and self.params["hops"]:
             adj_rows = g.social_adjacency().__getitem__
         counts = self._counts(inputs)
-        f_all = item_f = inv = None
-        if self.copurchase_:
+        f_all = item_f = inv = t_all = None
+        if whole:
+            t_all = self._bag_rows(inputs, slice(None), counts)
+        if self.copurchase_ or whole:
             f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+        if self.copurchase_:
             wt = counts.log1p().T.tocsr()
             item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
             s = np.asarray(abs(wt).sum(axis=1)).ravel()
             del wt
             inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-        return Shared(adj_rows, counts, f_all, item_f, inv)
+        return Shared(adj_rows, counts, f_all, item_f, inv, t_all)
 
-    def _bag_rows(self, inputs: ModelInput, rows: np.ndarray, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
+    def _bag_rows(self, inputs: ModelInput, rows, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
         return tfidf_bag((self._counts(inputs) if counts is None else counts)[rows], self.idf_)
 
@@ -126,24 +132,31 @@ class SIGNBlocks:
         buyer's ``F``). ``shared``: :meth:`_shared`'s output, where several row blocks are computed."""
         p = self.params
         hops = p["hops"] if self.social_ else 0
-        adj_rows, counts, f_all, item_f, inv = shared if shared is not None else self._shared(inputs)
+        adj_rows, counts, f_all, item_f, inv, t_all = shared if shared is not None else self._shared(inputs)
+        whole = t_all is not None  # the outer ball is every user: read in place, not renumbered
         balls = [rows]
-        for _ in range(hops):
+        for _ in range(hops - 1 if whole else hops):
             balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
-        far = balls[-1]
-        if f_all is not None:
-            f_far = f_all[far]
+        if whole:
+            balls.append(None)
+            f_far, t_far = f_all, t_all
+            names, dense, bags = ["own"], [f_all[rows]], [t_all[rows]]
         else:
-            f_far = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
-        t_far = self._bag_rows(inputs, far, counts)
-        at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
-        names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
+            far = balls[-1]
+            if f_all is not None:
+                f_far = f_all[far]
+            else:
+                f_far = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
+            t_far = self._bag_rows(inputs, far, counts)
+            at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
+            names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
         hf, ht = f_far, t_far
         del f_far, t_far
         for k in range(1, hops + 1):
             level, nxt = balls[hops - k], balls[hops - k + 1]
             m = row_scale(adj_rows(level), "l1")
-            m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
+            if nxt is not None:
+                m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
             hf = m @ hf
             ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
             at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))

@@ -330,7 +330,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
     def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and block outputs of ``rows``, their blocks computed a row block at a time."""
         per_block = store.block_rows(inputs)
-        shared = self._shared(inputs) if len(rows) > per_block else None
+        shared = self._shared(inputs, whole=True) if len(rows) > per_block else None
         logits, embs = [], []
         with progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False,
                           disable=len(rows) <= per_block) as shown:

@@ -174,7 +174,7 @@ def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) ->
     """The blocks of the users ``rows`` (sorted graph rows), computed ``per_block`` users at a time with
     ``model._raw_blocks_rows`` and written to ``path``. Returns the block names and the :class:`StoredBlocks`
     (dense parts raw: the caller sets :attr:`StoredBlocks.stats`)."""
-    shared = model._shared(inputs)
+    shared = model._shared(inputs, whole=True)
     names, dense_files, bag_files, indptrs = None, [], [], []
     with contextlib.ExitStack() as files, progress.bar(total=len(rows), desc="sign blocks", unit="user",
                                                       leave=False) as shown:
