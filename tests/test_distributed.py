@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from graphprof import workdir
 from graphprof.cli import main
 from graphprof.features import load_features
 from graphprof.graph import load_graph
@@ -158,3 +159,21 @@ def test_two_processes_reach_the_one_process_metric_and_write_once(sample_work):
     proba = model.predict_proba(inputs)
     pred = pd.read_parquet(sign_dir / "predictions.parquet")
     assert np.allclose(pred[[f"proba_{c}" for c in model.classes_]].to_numpy(), proba.to_numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_train_sign_from_one_set_of_block_files(sample_work):
+    """Past --block-rows, rank 0 writes sign's blocks once and both ranks map them (each reads its share of every
+    batch): the run completes with the 1-process metric and leaves no working files."""
+    work = sample_work
+    args = ["--target", "gender", "--models", "sign", "--seeds", "1", "--epochs", EPOCHS, "--block-rows", "300"]
+    one = train(work, targets=["gender"], models=["sign"], seeds=1, epochs=int(EPOCHS), block_rows=300).to_json()
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--workdir", str(work), *args,
+                        "--nproc", "2", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    two = json.loads(r.stdout)
+    (m1, _), (m2, _) = _val(one), _val(two)
+    assert abs(m2 - m1) <= TOLERANCE, (m1, m2)
+    assert not (work / workdir.SCRATCH_DIR).exists()
+    assert json.loads((work / "models" / "gender" / "sign" / "config.json").read_text())["world_size"] == 2

@@ -52,8 +52,9 @@ model predicts on a graph with more users than it was fitted on (``graphprof pre
 the whole-graph call's rows.
 
 **Data parallel** (inside an initialised ``torch.distributed`` process group of more than one process:
-``graphprof train --nproc N`` or ``torchrun``): every rank computes the same blocks from the same files and
-draws the same epoch permutation; each mini-batch of ``batch`` users is split into one contiguous shard per
+``graphprof train --nproc N`` or ``torchrun``): every rank computes the same blocks from the same files (past
+the row-block setting: rank 0 writes them once and every rank maps its files) and draws the same epoch
+permutation; each mini-batch of ``batch`` users is split into one contiguous shard per
 rank (``batch / world_size`` users each, so the effective batch and the number of steps are those of one
 process), the MLP is wrapped in ``DistributedDataParallel`` and each rank's loss is its shard's share of the
 whole batch's class-weighted loss, so the averaged gradient is the one process's gradient on that batch (up to
@@ -69,6 +70,7 @@ reads).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -177,6 +179,8 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         self.route_ = "large" if len(train_idx) >= LARGE_TRAIN_USERS else "grid"
         with store.scratch_dir(inputs) as scratch:
             self._fit_on(self._sources(inputs, train_idx, val_idx, scratch), inputs, y, train_idx, val_idx)
+            if parallel.active():  # rank 0's files stay until every rank is done reading them
+                parallel.barrier()
 
     def _sources(self, inputs: ModelInput, train_idx, val_idx, scratch):
         """The blocks the fit reads (:mod:`graphprof.models.sign.store`): every user's in memory, or past the
@@ -190,8 +194,21 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
             return store.HeldBlocks(*self._blocks(inputs, raw))
         log.info("sign: %d users: blocks of the %d training and validation users written %d at a time to "
                  "memory-mapped files", inputs.graph.num_users, len(train_idx) + len(val_idx), per_block)
-        self.block_names_, source = store.write_blocks(self, inputs, np.union1d(train_idx, val_idx), scratch,
-                                                       per_block)
+        rows = np.union1d(train_idx, val_idx)
+        if not parallel.active() or parallel.world_size() == 1:
+            self.block_names_, source = store.write_blocks(self, inputs, rows, scratch, per_block)
+        else:  # data parallel: rank 0 writes the files once; every rank maps them and reads its share of a batch
+            written = {}
+
+            def write() -> dict:
+                written["names"], written["source"] = store.write_blocks(self, inputs, rows, scratch, per_block)
+                return {"names": written["names"], "path": str(scratch), "dims": written["source"].dims,
+                        "sparse": written["source"].sparse}
+
+            doc = parallel.on_main(write)
+            self.block_names_ = doc["names"]
+            source = written.get("source") or store.StoredBlocks(Path(doc["path"]), rows, doc["dims"], doc["sparse"],
+                                                                 self.n_items_, page_rows=per_block)
         self.block_stats_ = [stats(source.raw(b, train_idx)) for b in range(1, len(self.block_names_))]
         source.stats = [None, *self.block_stats_]
         source.release()
