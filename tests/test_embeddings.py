@@ -682,3 +682,38 @@ def test_sign_export_is_the_representation_its_head_reads(tmp_path):
     model = get_model("sign").load(work / "models" / "gender" / "sign" / "seed_0")
     want = model.embed(ModelInput(graph=load_graph(work), features=load_features(work)))
     np.testing.assert_allclose(users.vectors, want.astype(np.float32), rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained_lr_sign(tmp_path_factory):
+    """A built shop with lr and sign trained for gender (small), nothing exported yet."""
+    work = build_shop(tmp_path_factory.mktemp("emb_lr_sign"), n_users=N_USERS)
+    train(work, targets=["gender"], models=["lr", "sign"], seeds=1, epochs=2)
+    return work
+
+
+@pytest.mark.parametrize("model", ["lr", "sign"])
+def test_export_a_block_of_users_at_a_time_writes_the_same_files(trained_lr_sign, tmp_path, monkeypatch, model):
+    """The vectors are computed and written WRITE_ROWS users at a time (never every user's at once): the files
+    equal the one-block export (sign: its scores' float rounding), and the Parquet file has one row group a block."""
+    from graphprof.embeddings import export
+    from graphprof.models import baseline
+
+    work = trained_lr_sign
+    monkeypatch.setattr(baseline, "BLOCK_ROWS", 16)  # lr's blocks are whole multiples of its scoring blocks
+    export_embeddings(work, model=model, out=tmp_path / "one.parquet")
+    one = load_embeddings(work, "user")
+    one_frame = pd.read_parquet(work / "embeddings" / "users.parquet")
+    monkeypatch.setattr(export, "WRITE_ROWS", 64)
+    res = export_embeddings(work, model=model, out=tmp_path / "blocks.npy")
+    blocks = load_embeddings(work, "user")
+    frame = pd.read_parquet(work / "embeddings" / "users.parquet")
+    assert res.meta["num_users"] == N_USERS and blocks.meta == one.meta
+    assert blocks.ids.tolist() == one.ids.tolist() and blocks.vectors.dtype == np.float32
+    np.testing.assert_allclose(blocks.vectors, one.vectors, rtol=0, atol=0 if model == "lr" else 1e-5)
+    np.testing.assert_allclose(frame.drop(columns="user_id").to_numpy(), blocks.vectors, rtol=0, atol=0)
+    assert frame["user_id"].tolist() == one_frame["user_id"].tolist()
+    assert pq.ParquetFile(work / "embeddings" / "users.parquet").num_row_groups == -(-N_USERS // 64)
+    assert np.array_equal(np.load(tmp_path / "blocks.npy"), blocks.vectors)  # --out .npy: the same bytes
+    out = pd.read_parquet(tmp_path / "one.parquet")
+    np.testing.assert_allclose(out.drop(columns="user_id").to_numpy(), one.vectors, rtol=0, atol=0)

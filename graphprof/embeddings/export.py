@@ -19,6 +19,7 @@ embeddings remain personal data. :mod:`graphprof.embeddings.query` answers ``sim
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +29,11 @@ import pandas as pd
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.privacy.pseudonymize import load_key, pseudonymize_ids
+from graphprof.runtime.memory import page_out
 
 SOURCES = ("lightgcn", "sage", "gat", "sign", "lr")
+#: users per block where the vectors are computed and written a block at a time (the files are the same)
+WRITE_ROWS = 262_144
 
 
 @dataclass
@@ -114,7 +118,7 @@ def _sage_or_lr(root: Path, model: str, target: str | None):
     fitted = get_model(model).load(workdir.run_dir(root, target, model, seed))
     features = load_features(root)
     inputs = ModelInput(graph=load_graph(root) if fitted.uses_graph else None, features=features)
-    users = fitted.embed(inputs).astype(np.float32)
+    users = fitted.embed_blocks(inputs, WRITE_ROWS)  # a block of users at a time: never every user's at once
     items = fitted.embed_items(inputs).astype(np.float32) if hasattr(fitted, "embed_items") else None
     return features.user_ids, features.item_ids, users, items, target, seed
 
@@ -170,44 +174,81 @@ def export_embeddings(workdir_path: str | Path = workdir.DEFAULT_WORKDIR, model:
             graph_users, graph_items, users, items, target, used_seed = _sage_or_lr(root, model, target)
             extra = {}
         user_ids = pseudonymize_ids(graph_users, key) if key else graph_users.astype(object)
-        meta = {"model": model, "target": target if model != "lightgcn" else None, "dim": int(users.shape[1]),
+        meta = {"model": model, "target": target if model != "lightgcn" else None, "dim": 0,
                 "seed": used_seed, "num_users": int(len(user_ids)),
                 "num_items": int(len(items)) if items is not None else 0,
                 "graph_id": manifest.get("graph_id"), "pseudonymized": bool(key), **extra}
-        user_emb = Embeddings(user_ids, np.ascontiguousarray(users, dtype=np.float32), meta)
+        d = root / workdir.EMBEDDINGS_DIR
+        # the matrix first, written a block at a time; every other file reads it back mapped, a block at a time
+        npy = workdir.atomic_write(workdir.embedding_files(d, "user")["npy"],
+                                   lambda p: _write_npy_blocks(p, len(user_ids), [users] if isinstance(users, np.ndarray)
+                                                               else users))
+        vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+        meta["dim"] = int(vectors.shape[1])
+        user_emb = Embeddings(user_ids, vectors, meta)
         item_emb = (Embeddings(graph_items.astype(object), np.ascontiguousarray(items, dtype=np.float32), meta)
                     if items is not None else None)
-        files = write_export_dir(root, user_emb, item_emb)
+        files = write_export_dir(root, user_emb, item_emb, npy_written=True)
         if out is not None:
-            files += _write_out(Path(out), user_emb, item_emb)
+            files += _write_out(Path(out), user_emb, item_emb, npy)
         workdir.update_manifest(root, stages={"export-embeddings": {"model": model, "target": meta["target"],
                                                                     "pseudonymized": bool(key)}})
     return ExportResult(meta=meta, files=[str(f) for f in files])
 
 
-def _write_parquet_with_meta(path: Path, frame: pd.DataFrame, meta: dict) -> Path:
+def _write_parquet_with_meta(path: Path, emb: Embeddings, id_column: str) -> Path:
+    """``emb`` as Parquet (``id_column`` + ``e_0..``; its meta under the schema key ``graphprof``), written
+    :data:`WRITE_ROWS` rows at a time (a mapped matrix is read a block at a time)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           b"graphprof": json.dumps(meta).encode()})
-    ids = [str(c) for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]  # no dictionary for floats
-    return workdir.atomic_write(path, lambda p: pq.write_table(table, p, use_dictionary=ids or False))
+    def write(p: Path) -> None:
+        writer = None
+        try:
+            for lo in range(0, max(len(emb.ids), 1), WRITE_ROWS):
+                part = Embeddings(emb.ids[lo:lo + WRITE_ROWS], np.asarray(emb.vectors[lo:lo + WRITE_ROWS]))
+                table = pa.Table.from_pandas(part.to_frame(id_column), preserve_index=False)
+                if writer is None:
+                    schema = table.schema.with_metadata({**(table.schema.metadata or {}),
+                                                         b"graphprof": json.dumps(emb.meta).encode()})
+                    # no dictionary for the floats
+                    writer = pq.ParquetWriter(p, schema, use_dictionary=[id_column])
+                writer.write_table(table.replace_schema_metadata(writer.schema.metadata))
+                page_out(emb.vectors)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    return workdir.atomic_write(path, write)
+
+
+def _write_npy_blocks(path: Path, rows: int, blocks) -> None:
+    """The float32 matrix of ``rows`` rows whose consecutive row blocks ``blocks`` yields, as a ``.npy`` file
+    written a block at a time."""
+    out = None
+    at = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32)
+        if out is None:
+            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, block.shape[1]))
+        out[at:at + len(block)] = block
+        at += len(block)
+        out.flush()  # written: the pages can be handed back
+        page_out(out)
+    if out is None or at != rows:  # an invariant: the model embeds every user
+        raise ValueError(f"embeddings: {rows} rows to write. Got {at} instead")
+    del out
 
 
 def _write_npy(path: Path, vectors: np.ndarray) -> Path:
-    def _w(p: Path) -> None:
-        with open(p, "wb") as fh:
-            np.save(fh, vectors, allow_pickle=False)
-
-    return workdir.atomic_write(path, _w)
+    return workdir.atomic_write(path, lambda p: _write_npy_blocks(p, len(vectors), [vectors]))
 
 
-def write_export_dir(root: Path, users: Embeddings, items: Embeddings | None) -> list[Path]:
+def write_export_dir(root: Path, users: Embeddings, items: Embeddings | None, npy_written: bool = False) -> list[Path]:
     """Write ``embeddings/``: per kind the Parquet file (metadata under the schema key ``graphprof``), the
     ``.npy`` matrix and its ids; the item files are removed where ``items`` is None; ``meta.json`` last (its
-    presence means a complete export). ``forget`` rewrites a filtered export through this function too."""
+    presence means a complete export). ``npy_written``: the users' ``.npy`` is in place already (``users``'
+    vectors are mapped from it). ``forget`` rewrites a filtered export through this function too."""
     d = Path(root) / workdir.EMBEDDINGS_DIR
     files = []
     for kind, emb in (("user", users), ("item", items)):
@@ -216,22 +257,23 @@ def write_export_dir(root: Path, users: Embeddings, items: Embeddings | None) ->
             for f in paths.values():
                 f.unlink(missing_ok=True)
             continue
-        files.append(_write_parquet_with_meta(paths["parquet"], emb.to_frame(f"{kind}_id"), emb.meta))
-        files.append(_write_npy(paths["npy"], emb.vectors))
+        files.append(_write_parquet_with_meta(paths["parquet"], emb, f"{kind}_id"))
+        files.append(paths["npy"] if kind == "user" and npy_written else _write_npy(paths["npy"], emb.vectors))
         files.append(workdir.write_csv(paths["ids"], pd.DataFrame({f"{kind}_id": emb.ids})))
     files.append(workdir.write_json(d / workdir.EMBEDDINGS_META, users.meta))
     return files
 
 
-def _write_out(out: Path, users: Embeddings, items: Embeddings | None) -> list[Path]:
+def _write_out(out: Path, users: Embeddings, items: Embeddings | None, npy: Path) -> list[Path]:
+    """The export's copy at ``--out``; ``npy``: the users' matrix as written in ``embeddings/``."""
     sidecars = workdir.export_sidecars(out)
     files = []
     if out.suffix == ".parquet":
-        files.append(_write_parquet_with_meta(out, users.to_frame("user_id"), users.meta))
+        files.append(_write_parquet_with_meta(out, users, "user_id"))
         if items is not None:
-            files.append(_write_parquet_with_meta(sidecars["items"], items.to_frame("item_id"), items.meta))
+            files.append(_write_parquet_with_meta(sidecars["items"], items, "item_id"))
     else:
-        files.append(_write_npy(out, users.vectors))
+        files.append(workdir.atomic_write(out, lambda p: shutil.copyfile(npy, p)))  # the same bytes
         files.append(workdir.write_csv(sidecars["ids"], pd.DataFrame({"user_id": users.ids})))
         files.append(workdir.write_json(sidecars["meta"], users.meta))
     return files

@@ -8,6 +8,7 @@ never pickled, and loaded with :meth:`Model.load`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,13 @@ class Model(ABC):
         if rows is None:
             return self._embed(inputs)
         return self._embed_rows(inputs, np.asarray(rows, dtype=np.int64))
+
+    def embed_blocks(self, inputs: ModelInput, block_rows: int) -> Iterator[np.ndarray]:
+        """:meth:`embed`'s rows for every user, a block of consecutive users at a time (in graph order), for
+        writers that stream them (``export-embeddings``). Default: the whole matrix as one block; ``lr`` and
+        ``sign`` yield ``block_rows`` users at a time, with the same numbers (``sign``: to float rounding)."""
+        self._check_fitted()
+        yield self._embed(inputs)
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` of :meth:`_proba`. Default: the whole graph, then the rows (``sage`` / ``gat``)."""

@@ -164,6 +164,13 @@ class LogisticBaseline(Model):
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         return self._proba_x(feature_rows(inputs.features, rows), self._bag_rows(inputs, rows))
 
+    def embed_blocks(self, inputs: ModelInput, block_rows: int):
+        self._check_fitted()
+        x = inputs.features.matrix
+        step = max(block_rows // BLOCK_ROWS, 1) * BLOCK_ROWS  # whole BLOCK_ROWS blocks: the same numbers as embed
+        for start in range(0, max(len(x), 1), step):
+            yield self._embed_x(x[start:start + step])
+
     def _embed_x(self, x: np.ndarray) -> np.ndarray:
         return self._blocks(x, self._embed_block, self.arrays_["pca_components"].shape[0])
 

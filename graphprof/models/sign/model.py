@@ -344,25 +344,35 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs)[1].numpy().astype(np.float64)
 
-    def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and block outputs of ``rows``, their blocks computed a row block at a time."""
-        per_block = store.block_rows(inputs)
+    def _forward_blocks(self, inputs: ModelInput, rows: np.ndarray, per_block: int):
+        """Logits and block outputs of ``rows``, ``per_block`` rows at a time (their blocks computed on their
+        neighbourhood; what every row block reads of the whole graph made once where there are several)."""
         shared = self._shared(inputs, whole=True) if len(rows) > per_block else None
-        logits, embs = [], []
         with progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False,
                           disable=len(rows) <= per_block) as shown:
             for lo in range(0, len(rows), per_block):
                 chunk = rows[lo:lo + per_block]
                 held = store.HeldBlocks(*self._blocks(inputs, self._raw_blocks_rows(inputs, chunk, shared)))
-                out = self._run(self.net_, held, np.arange(len(chunk)))
-                logits.append(out[0])
-                embs.append(out[1])
+                yield self._run(self.net_, held, np.arange(len(chunk)))
                 shown.update(len(chunk))
-        if len(logits) == 1:
-            return logits[0], embs[0]
-        if not logits:
+
+    def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and block outputs of ``rows``, their blocks computed a row block at a time."""
+        outs = list(self._forward_blocks(inputs, rows, store.block_rows(inputs)))
+        if len(outs) == 1:
+            return outs[0]
+        if not outs:
             return self._run(self.net_, None, rows)
-        return torch.cat(logits), torch.cat(embs)
+        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+    def embed_blocks(self, inputs: ModelInput, block_rows: int):
+        self._check_fitted()
+        n = inputs.graph.num_users
+        if n <= block_rows:
+            yield self._embed(inputs)
+            return
+        for _, emb in self._forward_blocks(inputs, np.arange(n), block_rows):
+            yield emb.numpy().astype(np.float64)
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
         net = torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()
