@@ -288,3 +288,30 @@ def test_sparse_hop_in_row_blocks_equals_the_whole_product(block_nnz, workers):
     np.testing.assert_array_equal(got.indptr, want.indptr)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.data, want.data)
+
+
+def test_sparse_hop_blocks_hold_at_most_their_share_of_entries_whatever_the_weights(monkeypatch):
+    """The row blocks are sized by the product's entries counted on the adjacency's structure: a row-normalised
+    adjacency (weights summing to one, as sign's hops use it) must not make blocks its degree times larger."""
+    from graphprof.models.bag import row_scale
+    from graphprof.models.sign import sparse_hops
+
+    rng = np.random.default_rng(3)
+    adj = row_scale(sp.random(400, 400, density=0.05, random_state=4, format="csr"), "l1")
+    m = sp.random(400, 500, density=0.05, random_state=6, format="csr")
+    m.data = rng.random(m.nnz)
+    products = []
+    real = sparse_hops.top_k_per_row
+
+    def spy(product, k):
+        products.append((product.shape[0], int(np.diff(product.indptr).sum())))
+        return real(product, k)
+
+    monkeypatch.setattr(sparse_hops, "top_k_per_row", spy)
+    block_nnz, workers = 2_000, 2
+    want = real(adj @ m, 9)
+    got = sparse_hops.sparse_hop(adj, m, 9, block_nnz=block_nnz, workers=workers)
+    np.testing.assert_array_equal(got.toarray(), want.toarray())
+    one_row = int((abs(adj).astype(bool).astype(float) @ np.diff(m.indptr).astype(float)).max())
+    assert len(products) > 2 and sum(rows for rows, _ in products) == 400
+    assert max(entries for _, entries in products) <= block_nnz // workers + one_row

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 #: Entries (before the top-k) of the row blocks of a sparse social hop ``A @ T`` in flight together.
-HOP_BLOCK_NNZ = 20_000_000
+HOP_BLOCK_NNZ = 4_000_000
 #: Below this many entries a hop is one product (threads would cost more than they save).
 PARALLEL_MIN_NNZ = 1_000_000
 
@@ -52,8 +52,11 @@ def sparse_hop(adj: sp.csr_matrix, m: sp.csr_matrix, k: int, block_nnz: int = HO
     """
     adj, m = adj.tocsr(), m.tocsr()
     per_row = np.diff(m.indptr)
-    # an upper bound on each output row's entries: sum over its neighbours of their entries
-    cost = np.cumsum(adj @ per_row.astype(np.float64)) if adj.shape[0] else np.zeros(0)
+    # an upper bound on each output row's entries: sum over its neighbours of their entries (counted on the
+    # adjacency's structure: its weights, row-normalised, would give their mean)
+    ones = sp.csr_matrix((np.ones(adj.nnz), adj.indices, adj.indptr), shape=adj.shape)
+    cost = np.cumsum(ones @ per_row.astype(np.float64)) if adj.shape[0] else np.zeros(0)
+    del ones
     workers = workers or min(os.cpu_count() or 1, 4)
     if not len(cost) or cost[-1] <= min(block_nnz, PARALLEL_MIN_NNZ if workers > 1 else block_nnz):
         return top_k_per_row(adj @ m, k)
