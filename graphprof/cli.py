@@ -108,7 +108,7 @@ def _cmd_train(args) -> int | None:
         def _train_estimate():
             workdir.require_built(args.workdir)
             return estimate.estimate_train(estimate.train_sizes(args.workdir, args.target), models, args.seeds,
-                                           args.epochs, processes=args.nproc or 1)
+                                           args.epochs, processes=args.nproc or 1, block_rows=args.block_rows)
 
         if args.estimate:
             est = _train_estimate()

@@ -30,7 +30,7 @@ def test_blend_is_the_weighted_mean_of_the_net_and_an_lr_fitted_on_the_same_user
     inputs, target, parts, model = shop
     w = model.blend_["weight"]
     assert w in blend.WEIGHTS and w > 0
-    net = torch.softmax(model._forward(inputs)[0].double(), dim=1).numpy()
+    net = torch.softmax(model._forward(inputs, model.LOGITS).double(), dim=1).numpy()
     lr = LogisticBaseline(seed=0).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
     assert np.allclose(model.proba(inputs), w * net + (1 - w) * lr.proba(inputs), atol=1e-12)
     assert model.blend_["lr_C"] == lr.c_
@@ -70,7 +70,7 @@ def test_no_blend_when_asked_or_on_the_large_route(shop, monkeypatch, tmp_path):
     inputs, target, parts, _ = shop
     plain = SIGN(seed=0, blend=False, **FAST).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
     assert plain.blend_ is None
-    assert np.array_equal(plain.proba(inputs), torch.softmax(plain._forward(inputs)[0].double(), dim=1).numpy())
+    assert np.array_equal(plain.proba(inputs), torch.softmax(plain._forward(inputs, plain.LOGITS).double(), dim=1).numpy())
     plain.save(tmp_path / "plain")
     assert "blend" not in json.loads((tmp_path / "plain" / "model.json").read_text())["config"]
     assert SIGN.load(tmp_path / "plain").blend_ is None

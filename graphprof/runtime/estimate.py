@@ -47,6 +47,12 @@ MODELS = {
     "sage": {"s_per_size": 1.0e-06, "epoch_s": 2.0e-04, "base_bytes": 0.71 * GIB, "bytes_per_size": 234.0},
     "gat": {"s_per_size": 5.0e-06, "epoch_s": 4.0e-04, "base_bytes": 1.0 * GIB, "bytes_per_size": 222.0},
 }
+#: ``sign`` on a graph of more users than its row-block setting (``train --block-rows``): its blocks go to
+#: memory-mapped files a row block at a time, so its peak is the loaded graph and features, the whole-graph arrays
+#: its row blocks read (standardised features, bag of items, counts, adjacency) and one row block's work:
+#: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. Set from ``train --models sign``
+#: at 1M users (benchmarks/RESULTS.md "sign past its row-block setting")
+SIGN_BLOCKS = {"base_bytes": 1.0 * GIB, "bytes_per_size": 560.0, "bytes_per_block_row": 4096.0}
 #: ``sage`` / ``gat`` on their full-batch route (a graph of at most FULL_BATCH_SIZE): seconds per epoch and
 #: unit of size, and the epochs a full-batch fit typically runs (one optimiser step each)
 FULL_EPOCH_S = {"sage": 7.5e-07, "gat": 1.5e-06}
@@ -283,19 +289,33 @@ def _sign_blends(sizes: dict) -> bool:
     return any(TRAIN_SHARE * n < LARGE_TRAIN_USERS for n in sizes["labelled"].values())
 
 
-def estimate_train(sizes: dict, models: list[str], seeds: int, epochs: int | None, processes: int = 1) -> Estimate:
+def model_peak(model: str, size: int, users: int, block_rows: int | None = None) -> float:
+    """The process's peak bytes with ``model`` on a graph of ``size`` (``users`` of them users); ``sign`` past
+    its row-block setting (``block_rows``, default its own) takes its blocks-in-files route."""
+    if model == "sign":
+        from graphprof.models.sign.store import DEFAULT_BLOCK_ROWS
+
+        per_block = block_rows or DEFAULT_BLOCK_ROWS
+        if users > per_block:
+            c = SIGN_BLOCKS
+            return c["base_bytes"] + c["bytes_per_size"] * size + c["bytes_per_block_row"] * per_block
+    c = MODELS.get(model, MODELS["gat"])
+    return c["base_bytes"] + c["bytes_per_size"] * size
+
+
+def estimate_train(sizes: dict, models: list[str], seeds: int, epochs: int | None, processes: int = 1,
+                   block_rows: int | None = None) -> Estimate:
     """``train``'s cost for ``sizes`` (:func:`train_sizes`), ``models``, ``seeds`` per target and the epochs cap;
     with ``processes`` data-parallel workers (``--nproc``), each holds the whole graph: the memory is theirs
-    together, and the time the one-process estimate (an upper bound)."""
+    together, and the time the one-process estimate (an upper bound). ``block_rows``: ``train --block-rows``."""
     size = sizes["users"] + sizes["purchase_edges"] + sizes["ties"]
     parts = {"load": LOAD["base_s"] + LOAD["s_per_size"] * size}
     peak = 0.0
     for model in models:
-        c = MODELS.get(model, MODELS["gat"])
         parts[model] = sum(seeds * model_seconds(model, size, int(TRAIN_SHARE * n), epochs,
                                                  sizes.get("classes", {}).get(t, 2))
                            for t, n in sizes["labelled"].items())
-        peak = max(peak, c["base_bytes"] + c["bytes_per_size"] * size)
+        peak = max(peak, model_peak(model, size, sizes["users"], block_rows))
     if "sign" in models and _sign_blends(sizes):  # sign's blend holds an lr beside it
         peak += MODELS["lr"]["bytes_per_size"] * size
     shown = {k: v for k, v in sizes.items() if k not in ("labelled", "classes")}

@@ -145,18 +145,19 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         dense = [d if b == 0 else standardize(d, *self.block_stats_[b - 1]) for b, d in enumerate(dense)]
         return [torch.from_numpy(d.astype(np.float32)) for d in dense], bags
 
-    def _run(self, net: SIGNNet, source, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and block outputs of the graph rows ``rows`` of ``source`` (:mod:`graphprof.models.sign.store`)."""
+    def _run(self, net: SIGNNet, source, rows: np.ndarray, part: int | None = None):
+        """Logits and block outputs of the graph rows ``rows`` of ``source`` (:mod:`graphprof.models.sign.store`);
+        with ``part``, that one of the two only (the other is never collected)."""
         net.eval()
-        logits, embs = [], []
+        outs = ([], [])
         with torch.no_grad():
             for s in range(0, len(rows), EVAL_BATCH):
-                lo, em = net(*source.batch(rows[s:s + EVAL_BATCH]))
-                logits.append(lo)
-                embs.append(em)
-        if not logits:
-            return torch.zeros(0, len(self.classes_)), torch.zeros(0, net.head[0].in_features)
-        return torch.cat(logits), torch.cat(embs)
+                for k, out in enumerate(net(*source.batch(rows[s:s + EVAL_BATCH]))):
+                    if part is None or k == part:
+                        outs[k].append(out)
+        empty = (torch.zeros(0, len(self.classes_)), torch.zeros(0, net.head[0].in_features))
+        both = tuple(torch.cat(o) if o else empty[k] for k, o in enumerate(outs))
+        return both if part is None else both[part]
 
     # ------------------------------------------------------------------------------------------ training
     def _fit(self, inputs: ModelInput, y, train_idx, val_idx) -> None:
@@ -252,7 +253,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         self.net_.eval()
         self.blend_, self.lr_ = None, None
         if p.get("blend", False) and self.route_ == "grid":
-            net_val = self._run(self.net_, source.view(keep), val_idx)[0]
+            net_val = self._run(self.net_, source.view(keep), val_idx, self.LOGITS)
             self._fit_blend(inputs, y, train_idx, val_idx, torch.softmax(net_val.double(), dim=1).numpy())
 
     def _new_net(self, hidden: int, dropout: float, dense_dims: list[int], sparse: list[bool]) -> SIGNNet:
@@ -314,7 +315,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                     opt.step()
                     total += share
                 total = parallel.all_reduce_sum(total) if world > 1 else total
-                logits, _ = self._run(net, source, val_idx)
+                logits = self._run(net, source, val_idx, self.LOGITS)
                 val_f1 = macro_f1(y[val_idx], logits.argmax(1).numpy())
                 if world > 1:
                     val_f1 = parallel.broadcast_float(val_f1)
@@ -331,21 +332,25 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                 yield
 
     # ---------------------------------------------------------------------------------------- inference
-    def _forward(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor]:
+    #: which output of the net a scoring pass keeps: the logits, or the block outputs (the embeddings)
+    LOGITS, EMBEDDINGS = 0, 1
+
+    def _forward(self, inputs: ModelInput, part: int) -> torch.Tensor:
+        """``part`` of every user's output (the other is dropped a row block at a time, never held for all)."""
         n = inputs.graph.num_users
         if n > store.block_rows(inputs):  # a row block at a time: the same numbers, to float rounding
-            return self._forward_rows(inputs, np.arange(n))
-        return self._run(self.net_, store.HeldBlocks(*self._blocks(inputs)), np.arange(n))
+            return self._forward_rows(inputs, np.arange(n), part)
+        return self._run(self.net_, store.HeldBlocks(*self._blocks(inputs)), np.arange(n), part)
 
     def _proba(self, inputs: ModelInput) -> np.ndarray:
-        net = torch.softmax(self._forward(inputs)[0].double(), dim=1).numpy()
+        net = torch.softmax(self._forward(inputs, self.LOGITS).double(), dim=1).numpy()
         return self._blended(net, lambda: self.lr_.proba(inputs))
 
     def _embed(self, inputs: ModelInput) -> np.ndarray:
-        return self._forward(inputs)[1].numpy().astype(np.float64)
+        return self._forward(inputs, self.EMBEDDINGS).numpy().astype(np.float64)
 
-    def _forward_blocks(self, inputs: ModelInput, rows: np.ndarray, per_block: int):
-        """Logits and block outputs of ``rows``, ``per_block`` rows at a time (their blocks computed on their
+    def _forward_blocks(self, inputs: ModelInput, rows: np.ndarray, per_block: int, part: int):
+        """``part`` of the output of ``rows``, ``per_block`` rows at a time (their blocks computed on their
         neighbourhood; what every row block reads of the whole graph made once where there are several)."""
         shared = self._shared(inputs, whole=True) if len(rows) > per_block else None
         with progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False,
@@ -353,17 +358,15 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
             for lo in range(0, len(rows), per_block):
                 chunk = rows[lo:lo + per_block]
                 held = store.HeldBlocks(*self._blocks(inputs, self._raw_blocks_rows(inputs, chunk, shared)))
-                yield self._run(self.net_, held, np.arange(len(chunk)))
+                yield self._run(self.net_, held, np.arange(len(chunk)), part)
                 shown.update(len(chunk))
 
-    def _forward_rows(self, inputs: ModelInput, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and block outputs of ``rows``, their blocks computed a row block at a time."""
-        outs = list(self._forward_blocks(inputs, rows, store.block_rows(inputs)))
-        if len(outs) == 1:
-            return outs[0]
+    def _forward_rows(self, inputs: ModelInput, rows: np.ndarray, part: int) -> torch.Tensor:
+        """``part`` of the output of ``rows``, their blocks computed a row block at a time."""
+        outs = list(self._forward_blocks(inputs, rows, store.block_rows(inputs), part))
         if not outs:
-            return self._run(self.net_, None, rows)
-        return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+            return self._run(self.net_, None, rows, part)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def embed_blocks(self, inputs: ModelInput, block_rows: int):
         self._check_fitted()
@@ -371,15 +374,15 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         if n <= block_rows:
             yield self._embed(inputs)
             return
-        for _, emb in self._forward_blocks(inputs, np.arange(n), block_rows):
+        for emb in self._forward_blocks(inputs, np.arange(n), block_rows, self.EMBEDDINGS):
             yield emb.numpy().astype(np.float64)
 
     def _proba_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
-        net = torch.softmax(self._forward_rows(inputs, rows)[0].double(), dim=1).numpy()
+        net = torch.softmax(self._forward_rows(inputs, rows, self.LOGITS).double(), dim=1).numpy()
         return self._blended(net, lambda: self.lr_.proba(inputs, rows))
 
     def _embed_rows(self, inputs: ModelInput, rows: np.ndarray) -> np.ndarray:
-        return self._forward_rows(inputs, rows)[1].numpy().astype(np.float64)
+        return self._forward_rows(inputs, rows, self.EMBEDDINGS).numpy().astype(np.float64)
 
     # ------------------------------------------------------------------------------------- save / load
     def _state(self):
