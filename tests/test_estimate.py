@@ -101,3 +101,15 @@ def test_a_file_that_cannot_be_counted_is_named(tmp_path, capsys):
     assert main(["build-graph", "--data", str(tmp_path), "--workdir", str(tmp_path / "w"), "--estimate"]) == 2
     err = capsys.readouterr().err
     assert "purchases.csv.gz: cannot be read to count its rows" in err and "Traceback" not in err
+
+
+def test_sign_past_its_row_block_setting_is_estimated_on_its_files_route():
+    sizes = {"users": 1_000_000, "purchase_edges": 10_000_000, "ties": 4_000_000, "labelled": {"gender": 400_000}}
+    size = 15_000_000
+    held = estimate.MODELS["sign"]["base_bytes"] + estimate.MODELS["sign"]["bytes_per_size"] * size
+    default = estimate.estimate_train(sizes, ["sign"], seeds=1, epochs=None)  # 1M users > 250k: files
+    assert default.peak_bytes < held
+    bigger_blocks = estimate.estimate_train(sizes, ["sign"], seeds=1, epochs=None, block_rows=500_000)
+    assert bigger_blocks.peak_bytes > default.peak_bytes
+    within = estimate.estimate_train(sizes, ["sign"], seeds=1, epochs=None, block_rows=2_000_000)  # held
+    assert within.peak_bytes == held
