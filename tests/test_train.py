@@ -228,3 +228,26 @@ def test_a_class_too_small_to_split_is_dropped_and_reported(tmp_path):
     assert rows["label"].isna().all()
     assert (rows["split"] == "unlabelled").all()
     assert set(rows["predicted"]) <= {"f", "m"}
+
+
+def test_named_targets_read_only_their_users_table_columns(tmp_path, monkeypatch):
+    """A run with --target reads the user ids and that column of the users table, not every column (each is
+    GiBs at millions of users); the numbers are those of a run that reads them all."""
+    from graphprof.graph import build as build_mod
+    from graphprof.training import train as train_mod
+
+    work = build_shop(tmp_path)
+    read = []
+    real = build_mod.load_tables
+
+    def spy(root, name, columns=None):
+        out = real(root, name, columns)
+        read.append((name, None if out is None else list(out.columns)))
+        return out
+
+    monkeypatch.setattr(train_mod, "load_tables", lambda root, name, columns=None: real(root, name))
+    every = train(work, targets=["gender"], models=["lr"], seeds=1).to_json()  # every column read
+    monkeypatch.setattr(train_mod, "load_tables", spy)
+    named = train(work, targets=["gender"], models=["lr"], seeds=1).to_json()
+    assert ("users", ["user_id", "gender"]) in read and real(work, "users").shape[1] > 2
+    assert named["targets"] == every["targets"]

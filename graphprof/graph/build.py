@@ -359,12 +359,14 @@ def _clear_stale(root: Path) -> None:
         workdir.write_json(root / workdir.MANIFEST, manifest)
 
 
-def load_tables(root: str | Path, name: str) -> pd.DataFrame | None:
+def load_tables(root: str | Path, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
     """A validated table from the work directory (with the rows updates appended,
-    :func:`graphprof.workdir.table_parts`), or None where the input had no such table."""
+    :func:`graphprof.workdir.table_parts`), or None where the input had no such table. ``columns``: those of
+    them the table has, only (at millions of rows each string column is GiBs)."""
     path = workdir.table_path(root, name)
     hint = "run 'graphprof build-graph' first"
-    parts = [workdir.read_parquet(p, missing=hint) for p in [path, *workdir.table_parts(root, name)] if p.exists()]
+    parts = [workdir.read_parquet(p, missing=hint, columns=columns)
+             for p in [path, *workdir.table_parts(root, name)] if p.exists()]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)

@@ -245,7 +245,10 @@ def _load(root: Path, graph_id: str | None, targets: list[str] | None, cache: bo
     scratch = root / workdir.SCRATCH_DIR / f"rank{distributed.rank()}"
     inputs = ModelInput(graph=graph, features=load_features(root), cache=store, block_rows=block_rows,
                         scratch=scratch)
-    users = load_tables(root, "users")
+    # the target columns only, where they are named (every column is read where they are to be found)
+    users = load_tables(root, "users", columns=None if targets is None else ["user_id", *targets])
+    if users is not None and targets and set(targets) - set(users.columns) - {COMMUNITY_TARGET}:
+        users = load_tables(root, "users")  # a target it lacks: the error names every column
     target_names = resolve_targets(users, targets)
     sources: dict = {}
     target_objs = [_make_target(root, users, graph.user_ids, t, graph_id, sources) for t in target_names]

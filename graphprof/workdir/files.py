@@ -151,12 +151,18 @@ def read_json(path: Path, *, missing: str) -> Any:
         raise ArtifactError(f"{path}: must be valid JSON. Got a damaged file ({exc}); {missing}") from exc
 
 
-def read_parquet(path: Path, *, missing: str) -> pd.DataFrame:
+def read_parquet(path: Path, *, missing: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """The Parquet file ``path`` (``columns``: those of them it has, only)."""
     path = Path(path)
     if not path.exists():
         raise ArtifactError(f"{path}: not found; {missing}")
     try:
-        return pd.read_parquet(path)
+        if columns is not None:
+            import pyarrow.parquet as pq
+
+            have = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in have]
+        return pd.read_parquet(path, columns=columns)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise ArtifactError(f"{path}: must be a readable Parquet file. Got: {exc}; {missing}") from exc
 
