@@ -40,3 +40,25 @@ def test_a_mapped_array_is_paged_out_and_reads_the_same(tmp_path):
 def test_arrays_in_ordinary_memory_are_left_alone():
     assert not page_out(np.zeros((10, 3)))
     assert not page_out(np.zeros(0))
+
+
+def test_purchase_matrix_reads_mapped_attributes_a_slice_at_a_time_with_the_same_values(tmp_path, monkeypatch):
+    """Past PAGE_OUT_MIN_BYTES the mapped [edges, 6] attributes are read a slice of rows at a time, each slice's
+    pages handed back: the matrix is the one a whole-column read gives."""
+    from fixtures_small import build_shop
+
+    from graphprof.graph import hetero, load_graph
+
+    work = build_shop(tmp_path)
+    whole = {a: load_graph(work).purchase_matrix(a) for a in ("quantity", "count")}
+    handed = []
+    monkeypatch.setattr(hetero, "PAGE_OUT_MIN_BYTES", 0)
+    monkeypatch.setattr(hetero, "PAGE_OUT_ROWS", 7)
+    real = page_out
+    monkeypatch.setattr("graphprof.runtime.memory.page_out", lambda a, m=0: handed.append(len(a)) or real(a, m))
+    graph = load_graph(work)
+    for attr, want in whole.items():
+        got = graph.purchase_matrix(attr)
+        assert (got != want).nnz == 0 and np.array_equal(got.indptr, want.indptr)
+    edges = whole["count"].nnz
+    assert len(handed) >= 2 * (edges // 7) and max(handed) <= 7  # slices of at most 7 rows, for each attribute

@@ -26,6 +26,8 @@ BUY_ATTRS = ("count", "quantity", "spend", "last_time", "weight", "priced_quanti
 #: mapped edge attributes from this size on are handed back to the kernel once a column is read from them: below
 #: it, keeping them resident costs little and saves reading them again for the next column
 PAGE_OUT_MIN_BYTES = 1 << 30
+#: rows of the mapped edge attributes read between two hand-backs of their pages (about 48 MB)
+PAGE_OUT_ROWS = 1 << 20
 
 
 class EdgeRows:
@@ -146,8 +148,16 @@ class ProfileGraph:
 
         ei = self.edge(BUYS)
         attrs = self.edge(BUYS, "edge_attr")
-        vals = attrs[:, BUY_ATTRS.index(attr)].astype(np.float64)  # a contiguous copy
-        page_out(attrs, PAGE_OUT_MIN_BYTES)  # mapped from the work directory: a column read touched all of it
+        col = BUY_ATTRS.index(attr)
+        if attrs.nbytes < PAGE_OUT_MIN_BYTES:
+            vals = attrs[:, col].astype(np.float64)  # a contiguous copy
+        else:  # mapped from the work directory: a column read touches every page of the [edges, 6] array, so
+            # it is read a slice of rows at a time and each slice's pages are handed back before the next
+            vals = np.empty(len(attrs), dtype=np.float64)
+            for lo in range(0, len(attrs), PAGE_OUT_ROWS):
+                part = attrs[lo:lo + PAGE_OUT_ROWS]
+                vals[lo:lo + len(part)] = part[:, col]
+                page_out(part)
         np.nan_to_num(vals, copy=False)
         shape = (self.num_users, len(self.item_ids))
         # the structure is shared by every attribute's matrix; keyed by the edge memory (the cache holds the

@@ -106,16 +106,16 @@ class SIGNBlocks:
             adj_rows = g.social_adjacency().__getitem__
         counts = self._counts(inputs)
         f_all = item_f = inv = t_all = None
-        if whole:
-            t_all = self._bag_rows(inputs, slice(None), counts)
         if self.copurchase_ or whole:
             f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
         if self.copurchase_:
             wt = counts.log1p().T.tocsr()
             item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
-            s = np.asarray(abs(wt).sum(axis=1)).ravel()
+            s = np.asarray(wt.sum(axis=1)).ravel()  # log counts: never negative
             del wt
             inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        if whole:  # after the co-purchase products: their temporaries are freed by now
+            t_all = self._bag_rows(inputs, slice(None), counts)
         return Shared(adj_rows, counts, f_all, item_f, inv, t_all)
 
     def _bag_rows(self, inputs: ModelInput, rows, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
