@@ -51,8 +51,9 @@ MODELS = {
 #: memory-mapped files a row block at a time, so its peak is the loaded graph and features, the whole-graph arrays
 #: its row blocks read (standardised features, bag of items, counts, adjacency) and one row block's work:
 #: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. Set from ``train --models sign``
-#: at 1M users (benchmarks/RESULTS.md "sign past its row-block setting")
-SIGN_BLOCKS = {"base_bytes": 1.0 * GIB, "bytes_per_size": 560.0, "bytes_per_block_row": 4096.0}
+#: at 1M users (9.7 GiB) and 10M users (stopped past 22 GiB, so a lower bound there): benchmarks/RESULTS.md
+#: "sign past its row-block setting"
+SIGN_BLOCKS = {"base_bytes": 7.3 * GIB, "bytes_per_size": 99.0, "bytes_per_block_row": 4096.0}
 #: ``sage`` / ``gat`` on their full-batch route (a graph of at most FULL_BATCH_SIZE): seconds per epoch and
 #: unit of size, and the epochs a full-batch fit typically runs (one optimiser step each)
 FULL_EPOCH_S = {"sage": 7.5e-07, "gat": 1.5e-06}
