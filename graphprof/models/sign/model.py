@@ -78,6 +78,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from graphprof.errors import ConfigError
+from graphprof.graph import FRIEND
 from graphprof.models.bag import fit_idf
 from graphprof.models.base import Model, ModelInput, macro_f1
 from graphprof.models.blend import BlendWithBaseline
@@ -174,7 +175,8 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         self.n_items_ = int(counts.shape[1])
         self.idf_ = fit_idf(counts)  # label-free: over all users
         self.world_size_ = parallel.world_size() if parallel.active() else 1
-        self.social_ = bool(g.social_adjacency().nnz > 0 and self.params["hops"] > 0)
+        # whether the graph has ties, from their count: the adjacency itself is GiBs at millions of users
+        self.social_ = bool(FRIEND in g.edge_types and g.edge(FRIEND).shape[1] > 0 and self.params["hops"] > 0)
         self.copurchase_ = bool(self.params["copurchase"] and counts.nnz > 0)
         del counts
         self.route_ = "large" if len(train_idx) >= LARGE_TRAIN_USERS else "grid"
