@@ -62,3 +62,23 @@ def test_purchase_matrix_reads_mapped_attributes_a_slice_at_a_time_with_the_same
         assert (got != want).nnz == 0 and np.array_equal(got.indptr, want.indptr)
     edges = whole["count"].nnz
     assert len(handed) >= 2 * (edges // 7) and max(handed) <= 7  # slices of at most 7 rows, for each attribute
+
+
+def test_reserve_allocates_a_sparse_file_and_says_a_full_disk_as_oserror(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from graphprof.runtime.memory import reserve
+
+    path = tmp_path / "m.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(4096, 8))
+    reserve(path)
+    assert os.stat(path).st_blocks * 512 >= os.path.getsize(path)  # every block allocated
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError) as err:
+        reserve(path)
+    assert err.value.errno == errno.ENOSPC

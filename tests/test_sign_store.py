@@ -108,3 +108,20 @@ def test_cli_block_rows(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["targets"]["age_band"]["sign"]
     assert not (work / workdir.SCRATCH_DIR).exists()
+
+
+def test_a_full_disk_while_writing_the_blocks_is_said_plainly(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    work = build_shop(tmp_path)
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    code = main(["train", "--workdir", str(work), "--target", "age_band", "--models", "sign", "--seeds", "1",
+                 "--epochs", "2", "--block-rows", "60", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no space left on the device" in err and "Traceback" not in err
+    assert not (work / workdir.SCRATCH_DIR).exists()

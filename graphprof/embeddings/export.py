@@ -29,7 +29,7 @@ import pandas as pd
 from graphprof import workdir
 from graphprof.errors import ArtifactError, ConfigError
 from graphprof.privacy.pseudonymize import load_key, pseudonymize_ids
-from graphprof.runtime.memory import page_out
+from graphprof.runtime.memory import page_out, reserve
 
 SOURCES = ("lightgcn", "sage", "gat", "sign", "lr")
 #: users per block where the vectors are computed and written a block at a time (the files are the same)
@@ -231,6 +231,7 @@ def _write_npy_blocks(path: Path, rows: int, blocks) -> None:
         block = np.asarray(block, dtype=np.float32)
         if out is None:
             out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, block.shape[1]))
+            reserve(path)  # a full disk: an error now, not a crash mid-write
         out[at:at + len(block)] = block
         at += len(block)
         out.flush()  # written: the pages can be handed back

@@ -66,3 +66,15 @@ def page_out(a, min_bytes: int = 0) -> bool:
     end = start + sum(max(0, s * (n - 1)) for s, n in zip(a.strides, a.shape)) + a.itemsize
     lo = first - first % PAGE
     return libc.madvise(lo, end - lo, MADV_PAGEOUT) == 0
+
+
+def reserve(path) -> None:
+    """Allocate the disk blocks of the file ``path`` (its whole length) now: a memory-mapped file is sparse
+    until written, and a write into it on a full disk kills the process (SIGBUS) where this raises
+    ``OSError(ENOSPC)``, which the command line reports."""
+    import os
+
+    with open(path, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size and hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fh.fileno(), 0, size)

@@ -30,7 +30,7 @@ import torch
 from graphprof.models.sign.blocks import standardize
 from graphprof.models.sign.net import make_bag
 from graphprof.runtime import progress
-from graphprof.runtime.memory import page_out
+from graphprof.runtime.memory import page_out, reserve
 
 #: Users per row block of ``sign``'s blocks where nothing else is set: graphs with more users write their blocks
 #: to memory-mapped files a row block at a time, and score every user a row block at a time.
@@ -185,6 +185,8 @@ def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) ->
                 names = names_c
                 dense_files = [np.lib.format.open_memmap(path / f"dense_{b}.npy", mode="w+", dtype=np.float64,
                                                          shape=(len(rows), d.shape[1])) for b, d in enumerate(dense)]
+                for b in range(len(dense)):
+                    reserve(path / f"dense_{b}.npy")  # a full disk: an error now, not a crash mid-write
                 bag_files = [None if m is None else (files.enter_context(open(path / f"bag_{b}.indices.bin", "wb")),
                                                      files.enter_context(open(path / f"bag_{b}.data.bin", "wb")))
                              for b, m in enumerate(bags)]
