@@ -80,9 +80,7 @@ def make_target(users: pd.DataFrame | None, user_ids: np.ndarray, name: str,
     if len(keep) < 2:
         raise ConfigError(f"--target {name}: needs at least two classes with {min_class_size}+ labelled users. "
                           f"Got { {str(k): int(v) for k, v in counts.items()} } instead")
-    code = {c: j for j, c in enumerate(keep)}
-    aligned = pd.Series(user_ids, dtype=object).map(labels)
-    y = aligned.map(code).fillna(-1).to_numpy(np.int64)
+    y = _aligned_codes(labels, {c: j for j, c in enumerate(keep)}, user_ids)
     return Target(name=name, y=y, classes=keep, dropped=dropped)
 
 
@@ -106,10 +104,17 @@ def ranked_target(name: str, labels: pd.Series, user_ids: np.ndarray, min_class_
         top = {str(c): int(counts[c]) for c in ranked[:5]}
         raise ConfigError(f"--target {name}: needs at least two classes with {min_class_size}+ users. "
                           f"Got {len(counts)} classes, the largest {top}, instead")
-    code = {c: j for j, c in enumerate(keep)}
-    aligned = pd.Series(user_ids, dtype=object).map(labels.rename(index=str))
-    y = aligned.map(code).fillna(-1).to_numpy(np.int64)
+    y = _aligned_codes(labels.rename(index=str), {c: j for j, c in enumerate(keep)}, user_ids)
     return Target(name=name, y=y, classes=[str(c) for c in keep], dropped=dropped)
+
+
+def _aligned_codes(labels: pd.Series, code: dict, user_ids: np.ndarray) -> np.ndarray:
+    """The class index of each of ``user_ids`` from ``labels`` (indexed by user id) and ``code`` (label ->
+    class index); -1 where a user has no label or its class is not kept. Looked up by position (one hash of the
+    labelled ids): mapping an object Series of every user costs GiBs at millions of users."""
+    per_label = labels.map(code).fillna(-1).to_numpy(np.int64)
+    at = labels.index.get_indexer(pd.Index(np.asarray(user_ids, dtype=object)))
+    return np.where(at >= 0, per_label[at], -1).astype(np.int64)
 
 
 def split(target: Target, seed: int, val: float = 0.2, test: float = 0.2) -> dict[str, np.ndarray]:
