@@ -187,6 +187,17 @@ def test_social_adjacency_is_symmetric(tiny):
     assert adj.sum(axis=1).tolist() == [2.0, 2.0, 3.0, 1.0]
 
 
+@pytest.mark.parametrize("step", [1, 2, 3, 100])
+def test_edge_order_is_checked_a_slice_at_a_time(step):
+    from graphprof.graph.hetero import _sorted_unique
+
+    ei = np.array([[0, 0, 1, 1, 2], [1, 2, 0, 2, 0]])
+    assert _sorted_unique(ei, 3, step)
+    for bad in ([0, 1, 2, 2, 4], [0, 2, 1, 3, 4], [1, 0, 2, 3, 4], [0, 1, 2, 4, 3]):  # a repeat, out of order
+        assert not _sorted_unique(ei[:, bad], 3, step)
+    assert not _sorted_unique(ei[:, :0], 3, step)
+
+
 # ------------------------------------------------------------------------------------------ categories
 
 

@@ -15,7 +15,7 @@ from fixtures_small import build_shop, split_shop
 
 from graphprof import workdir
 from graphprof.cli import main
-from graphprof.models.sign import store
+from graphprof.models.sign import blocks, store
 from graphprof.models.sign.model import SIGN
 
 FAST = {"epochs": 4, "hidden_grid": [16], "dropout_grid": [0.3]}
@@ -35,9 +35,13 @@ def _in_blocks(inputs, rows: int, scratch=None):
     return dataclasses.replace(inputs, block_rows=rows, scratch=scratch)
 
 
-def test_fit_from_files_is_the_in_memory_fit(shop, tmp_path, monkeypatch):
+@pytest.mark.parametrize("columns", [None, 3], ids=["every-column", "3-columns"])
+def test_fit_from_files_is_the_in_memory_fit(shop, tmp_path, monkeypatch, columns):
+    """``columns``: every user's standardised features read 3 columns at a time by the products over them."""
     inputs = shop[0]
     n = inputs.graph.num_users
+    if columns:
+        monkeypatch.setattr(blocks, "STD_BYTES", 8 * n * columns)
     written = []
     real = store.write_blocks
 

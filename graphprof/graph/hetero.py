@@ -30,6 +30,18 @@ PAGE_OUT_MIN_BYTES = 1 << 30
 PAGE_OUT_ROWS = 1 << 20
 
 
+def _sorted_unique(ei: np.ndarray, n: int, step: int = PAGE_OUT_ROWS) -> bool:
+    """Whether the edges ``ei`` ``[2, E]`` are sorted by (source, target) without repeats, checked a slice at a
+    time (no key array as long as the edges)."""
+    last = -1
+    for lo in range(0, ei.shape[1], step):
+        key = ei[0, lo:lo + step] * np.int64(n) + ei[1, lo:lo + step]
+        if key[0] <= last or not np.all(key[1:] > key[:-1]):
+            return False
+        last = int(key[-1])
+    return ei.shape[1] > 0
+
+
 class EdgeRows:
     """CSR rows of a graph's edges sorted by source (``build_graph``'s order): the positions of given sources'
     edges, without building the whole matrix."""
@@ -125,12 +137,11 @@ class ProfileGraph:
         ei = self.edge(FRIEND)
         mapped_w = self.edge(FRIEND, "edge_weight")
         w = mapped_w.astype(np.float64)
-        key = ei[0] * np.int64(n) + ei[1]
-        if len(key) and np.all(key[1:] > key[:-1]):  # build_graph's order (sorted, unique): CSR directly
-            del key
-            indptr = np.zeros(n + 1, dtype=np.int64)
+        if _sorted_unique(ei, n):  # build_graph's order: CSR directly
+            index = np.int32 if max(n, ei.shape[1]) < 2 ** 31 else np.int64  # what scipy keeps: no int64 copy
+            indptr = np.zeros(n + 1, dtype=index)
             np.cumsum(np.bincount(ei[0], minlength=n), out=indptr[1:])
-            adj = sp.csr_matrix((w, ei[1].astype(np.int64), indptr), shape=(n, n))
+            adj = sp.csr_matrix((w, ei[1].astype(index), indptr), shape=(n, n))
         else:
             adj = sp.csr_matrix((w, (ei[0], ei[1])), shape=(n, n))
         for mapped in (ei, mapped_w):  # mapped from the work directory: copied into the matrix, pages not needed

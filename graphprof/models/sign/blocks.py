@@ -16,6 +16,8 @@ from graphprof.models.base import ModelInput, feature_rows
 from graphprof.models.sign.sparse_hops import sparse_hop
 
 CLIP = 6.0
+#: Bytes of standardised features held at once where a product reads every user's (a few columns at a time).
+STD_BYTES = 2 ** 29
 
 
 class Shared(NamedTuple):
@@ -23,7 +25,6 @@ class Shared(NamedTuple):
 
     adj_rows: Callable | None      # rows of the friend adjacency (None: no social hops)
     counts: sp.csr_matrix          # user x item purchase counts
-    f_all: np.ndarray | None       # standardised F of every user (co-purchase block, or ``whole``)
     item_f: np.ndarray | None      # P_nᵀ F [num_items, num_features]
     inv: np.ndarray | None         # 1 / the column sums of log(1 + counts)
     t_all: sp.csr_matrix | None = None  # the bag of items of every user (``whole`` only)
@@ -38,6 +39,20 @@ def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     out = x - mean  # in place from here: one array allocated, each one as large as the features
     out /= std
     return np.clip(out, -CLIP, CLIP, out=out)
+
+
+def standardized_product(m: sp.csr_matrix, x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``m @ standardize(x, mean, std)`` with at most :data:`STD_BYTES` of standardised ``x`` held at once: a few
+    columns at a time. Each column of a sparse-dense product is its own sum, so the numbers are the same.
+
+    Shapes: ``m`` ``[r, n]``, ``x`` ``[n, d]`` -> ``[r, d]``."""
+    step = max(1, STD_BYTES // (8 * max(x.shape[0], 1)))
+    if step >= x.shape[1]:
+        return m @ standardize(x, mean, std)
+    out = np.empty((m.shape[0], x.shape[1]))
+    for lo in range(0, x.shape[1], step):
+        out[:, lo:lo + step] = m @ standardize(x[:, lo:lo + step], mean[lo:lo + step], std[lo:lo + step])
+    return out
 
 
 def _cached(inputs: ModelInput, key: str, compute):
@@ -96,27 +111,27 @@ class SIGNBlocks:
 
     def _shared(self, inputs: ModelInput, whole: bool = False) -> Shared:
         """What every row block of :meth:`_raw_blocks_rows` reads of the whole graph, made once: the adjacency
-        rows' reader, the purchase counts and, for the co-purchase block, the standardised ``F`` and the
-        item-level ``P_nᵀ F`` with the column sums of the log counts. ``whole`` (row blocks that cover most
-        users, whose outer ball is nearly everyone): also every user's standardised ``F`` and bag ``T``, which
-        the first hop then reads in place rather than a copy of the ball's rows (the same numbers)."""
+        rows' reader, the purchase counts and, for the co-purchase block, the item-level ``P_nᵀ F`` with the
+        column sums of the log counts. ``whole`` (row blocks that cover most users, whose outer ball is nearly
+        everyone): also every user's bag ``T``, which the first hop then reads in place rather than a copy of the
+        ball's rows, as it reads ``F`` (the same numbers). Every user's standardised ``F`` is never held: the
+        products that read it take a few columns at a time (:func:`standardized_product`)."""
         g = inputs.graph
         adj_rows = getattr(g, "adjacency_rows", None)  # from the rows' own ties where the graph can (graphprof.extend)
         if adj_rows is None and self.social_ and self.params["hops"]:
             adj_rows = g.social_adjacency().__getitem__
         counts = self._counts(inputs)
-        f_all = item_f = inv = t_all = None
-        if self.copurchase_ or whole:
-            f_all = standardize(inputs.features.matrix, self.f_mean_, self.f_std_)
+        item_f = inv = t_all = None
         if self.copurchase_:
             wt = counts.log1p().T.tocsr()
-            item_f = row_scale(wt, "l1") @ f_all  # P_nᵀ F: [num_items, num_features]
+            # P_nᵀ F: [num_items, num_features]
+            item_f = standardized_product(row_scale(wt, "l1"), inputs.features.matrix, self.f_mean_, self.f_std_)
             s = np.asarray(wt.sum(axis=1)).ravel()  # log counts: never negative
             del wt
             inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
         if whole:  # after the co-purchase products: their temporaries are freed by now
             t_all = self._bag_rows(inputs, slice(None), counts)
-        return Shared(adj_rows, counts, f_all, item_f, inv, t_all)
+        return Shared(adj_rows, counts, item_f, inv, t_all)
 
     def _bag_rows(self, inputs: ModelInput, rows, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
@@ -132,32 +147,32 @@ class SIGNBlocks:
         buyer's ``F``). ``shared``: :meth:`_shared`'s output, where several row blocks are computed."""
         p = self.params
         hops = p["hops"] if self.social_ else 0
-        adj_rows, counts, f_all, item_f, inv, t_all = shared if shared is not None else self._shared(inputs)
+        adj_rows, counts, item_f, inv, t_all = shared if shared is not None else self._shared(inputs)
         whole = t_all is not None  # the outer ball is every user: read in place, not renumbered
         balls = [rows]
         for _ in range(hops - 1 if whole else hops):
             balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
+        f_rows = None
         if whole:
             balls.append(None)
-            f_far, t_far = f_all, t_all
-            names, dense, bags = ["own"], [f_all[rows]], [t_all[rows]]
+            hf, ht = None, t_all  # hop 1 reads every user's standardised F a few columns at a time
+            f_rows = standardize(feature_rows(inputs.features, rows), self.f_mean_, self.f_std_)
+            names, dense, bags = ["own"], [f_rows], [t_all[rows]]
         else:
             far = balls[-1]
-            if f_all is not None:
-                f_far = f_all[far]
-            else:
-                f_far = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
-            t_far = self._bag_rows(inputs, far, counts)
+            hf = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
+            ht = self._bag_rows(inputs, far, counts)
             at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
-            names, dense, bags = ["own"], [f_far[at]], [t_far[at]]
-        hf, ht = f_far, t_far
-        del f_far, t_far
+            names, dense, bags = ["own"], [hf[at]], [ht[at]]
         for k in range(1, hops + 1):
             level, nxt = balls[hops - k], balls[hops - k + 1]
             m = row_scale(adj_rows(level), "l1")
             if nxt is not None:
                 m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
-            hf = m @ hf
+            if hf is None:
+                hf = standardized_product(m, inputs.features.matrix, self.f_mean_, self.f_std_)
+            else:
+                hf = m @ hf
             ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
             at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
             names.append(f"social_{k}")
@@ -169,7 +184,8 @@ class SIGNBlocks:
             pn = row_scale(wr, "l1")
             ptn_rows = sp.csr_matrix((wr.data * inv[wr.indices], wr.indices, wr.indptr), shape=wr.shape)  # (P_nᵀ)ᵀ[rows]
             self_w = np.asarray(pn.multiply(ptn_rows).sum(axis=1)).ravel()
-            f_rows = f_all[rows]
+            if f_rows is None:
+                f_rows = standardize(feature_rows(inputs.features, rows), self.f_mean_, self.f_std_)
             agg = pn @ item_f - self_w[:, None] * f_rows
             rest = 1.0 - self_w
             agg = np.divide(agg, rest[:, None], out=np.zeros_like(agg), where=rest[:, None] > 1e-9)
