@@ -293,3 +293,33 @@ def test_lr_design_is_the_stacked_matrix_without_its_copies():
         assert a.shape == b.shape
         for name in ("indptr", "indices", "data"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_lr_past_its_search_sample_fits_the_chosen_c_on_every_training_user(shop, monkeypatch):
+    """C is chosen on a sample of the training users; the chosen C is then fitted on all of them, started from
+    the sample's coefficients: the optimum of the same objective as a fit from zero (to the solver's tolerance)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from graphprof.models import baseline
+
+    inputs, targets = shop
+    target, parts = targets["age_band"]
+    fits, real = [], LogisticRegression.fit
+
+    def spy(self, x, y, *args, **kwargs):
+        out = real(self, x, y, *args, **kwargs)
+        fits.append((x.shape[0], self.C, self.warm_start, int(self.n_iter_.max())))
+        return out
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    monkeypatch.setattr(baseline, "SEARCH_MAX_ROWS", len(parts["train"]) // 2)
+    sampled = baseline.LogisticBaseline(seed=0).fit(inputs, target.y, parts["train"], parts["val"], target.classes)
+    grid = baseline.LogisticBaseline().params["c_grid"]
+    assert [f[:3] for f in fits[:-1]] == [(len(parts["train"]) // 2, c, False) for c in grid]
+    assert fits[-1][:3] == (len(parts["train"]), sampled.c_, True)
+    monkeypatch.setattr(baseline, "SEARCH_MAX_ROWS", len(parts["train"]))  # no sample: a fit from zero on all
+    cold = baseline.LogisticBaseline(seed=0, c_grid=(sampled.c_,)).fit(inputs, target.y, parts["train"],
+                                                                       parts["val"], target.classes)
+    assert fits[-1][:3] == (len(parts["train"]), sampled.c_, False)
+    np.testing.assert_allclose(sampled.predict_proba(inputs).to_numpy(), cold.predict_proba(inputs).to_numpy(),
+                               atol=5e-3)

@@ -12,7 +12,7 @@ It reads the user's own data only, in two parts side by side:
 
 One ``LogisticRegression`` (balanced class weights) on both, with ``C`` chosen on the validation users' macro-F1
 (past :data:`SEARCH_MAX_ROWS` training users, ``C`` is chosen with fits on a seeded sample of them, and the chosen
-``C`` is then fitted on all of them).
+``C`` is then fitted on all of them, starting from the sample's coefficients).
 After fitting, the model is kept as its arrays (means, scales, components, idf, coefficients) and applied with
 numpy and scipy, so saving and loading need no pickle and a loaded model predicts exactly what the fitted one did.
 """
@@ -119,9 +119,10 @@ class LogisticBaseline(Model):
             if best is None or f1 > best[0]:
                 best = (f1, c, lr)
         del x_search, design_va
-        if search is not None:
-            best = (best[0], best[1], LogisticRegression(C=best[1], class_weight="balanced", max_iter=3000,
-                                                         random_state=self.seed).fit(design_tr, y[train_idx]))
+        if search is not None:  # the same convex objective on every training user, started from the sample's
+            # solution (warm_start): far fewer passes over millions of rows than from zero
+            best[2].set_params(warm_start=True)
+            best = (best[0], best[1], best[2].fit(design_tr, y[train_idx]))
         _, self.c_, lr = best
         self.arrays_ = {"scale_mean": scale.mean_, "scale_scale": scale.scale_, "pca_mean": pca.mean_,
                         "pca_components": pca.components_, "coef": lr.coef_[:, :k], "intercept": lr.intercept_}
