@@ -40,7 +40,7 @@ def main() -> int:
     threading.Thread(target=_sample, args=(threading.get_ident(), best), daemon=True).start()
     from graphprof import cli
 
-    code = cli.main(sys.argv[1:])
+    code = cli.main()  # argv from sys.argv, as the command line runs it (the same allocator settings)
     print(f"peak {best[0] / 2**30:.2f} GiB", file=sys.stderr)
     return code
 

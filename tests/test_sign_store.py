@@ -102,6 +102,31 @@ def test_stored_batches_equal_held_batches_after_pages_are_handed_back(shop, tmp
     assert view.dims == stored.dims[:1] and len(view.batch(pick)[0]) == 1
 
 
+def _mapped(a: np.ndarray) -> bool:
+    while a is not None and not isinstance(a, np.memmap):
+        a = a.base
+    return a is not None
+
+
+def test_every_users_lower_hops_are_mapped_files_equal_to_the_held_hops(shop, tmp_path):
+    """Past one row block every user's hops below the last are written once (a row block at a time) and read
+    mapped: the numbers of the whole-graph products, bit for bit."""
+    inputs = shop[0]
+    model = _fit(inputs, shop, block_sets=["all"])
+    assert model.social_ and model.params["hops"] == 2
+    layers = model._shared_blocks(inputs, tmp_path, per_block=37).layers
+    names, dense, bags = model._raw_blocks(inputs)
+    assert names[:3] == ["own", "social_1", "social_2"] and len(layers) == 2
+    (none, t), (hf, ht) = layers
+    assert none is None and (t != bags[0]).nnz == 0 and (ht != bags[1]).nnz == 0
+    np.testing.assert_array_equal(t.data, bags[0].data)
+    np.testing.assert_array_equal(ht.data, bags[1].data)
+    np.testing.assert_array_equal(hf, dense[1])
+    assert all(_mapped(a) for a in (t.indices, t.data, hf, ht.indices, ht.data))  # never copied into memory
+    store.release_layers(layers)
+    np.testing.assert_array_equal(hf, dense[1])  # read back from the files after the pages were handed back
+
+
 def test_cli_block_rows(tmp_path, capsys):
     work = build_shop(tmp_path)
     args = ["train", "--workdir", str(work), "--target", "age_band", "--models", "sign", "--seeds", "1",

@@ -27,7 +27,9 @@ class Shared(NamedTuple):
     counts: sp.csr_matrix          # user x item purchase counts
     item_f: np.ndarray | None      # P_nᵀ F [num_items, num_features]
     inv: np.ndarray | None         # 1 / the column sums of log(1 + counts)
-    t_all: sp.csr_matrix | None = None  # the bag of items of every user (``whole`` only)
+    #: every user's hops ``0 .. hops - 1`` (``(dense, bag)``; hop 0's dense part is ``F``, read a few columns at
+    #: a time: None), where row blocks cover most users (:func:`graphprof.models.sign.store.write_layers`)
+    layers: list | None = None
 
 
 def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,19 +111,18 @@ class SIGNBlocks:
             bags.append(None)
         return names, dense, bags
 
-    def _shared(self, inputs: ModelInput, whole: bool = False) -> Shared:
+    def _shared(self, inputs: ModelInput) -> Shared:
         """What every row block of :meth:`_raw_blocks_rows` reads of the whole graph, made once: the adjacency
         rows' reader, the purchase counts and, for the co-purchase block, the item-level ``P_nᵀ F`` with the
-        column sums of the log counts. ``whole`` (row blocks that cover most users, whose outer ball is nearly
-        everyone): also every user's bag ``T``, which the first hop then reads in place rather than a copy of the
-        ball's rows, as it reads ``F`` (the same numbers). Every user's standardised ``F`` is never held: the
-        products that read it take a few columns at a time (:func:`standardized_product`)."""
+        column sums of the log counts. Every user's standardised ``F`` is never held: the products that read it
+        take a few columns at a time (:func:`standardized_product`). Row blocks that cover most users add every
+        user's lower hops (:func:`graphprof.models.sign.store.write_layers`)."""
         g = inputs.graph
         adj_rows = getattr(g, "adjacency_rows", None)  # from the rows' own ties where the graph can (graphprof.extend)
         if adj_rows is None and self.social_ and self.params["hops"]:
             adj_rows = g.social_adjacency().__getitem__
         counts = self._counts(inputs)
-        item_f = inv = t_all = None
+        item_f = inv = None
         if self.copurchase_:
             wt = counts.log1p().T.tocsr()
             # P_nᵀ F: [num_items, num_features]
@@ -129,13 +130,23 @@ class SIGNBlocks:
             s = np.asarray(wt.sum(axis=1)).ravel()  # log counts: never negative
             del wt
             inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-        if whole:  # after the co-purchase products: their temporaries are freed by now
-            t_all = self._bag_rows(inputs, slice(None), counts)
-        return Shared(adj_rows, counts, item_f, inv, t_all)
+        return Shared(adj_rows, counts, item_f, inv)
 
     def _bag_rows(self, inputs: ModelInput, rows, counts: sp.csr_matrix | None = None) -> sp.csr_matrix:
         """The rows ``rows`` of :meth:`_bag` (the same arithmetic, row by row)."""
         return tfidf_bag((self._counts(inputs) if counts is None else counts)[rows], self.idf_)
+
+    def _hop_rows(self, inputs: ModelInput, rows: np.ndarray, dense, bag: sp.csr_matrix,
+                  adj_rows: Callable) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``, read a
+        few columns at a time): ``A[rows] @ X``, the bag cut to its top-k per row, as :meth:`_raw_blocks` does
+        for every row at once."""
+        m = row_scale(adj_rows(rows), "l1")
+        if dense is None:
+            hf = standardized_product(m, inputs.features.matrix, self.f_mean_, self.f_std_)
+        else:
+            hf = m @ dense
+        return hf, row_scale(sparse_hop(m, bag, self.params["top_k"]), "l2")
 
     def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray,
                          shared: Shared | None = None) -> tuple[list[str], list[np.ndarray], list]:
@@ -144,41 +155,44 @@ class SIGNBlocks:
         and ``T`` on their ``hops``-hop ball; each hop is ``A[B_j] @ X[B_j+1]`` (row slices of the row-normalised
         adjacency, columns renumbered within the next ball). The co-purchase block is ``P_n[rows] @ (P_nᵀ F)``
         minus the rows' own paths: ``P_nᵀ F`` is item-level, one product over every purchase (it reads every
-        buyer's ``F``). ``shared``: :meth:`_shared`'s output, where several row blocks are computed."""
+        buyer's ``F``). ``shared``: :meth:`_shared`'s output, where several row blocks are computed; with its
+        ``layers`` (every user's hops below the last), hop ``k < hops`` of the rows is read from them and the last
+        hop is one product over them, with no ball (the same numbers)."""
         p = self.params
         hops = p["hops"] if self.social_ else 0
-        adj_rows, counts, item_f, inv, t_all = shared if shared is not None else self._shared(inputs)
-        whole = t_all is not None  # the outer ball is every user: read in place, not renumbered
-        balls = [rows]
-        for _ in range(hops - 1 if whole else hops):
-            balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
+        adj_rows, counts, item_f, inv, layers = shared if shared is not None else self._shared(inputs)
         f_rows = None
-        if whole:
-            balls.append(None)
-            hf, ht = None, t_all  # hop 1 reads every user's standardised F a few columns at a time
+        if layers is not None and hops:  # every user's lower hops are at hand: the last hop is one product
             f_rows = standardize(feature_rows(inputs.features, rows), self.f_mean_, self.f_std_)
-            names, dense, bags = ["own"], [f_rows], [t_all[rows]]
-        else:
+            names, dense, bags = ["own"], [f_rows], [self._bag_rows(inputs, rows, counts)]
+            for k in range(1, hops + 1):
+                if k < hops:
+                    hf, ht = np.asarray(layers[k][0][rows]), layers[k][1][rows]
+                else:
+                    hf, ht = self._hop_rows(inputs, rows, *layers[k - 1], adj_rows)
+                names.append(f"social_{k}")
+                dense.append(hf)
+                bags.append(ht)
+        else:  # on the rows' neighbourhood: balls[j] is their j-hop ball
+            balls = [rows]
+            for _ in range(hops):
+                balls.append(np.union1d(balls[-1], adj_rows(balls[-1]).indices))
             far = balls[-1]
             hf = standardize(feature_rows(inputs.features, far), self.f_mean_, self.f_std_)
             ht = self._bag_rows(inputs, far, counts)
             at = np.searchsorted(far, rows) if hops else np.arange(len(rows))
             names, dense, bags = ["own"], [hf[at]], [ht[at]]
-        for k in range(1, hops + 1):
-            level, nxt = balls[hops - k], balls[hops - k + 1]
-            m = row_scale(adj_rows(level), "l1")
-            if nxt is not None:
+            for k in range(1, hops + 1):
+                level, nxt = balls[hops - k], balls[hops - k + 1]
+                m = row_scale(adj_rows(level), "l1")
                 m = sp.csr_matrix((m.data, np.searchsorted(nxt, m.indices), m.indptr), shape=(len(level), len(nxt)))
-            if hf is None:
-                hf = standardized_product(m, inputs.features.matrix, self.f_mean_, self.f_std_)
-            else:
                 hf = m @ hf
-            ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
-            at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
-            names.append(f"social_{k}")
-            dense.append(hf[at])
-            bags.append(ht[at])
-        del hf, ht
+                ht = row_scale(sparse_hop(m, ht, p["top_k"]), "l2")
+                at = np.searchsorted(level, rows) if k < hops else np.arange(len(rows))
+                names.append(f"social_{k}")
+                dense.append(hf[at])
+                bags.append(ht[at])
+            del hf, ht
         if self.copurchase_:
             wr = counts[rows].log1p()
             pn = row_scale(wr, "l1")

@@ -69,6 +69,7 @@ reads).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -351,16 +352,27 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
     def _embed(self, inputs: ModelInput) -> np.ndarray:
         return self._forward(inputs, self.EMBEDDINGS).numpy().astype(np.float64)
 
+    def _shared_blocks(self, inputs: ModelInput, path: Path, per_block: int):
+        """:meth:`_shared` for row blocks that cover most users, with every user's lower social hops in files under
+        ``path`` (:func:`store.write_layers`)."""
+        shared = self._shared(inputs)
+        if self.social_ and self.params["hops"]:
+            shared = shared._replace(layers=store.write_layers(self, inputs, shared, path, per_block))
+        return shared
+
     def _forward_blocks(self, inputs: ModelInput, rows: np.ndarray, per_block: int, part: int):
-        """``part`` of the output of ``rows``, ``per_block`` rows at a time (their blocks computed on their
-        neighbourhood; what every row block reads of the whole graph made once where there are several)."""
-        shared = self._shared(inputs, whole=True) if len(rows) > per_block else None
-        with progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False,
-                          disable=len(rows) <= per_block) as shown:
+        """``part`` of the output of ``rows``, ``per_block`` rows at a time (one row block: its blocks computed on
+        its neighbourhood; several: on every user's lower hops, made once in files)."""
+        several = len(rows) > per_block
+        with (store.scratch_dir(inputs) if several else contextlib.nullcontext()) as path, \
+                progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False, disable=not several) as shown:
+            shared = self._shared_blocks(inputs, path, per_block) if several else None
             for lo in range(0, len(rows), per_block):
                 chunk = rows[lo:lo + per_block]
                 held = store.HeldBlocks(*self._blocks(inputs, self._raw_blocks_rows(inputs, chunk, shared)))
                 yield self._run(self.net_, held, np.arange(len(chunk)), part)
+                if shared is not None:
+                    store.release_layers(shared.layers)
                 shown.update(len(chunk))
 
     def _forward_rows(self, inputs: ModelInput, rows: np.ndarray, part: int) -> torch.Tensor:

@@ -109,15 +109,7 @@ class StoredBlocks:
         self._read = 0
 
     def _open_bag(self, b: int):
-        indptr = np.load(self.path / f"bag_{b}.indptr.npy")
-        nnz = int(indptr[-1])
-
-        def mapped(name, dtype):
-            if not nnz:  # an empty file cannot be mapped
-                return np.zeros(0, dtype=dtype)
-            return np.memmap(self.path / f"bag_{b}.{name}.bin", dtype=dtype, mode="r", shape=(nnz,))
-
-        return indptr, mapped("indices", np.int32), mapped("data", np.float32)
+        return mapped_csr(self.path, f"bag_{b}", np.float32)
 
     @property
     def dims(self) -> list[int]:
@@ -170,14 +162,100 @@ class StoredBlocks:
                 page_out(self.bag_arrays[b][2])
 
 
+class CSRFiles:
+    """A CSR matrix written a row block at a time: ``<name>.indices.bin`` (int32), ``<name>.data.bin`` (``dtype``)
+    and, on :meth:`close`, ``<name>.indptr.npy`` (int64); :func:`mapped_csr` reads it back."""
+
+    def __init__(self, path: Path, name: str, dtype):
+        self.path, self.name, self.dtype = path, name, dtype
+        self._indices = open(path / f"{name}.indices.bin", "wb")
+        self._data = open(path / f"{name}.data.bin", "wb")
+        self._indptr = [np.zeros(1, dtype=np.int64)]
+
+    def append(self, m: sp.csr_matrix) -> None:
+        m = m.tocsr()
+        self._indices.write(m.indices.astype(np.int32).tobytes())
+        self._data.write(m.data.astype(self.dtype).tobytes())
+        self._indptr.append(self._indptr[-1][-1] + m.indptr[1:].astype(np.int64))
+
+    def close(self) -> None:
+        self._indices.close()
+        self._data.close()
+        np.save(self.path / f"{self.name}.indptr.npy", np.concatenate(self._indptr))
+
+
+def mapped_csr(path: Path, name: str, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays ``(indptr, indices, data)`` of :class:`CSRFiles` ``name`` (indices and data mapped)."""
+    indptr = np.load(path / f"{name}.indptr.npy")
+    nnz = int(indptr[-1])
+
+    def mapped(part, kind):
+        if not nnz:  # an empty file cannot be mapped
+            return np.zeros(0, dtype=kind)
+        return np.memmap(path / f"{name}.{part}.bin", dtype=kind, mode="r", shape=(nnz,))
+
+    return indptr, mapped("indices", np.int32), mapped("data", dtype)
+
+
+def _mapped_matrix(path: Path, name: str, dtype, shape: tuple[int, int]) -> sp.csr_matrix:
+    indptr, indices, data = mapped_csr(path, name, dtype)
+    return sp.csr_matrix((data, indices, indptr), shape=shape)  # over the mapped arrays: no copy
+
+
+def release_layers(layers: list | None) -> None:
+    """Hand the pages of every user's mapped hops (:func:`write_layers`) back to the kernel."""
+    for dense, bag in layers or ():
+        if dense is not None:
+            page_out(dense)
+        page_out(bag.indices)
+        page_out(bag.data)
+
+
+def write_layers(model, inputs, shared, path: Path, per_block: int) -> list:
+    """Every user's hops ``0 .. hops - 1`` of ``sign``'s social blocks, ``per_block`` users at a time, into mapped
+    files under ``path``: hop 0's bag (its dense part is ``F``, None here), and each lower hop's dense part
+    (float64) and bag (float64, as computed). With them a row block's last hop is one product over its rows,
+    where on its own neighbourhood it would redo the lower hops of its whole ball (most users, for every row
+    block). Returns ``[(dense, bag), ...]`` per hop (bags as CSR matrices over the mapped arrays)."""
+    n, hops = inputs.graph.num_users, model.params["hops"]
+    spans = [(lo, min(lo + per_block, n)) for lo in range(0, n, per_block)]
+    layers = []
+    with progress.bar(total=n * hops, desc="sign hops", unit="user", leave=False) as shown:
+        bag = CSRFiles(path, "hop_0.bag", np.float64)
+        for lo, hi in spans:
+            bag.append(model._bag_rows(inputs, slice(lo, hi), shared.counts))
+            shown.update(hi - lo)
+        bag.close()
+        layers.append((None, _mapped_matrix(path, "hop_0.bag", np.float64, (n, model.n_items_))))
+        for k in range(1, hops):
+            dense = bag = None
+            for lo, hi in spans:
+                hf, ht = model._hop_rows(inputs, np.arange(lo, hi), *layers[k - 1], shared.adj_rows)
+                if dense is None:
+                    dense = np.lib.format.open_memmap(path / f"hop_{k}.dense.npy", mode="w+", dtype=np.float64,
+                                                      shape=(n, hf.shape[1]))
+                    reserve(path / f"hop_{k}.dense.npy")
+                    bag = CSRFiles(path, f"hop_{k}.bag", np.float64)
+                dense[lo:hi] = hf
+                dense.flush()
+                page_out(dense)
+                bag.append(ht)
+                release_layers(layers)
+                shown.update(hi - lo)
+            bag.close()
+            del dense
+            layers.append((np.load(path / f"hop_{k}.dense.npy", mmap_mode="r"),
+                           _mapped_matrix(path, f"hop_{k}.bag", np.float64, (n, model.n_items_))))
+    return layers
+
+
 def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) -> tuple[list[str], StoredBlocks]:
     """The blocks of the users ``rows`` (sorted graph rows), computed ``per_block`` users at a time with
     ``model._raw_blocks_rows`` and written to ``path``. Returns the block names and the :class:`StoredBlocks`
     (dense parts raw: the caller sets :attr:`StoredBlocks.stats`)."""
-    shared = model._shared(inputs, whole=True)
-    names, dense_files, bag_files, indptrs = None, [], [], []
-    with contextlib.ExitStack() as files, progress.bar(total=len(rows), desc="sign blocks", unit="user",
-                                                      leave=False) as shown:
+    shared = model._shared_blocks(inputs, path, per_block)
+    names, dense_files, bag_files = None, [], []
+    with progress.bar(total=len(rows), desc="sign blocks", unit="user", leave=False) as shown:
         for lo in range(0, max(len(rows), 1), per_block):
             chunk = rows[lo:lo + per_block]
             names_c, dense, bags = model._raw_blocks_rows(inputs, chunk, shared)
@@ -187,29 +265,23 @@ def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) ->
                                                          shape=(len(rows), d.shape[1])) for b, d in enumerate(dense)]
                 for b in range(len(dense)):
                     reserve(path / f"dense_{b}.npy")  # a full disk: an error now, not a crash mid-write
-                bag_files = [None if m is None else (files.enter_context(open(path / f"bag_{b}.indices.bin", "wb")),
-                                                     files.enter_context(open(path / f"bag_{b}.data.bin", "wb")))
-                             for b, m in enumerate(bags)]
-                indptrs = [[np.zeros(1, dtype=np.int64)] if m is not None else None for m in bags]
+                bag_files = [None if m is None else CSRFiles(path, f"bag_{b}", np.float32) for b, m in enumerate(bags)]
             for b, d in enumerate(dense):
                 dense_files[b][lo:lo + len(chunk)] = d
                 dense_files[b].flush()  # written to the file, so the pages are clean and can be handed back
                 page_out(dense_files[b])
             for b, m in enumerate(bags):
-                if m is None:
-                    continue
-                m = m.tocsr()
-                bag_files[b][0].write(m.indices.astype(np.int32).tobytes())
-                bag_files[b][1].write(m.data.astype(np.float32).tobytes())
-                indptrs[b].append(indptrs[b][-1][-1] + m.indptr[1:].astype(np.int64))
+                if m is not None:
+                    bag_files[b].append(m)
+            release_layers(shared.layers)
             del dense, bags
             shown.update(len(chunk))
     for f in dense_files:
         f.flush()
-    sparse = [p is not None for p in indptrs]
-    for b, parts in enumerate(indptrs):
-        if parts is not None:
-            np.save(path / f"bag_{b}.indptr.npy", np.concatenate(parts))
+    for f in bag_files:
+        if f is not None:
+            f.close()
+    sparse = [f is not None for f in bag_files]
     dims = [int(f.shape[1]) for f in dense_files]
-    del dense_files
+    del dense_files, shared
     return names, StoredBlocks(path, rows, dims, sparse, model.n_items_, page_rows=per_block)
