@@ -37,6 +37,25 @@ def test_a_mapped_array_is_paged_out_and_reads_the_same(tmp_path):
     assert mapped[0, 0] == -1.0
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise(MADV_DONTNEED) is Linux's")
+@pytest.mark.parametrize("mode", ["r", "w+"])
+def test_a_shared_mapping_is_unmapped_and_reads_the_same(tmp_path, mode):
+    """Shared mappings (sign's working files) leave the resident set; what was written stays (page cache)."""
+    data = np.random.default_rng(1).random((2_000_000, 6))
+    path = tmp_path / "a.bin"
+    data.tofile(path)
+    mapped = np.memmap(path, dtype=np.float64, mode=mode, shape=data.shape)
+    if mode == "w+":  # a fresh file, written through the mapping
+        mapped[:] = data
+    assert float(mapped[:, 3].sum()) == float(data[:, 3].sum())  # touches every page
+    before = _rss_file_kib()
+    assert page_out(mapped[10:])
+    assert _rss_file_kib() < before - 50_000
+    np.testing.assert_array_equal(mapped, data)
+    del mapped
+    np.testing.assert_array_equal(np.fromfile(path).reshape(data.shape), data)  # in the file
+
+
 def test_arrays_in_ordinary_memory_are_left_alone():
     assert not page_out(np.zeros((10, 3)))
     assert not page_out(np.zeros(0))
@@ -82,3 +101,29 @@ def test_reserve_allocates_a_sparse_file_and_says_a_full_disk_as_oserror(tmp_pat
     with pytest.raises(OSError) as err:
         reserve(path)
     assert err.value.errno == errno.ENOSPC
+
+
+def test_trim_gives_freed_heap_memory_back(tmp_path):
+    """With the command line's allocator settings (every allocation from the heap, freed memory kept), a freed
+    GiB stays resident until ``trim`` gives it back. Run in a child process: the settings are process-wide."""
+    import subprocess
+
+    code = """
+import numpy as np
+from graphprof.runtime.memory import keep_freed_memory, trim
+def rss():
+    return int(open('/proc/self/statm').read().split()[1]) * 4096
+assert keep_freed_memory()
+base = rss()
+a = np.ones(2 ** 27)  # 1 GiB, written so every page is resident
+a[-1] = 2
+del a
+kept = rss() - base
+assert trim()
+print(kept, rss() - base)
+"""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc_trim: Linux only")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    kept, after = int(out[0]), int(out[1])
+    assert kept > 2 ** 29 and after < 2 ** 27

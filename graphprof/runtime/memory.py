@@ -11,6 +11,9 @@ freed, so its resident memory does not fall back after a stage's peak.
 
 Only the command line calls this (one process, one command); the Python API leaves the allocator alone.
 
+:func:`trim` gives the freed memory back at once (glibc's ``malloc_trim``), where a stage's temporaries would
+otherwise stay resident as the level every later stage starts from (GiBs at millions of users).
+
 :func:`page_out` hands the pages of a memory-mapped array back to the kernel once the part needed of it is read.
 """
 
@@ -38,6 +41,20 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(M_MMAP_MAX, 0) and mallopt(M_TRIM_THRESHOLD, KEEP_FREE) and mallopt(M_TOP_PAD, TOP_PAD))
 
 
+def trim() -> bool:
+    """Give the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``: every free page, not only the
+    heap's top). Returns whether any were given back; False where it does not apply (not Linux, no glibc)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(malloc_trim(0))
+
+
+MADV_DONTNEED = 4  # unmap these pages: a shared file mapping's stay in the page cache (written ones included)
 MADV_PAGEOUT = 21  # Linux 5.4+: reclaim these pages (clean file pages are dropped, read again when touched)
 PAGE = 4096
 
@@ -46,9 +63,12 @@ def page_out(a, min_bytes: int = 0) -> bool:
     """Hand the pages of ``a``, where it is a view of a memory-mapped file (``np.memmap``), back to the kernel:
     a column read out of a row-major mapped array touches every page of it, and those pages would stay resident
     (counted in the process's memory) until the kernel needs them. The array's contents do not change (pages
-    written in this process are kept); they are read again from the file when next touched. Returns whether it
-    was done (False off Linux, for arrays in ordinary memory or smaller than ``min_bytes``, or where the kernel
-    refuses)."""
+    written in this process are kept); they are read again when next touched. A shared mapping (modes ``r``,
+    ``r+``, ``w+``) is unmapped only (``MADV_DONTNEED``): its pages stay in the page cache, so a file read
+    again and again (``sign``'s hops, a row block at a time) comes back from memory, not from the disk. A
+    copy-on-write mapping (mode ``c``) is paged out (``MADV_PAGEOUT``), which keeps the pages it wrote. Returns
+    whether it was done (False off Linux, for arrays in ordinary memory or smaller than ``min_bytes``, or where
+    the kernel refuses)."""
     import numpy as np
 
     base = a
@@ -65,7 +85,8 @@ def page_out(a, min_bytes: int = 0) -> bool:
     first = start + sum(min(0, s * (n - 1)) for s, n in zip(a.strides, a.shape))
     end = start + sum(max(0, s * (n - 1)) for s, n in zip(a.strides, a.shape)) + a.itemsize
     lo = first - first % PAGE
-    return libc.madvise(lo, end - lo, MADV_PAGEOUT) == 0
+    advice = MADV_PAGEOUT if getattr(base, "mode", "c") == "c" else MADV_DONTNEED
+    return libc.madvise(lo, end - lo, advice) == 0
 
 
 def reserve(path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from graphprof import workdir
 from graphprof.errors import ConfigError
 from graphprof.models.calibration import apply_temperature, brier, ece, reliability
-from graphprof.runtime import distributed
+from graphprof.runtime import distributed, memory
 from graphprof.training.evaluate import scores
 
 log = logging.getLogger("graphprof")
@@ -71,6 +71,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
         return done, proba
     kwargs = {"epochs": epochs} if epochs is not None and "epochs" in cls().params else {}
     t0 = time.perf_counter()
+    memory.trim()  # what the loading and the fits before freed: each fit starts from what is live
     model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
     if not main:
         return None, None

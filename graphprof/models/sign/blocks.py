@@ -124,7 +124,8 @@ class SIGNBlocks:
         counts = self._counts(inputs)
         item_f = inv = None
         if self.copurchase_:
-            wt = counts.log1p().T.tocsr()
+            wt = counts.T.tocsr()
+            np.log1p(wt.data, out=wt.data)  # in place: the same values as a log1p copy, one matrix fewer
             # P_nᵀ F: [num_items, num_features]
             item_f = standardized_product(row_scale(wt, "l1"), inputs.features.matrix, self.f_mean_, self.f_std_)
             s = np.asarray(wt.sum(axis=1)).ravel()  # log counts: never negative

@@ -89,7 +89,7 @@ from graphprof.models.sign import store
 from graphprof.models.sign.blocks import SIGNBlocks, standardize, stats
 from graphprof.models.sign.net import SIGNNet
 from graphprof.runtime import distributed as parallel
-from graphprof.runtime import progress
+from graphprof.runtime import memory, progress
 
 log = logging.getLogger("graphprof")
 
@@ -356,6 +356,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         """:meth:`_shared` for row blocks that cover most users, with every user's lower social hops in files under
         ``path`` (:func:`store.write_layers`)."""
         shared = self._shared(inputs)
+        memory.trim()  # the whole-graph products' temporaries: not the level every row block starts from
         if self.social_ and self.params["hops"]:
             shared = shared._replace(layers=store.write_layers(self, inputs, shared, path, per_block))
         return shared
