@@ -45,8 +45,8 @@ def test_fit_from_files_is_the_in_memory_fit(shop, tmp_path, monkeypatch, column
     written = []
     real = store.write_blocks
 
-    def spy(model, inp, rows, path, per_block):
-        names, source = real(model, inp, rows, path, per_block)
+    def spy(model, inp, rows, path, per_block, shared):
+        names, source = real(model, inp, rows, path, per_block, shared)
         written.append((len(rows), per_block, sorted(p.name for p in path.iterdir())))
         return names, source
 
@@ -58,13 +58,23 @@ def test_fit_from_files_is_the_in_memory_fit(shop, tmp_path, monkeypatch, column
     _, _, parts = shop
     assert count == len(parts["train"]) + len(parts["val"]) and per_block == n // 10 and count > 3 * per_block
     assert "dense_0.npy" in files and "bag_0.data.bin" in files and "bag_1.indices.bin" in files
-    assert list((tmp_path / "scratch").iterdir()) == []  # the files are removed after the fit
+    # the blocks' files are removed after the fit; every user's hops are kept for the scoring that follows
+    kept = list((tmp_path / "scratch").iterdir())
+    assert [p.name[:10] for p in kept] == ["sign-hops-"] and (kept[0] / "hop_1.dense.npy").exists()
     a, b = held.net_.state_dict(), streamed.net_.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert held.history_ == streamed.history_ and held.choice_ == streamed.choice_
     for (m1, s1), (m2, s2) in zip(held.block_stats_, streamed.block_stats_):
         assert np.array_equal(m1, m2) and np.array_equal(s1, s2)
-    np.testing.assert_allclose(streamed.proba(_in_blocks(inputs, n // 10)), held.proba(inputs), rtol=0, atol=1e-6)
+    made = []
+    monkeypatch.setattr(SIGN, "_shared_blocks", lambda *args: made.append(args))
+    scores = streamed.proba(_in_blocks(inputs, n // 10))  # on the kept hops: none made again
+    assert not made
+    np.testing.assert_allclose(scores, held.proba(inputs), rtol=0, atol=1e-6)
+    streamed.release_working_files()
+    assert list((tmp_path / "scratch").iterdir()) == []
+    monkeypatch.undo()
+    np.testing.assert_array_equal(streamed.proba(_in_blocks(inputs, n // 10)), scores)  # made again: the same
 
 
 def test_scores_in_row_blocks_are_the_whole_graph_scores(shop):
@@ -81,7 +91,8 @@ def test_stored_batches_equal_held_batches_after_pages_are_handed_back(shop, tmp
     inputs, _, parts = shop
     model = _fit(inputs, shop)  # fitted state (statistics, idf, blocks kept) to compute blocks with
     rows = np.union1d(parts["train"], parts["val"])
-    names, stored = store.write_blocks(model, inputs, rows, tmp_path, per_block=50)
+    shared = model._shared_blocks(inputs, tmp_path, per_block=50)
+    names, stored = store.write_blocks(model, inputs, rows, tmp_path, per_block=50, shared=shared)
     assert names == model.block_names_
     stored.stats = [None, *model.block_stats_]
     held = store.HeldBlocks(*model._blocks(inputs, model._raw_blocks_rows(inputs, np.arange(inputs.graph.num_users))))

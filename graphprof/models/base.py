@@ -94,6 +94,11 @@ class Model(ABC):
         ids = inputs.graph.user_ids if rows is None else inputs.graph.user_ids[np.asarray(rows, dtype=np.int64)]
         return pd.DataFrame(proba, index=pd.Index(ids, name="user_id"), columns=self.classes_)
 
+    def release_working_files(self) -> None:
+        """Drop what the fit kept for the scoring right after it (``sign`` past its row-block setting: every
+        user's hops, in memory-mapped files). Nothing for models that keep nothing."""
+        return None
+
     def proba(self, inputs: ModelInput, rows: np.ndarray | None = None) -> np.ndarray:
         """:meth:`predict_proba`'s numbers as an array ``[n, n_classes]`` (columns in ``classes_``' order), without
         the frame (building its index of user ids is a cost per target), for callers that have the ids."""

@@ -76,6 +76,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     if not main:
         return None, None
     raw = model.proba(inputs)
+    model.release_working_files()
     model.calibrate(inputs, target.y, parts["val"], raw=raw)
     proba = apply_temperature(raw, model.temperature)
     test_y = target.y[parts["test"]]

@@ -139,12 +139,16 @@ class SIGNBlocks:
 
     def _hop_rows(self, inputs: ModelInput, rows: np.ndarray, dense, bag: sp.csr_matrix,
                   adj_rows: Callable) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``, read a
-        few columns at a time): ``A[rows] @ X``, the bag cut to its top-k per row, as :meth:`_raw_blocks` does
-        for every row at once."""
+        """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``, read
+        on the rows' friends): ``A[rows] @ X``, the bag cut to its top-k per row, as :meth:`_raw_blocks` does for
+        every row at once."""
         m = row_scale(adj_rows(rows), "l1")
-        if dense is None:
-            hf = standardized_product(m, inputs.features.matrix, self.f_mean_, self.f_std_)
+        if dense is None:  # F standardised on the rows' friends only, the columns renumbered within them
+            friends = np.unique(m.indices)
+            f = standardize(feature_rows(inputs.features, friends), self.f_mean_, self.f_std_)
+            hf = sp.csr_matrix((m.data, np.searchsorted(friends, m.indices), m.indptr),
+                               shape=(m.shape[0], len(friends))) @ f
+            del f
         else:
             hf = m @ dense
         return hf, row_scale(sparse_hop(m, bag, self.params["top_k"]), "l2")

@@ -71,6 +71,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -200,12 +202,14 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                  "memory-mapped files", inputs.graph.num_users, len(train_idx) + len(val_idx), per_block)
         rows = np.union1d(train_idx, val_idx)
         if not parallel.active() or parallel.world_size() == 1:
-            self.block_names_, source = store.write_blocks(self, inputs, rows, scratch, per_block)
+            self.block_names_, source = store.write_blocks(self, inputs, rows, scratch, per_block,
+                                                           self._kept_shared(inputs, per_block))
         else:  # data parallel: rank 0 writes the files once; every rank maps them and reads its share of a batch
             written = {}
 
             def write() -> dict:
-                written["names"], written["source"] = store.write_blocks(self, inputs, rows, scratch, per_block)
+                written["names"], written["source"] = store.write_blocks(self, inputs, rows, scratch, per_block,
+                                                                         self._kept_shared(inputs, per_block))
                 return {"names": written["names"], "path": str(scratch), "dims": written["source"].dims,
                         "sparse": written["source"].sparse}
 
@@ -361,13 +365,40 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
             shared = shared._replace(layers=store.write_layers(self, inputs, shared, path, per_block))
         return shared
 
+    def _kept_shared(self, inputs: ModelInput, per_block: int | None = None):
+        """:meth:`_shared_blocks` made by the fit on ``inputs`` and kept, with its files, for the scoring of every
+        user that follows it (``train``), until :meth:`release_working_files`. ``per_block`` None: the kept one
+        or None; else made and kept where none is."""
+        kept = self.__dict__.get("_kept")
+        if kept is not None and kept["graph"] is inputs.graph and kept["features"] is inputs.features:
+            return kept["shared"]
+        if per_block is None:
+            return None
+        self.release_working_files()
+        path = store.new_scratch(inputs, prefix="sign-hops-")
+        cleanup = weakref.finalize(self, shutil.rmtree, path, True)  # also where the model is dropped unreleased
+        try:
+            shared = self._shared_blocks(inputs, path, per_block)
+        except BaseException:
+            cleanup()
+            raise
+        self._kept = {"graph": inputs.graph, "features": inputs.features, "shared": shared, "cleanup": cleanup}
+        return shared
+
+    def release_working_files(self) -> None:
+        kept = self.__dict__.pop("_kept", None)
+        if kept is not None:
+            kept["cleanup"]()
+
     def _forward_blocks(self, inputs: ModelInput, rows: np.ndarray, per_block: int, part: int):
         """``part`` of the output of ``rows``, ``per_block`` rows at a time (one row block: its blocks computed on
-        its neighbourhood; several: on every user's lower hops, made once in files)."""
+        its neighbourhood; several: on every user's lower hops, made once in files, or kept from the fit)."""
+        kept = self._kept_shared(inputs)
         several = len(rows) > per_block
-        with (store.scratch_dir(inputs) if several else contextlib.nullcontext()) as path, \
+        make = several and kept is None
+        with (store.scratch_dir(inputs) if make else contextlib.nullcontext()) as path, \
                 progress.bar(total=len(rows), desc="sign scores", unit="user", leave=False, disable=not several) as shown:
-            shared = self._shared_blocks(inputs, path, per_block) if several else None
+            shared = self._shared_blocks(inputs, path, per_block) if make else kept
             for lo in range(0, len(rows), per_block):
                 chunk = rows[lo:lo + per_block]
                 held = store.HeldBlocks(*self._blocks(inputs, self._raw_blocks_rows(inputs, chunk, shared)))

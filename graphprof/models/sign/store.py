@@ -42,14 +42,20 @@ def block_rows(inputs) -> int:
     return int(getattr(inputs, "block_rows", None) or DEFAULT_BLOCK_ROWS)
 
 
-@contextlib.contextmanager
-def scratch_dir(inputs):
-    """A fresh folder for memory-mapped blocks, removed on leaving: inside ``ModelInput.scratch`` where the run
-    has a work directory (``train``: ``<workdir>/.scratch``), else in the system's temporary folder."""
+def new_scratch(inputs, prefix: str = "sign-blocks-") -> Path:
+    """A fresh folder for memory-mapped working files (the caller removes it): inside ``ModelInput.scratch``
+    where the run has a work directory (``train``: ``<workdir>/.scratch``), else in the system's temporary
+    folder."""
     base = getattr(inputs, "scratch", None)
     if base is not None:
         Path(base).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="sign-blocks-", dir=base))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+
+
+@contextlib.contextmanager
+def scratch_dir(inputs):
+    """:func:`new_scratch`, removed on leaving."""
+    path = new_scratch(inputs)
     try:
         yield path
     finally:
@@ -249,11 +255,11 @@ def write_layers(model, inputs, shared, path: Path, per_block: int) -> list:
     return layers
 
 
-def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) -> tuple[list[str], StoredBlocks]:
+def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int,
+                 shared) -> tuple[list[str], StoredBlocks]:
     """The blocks of the users ``rows`` (sorted graph rows), computed ``per_block`` users at a time with
-    ``model._raw_blocks_rows`` and written to ``path``. Returns the block names and the :class:`StoredBlocks`
-    (dense parts raw: the caller sets :attr:`StoredBlocks.stats`)."""
-    shared = model._shared_blocks(inputs, path, per_block)
+    ``model._raw_blocks_rows`` on ``shared`` (what they read of the whole graph) and written to ``path``. Returns
+    the block names and the :class:`StoredBlocks` (dense parts raw: the caller sets :attr:`StoredBlocks.stats`)."""
     names, dense_files, bag_files = None, [], []
     with progress.bar(total=len(rows), desc="sign blocks", unit="user", leave=False) as shown:
         for lo in range(0, max(len(rows), 1), per_block):
@@ -283,5 +289,5 @@ def write_blocks(model, inputs, rows: np.ndarray, path: Path, per_block: int) ->
             f.close()
     sparse = [f is not None for f in bag_files]
     dims = [int(f.shape[1]) for f in dense_files]
-    del dense_files, shared
+    del dense_files
     return names, StoredBlocks(path, rows, dims, sparse, model.n_items_, page_rows=per_block)
