@@ -366,12 +366,13 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         return shared
 
     def _kept_shared(self, inputs: ModelInput, per_block: int | None = None):
-        """:meth:`_shared_blocks` made by the fit on ``inputs`` and kept, with its files, for the scoring of every
-        user that follows it (``train``), until :meth:`release_working_files`. ``per_block`` None: the kept one
-        or None; else made and kept where none is."""
+        """:meth:`_shared_blocks` on ``inputs`` with every user's hops kept from the fit, with their files, for
+        the scoring of every user that follows it (``train``), until :meth:`release_working_files`. The rest of
+        it (counts, adjacency, item profile) is made again: held through the epochs it would sit beside the
+        net. ``per_block`` None: None where no hops are kept; else the hops are made and kept where none are."""
         kept = self.__dict__.get("_kept")
         if kept is not None and kept["graph"] is inputs.graph and kept["features"] is inputs.features:
-            return kept["shared"]
+            return self._shared(inputs)._replace(layers=kept["layers"])
         if per_block is None:
             return None
         self.release_working_files()
@@ -382,7 +383,8 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         except BaseException:
             cleanup()
             raise
-        self._kept = {"graph": inputs.graph, "features": inputs.features, "shared": shared, "cleanup": cleanup}
+        self._kept = {"graph": inputs.graph, "features": inputs.features, "layers": shared.layers,
+                      "cleanup": cleanup}
         return shared
 
     def release_working_files(self) -> None:
