@@ -299,3 +299,24 @@ def test_purchase_matrices_can_share_one_structure(tiny):
     assert not np.shares_memory(own[0].indices, own[1].indices)
     for s, o in zip(shared, own):
         assert (s != o).nnz == 0 and not np.isnan(s.data).any()
+
+
+def test_saved_item_features_are_read_when_first_asked_for(tmp_path, monkeypatch):
+    """lr and sign never read the item features: load_features leaves them on disk until a model asks."""
+    from fixtures_small import build_shop
+
+    from graphprof import workdir as wd
+    from graphprof.features import load_features
+
+    work = build_shop(tmp_path)
+    reads = []
+    real = wd.read_parquet
+    monkeypatch.setattr(wd, "read_parquet", lambda path, *a, **k: reads.append(str(path).rsplit("/", 1)[-1]) or real(path, *a, **k))
+    feats = load_features(work)
+    assert "items.parquet" not in reads
+    saved = pd.read_parquet(work / wd.FEATURES_ITEMS)
+    assert list(feats.item_ids) == list(saved["item_id"].astype(str))
+    pd.testing.assert_frame_equal(feats.items, saved.drop(columns=["item_id"]))
+    assert reads.count("items.parquet") == 1  # read once, for both
+    feats.items = None  # a caller's own value stays
+    assert feats.items is None and len(feats.item_ids) == len(saved)

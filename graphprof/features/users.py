@@ -325,14 +325,55 @@ def load_features(root: str | Path = workdir.DEFAULT_WORKDIR) -> UserFeatures:
     hint = "run 'graphprof build-graph' first"
     meta = workdir.read_json(root / workdir.FEATURES_META, missing=hint)
     user_ids, frame = _read_matrix(root / workdir.FEATURES_USERS, "user_id", hint)
-    items = workdir.read_parquet(root / workdir.FEATURES_ITEMS, missing=hint)
+    if not (root / workdir.FEATURES_ITEMS).exists():  # said now, not when a model first reads it
+        raise ArtifactError(f"{root / workdir.FEATURES_ITEMS}: not found; {hint}")
     state = dict(meta.get("state", {}))
     if meta.get("state_arrays"):
         arrays = workdir.read_safetensors(root / workdir.FEATURES_STATE, missing=hint, numpy=True)
         state.update({k: arrays[k] for k in meta["state_arrays"]})
-    return UserFeatures(user_ids=user_ids, frame=frame, groups=meta["groups"],
-                        item_ids=items["item_id"].astype(str).to_numpy(dtype=object),
-                        items=items.drop(columns=["item_id"]), state=state)
+    return SavedFeatures(root / workdir.FEATURES_ITEMS, user_ids=user_ids, frame=frame, groups=meta["groups"],
+                         state=state)
+
+
+_UNREAD = object()
+
+
+class SavedFeatures(UserFeatures):
+    """:func:`load_features`' result. The item features (``items``, ``item_ids``), which only ``sage`` and ``gat``
+    and the export of item vectors read, are read from ``features/items.parquet`` when first asked for: at
+    millions of items they are most of a GiB that ``lr`` and ``sign`` never read."""
+
+    def __init__(self, items_path: Path, **fields):
+        self._items_path = items_path
+        self._items = self._item_ids = _UNREAD
+        super().__init__(**fields, item_ids=_UNREAD, items=_UNREAD)
+
+    def _read_items(self) -> None:
+        items = workdir.read_parquet(self._items_path, missing="run 'graphprof build-graph' first")
+        if self._item_ids is _UNREAD:
+            self._item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
+        if self._items is _UNREAD:
+            self._items = items.drop(columns=["item_id"])
+
+    @property
+    def items(self) -> pd.DataFrame | None:
+        if self._items is _UNREAD:
+            self._read_items()
+        return self._items
+
+    @items.setter
+    def items(self, value) -> None:
+        self._items = value
+
+    @property
+    def item_ids(self) -> np.ndarray | None:
+        if self._item_ids is _UNREAD:
+            self._read_items()
+        return self._item_ids
+
+    @item_ids.setter
+    def item_ids(self, value) -> None:
+        self._item_ids = value
 
 
 def _read_matrix(path: Path, id_column: str, hint: str) -> tuple[np.ndarray, pd.DataFrame]:
