@@ -243,8 +243,10 @@ def _load(root: Path, graph_id: str | None, targets: list[str] | None, cache: bo
     graph = load_graph(root)
     # every rank its own scratch folder (ranks may share the work directory's storage)
     scratch = root / workdir.SCRATCH_DIR / f"rank{distributed.rank()}"
-    inputs = ModelInput(graph=graph, features=load_features(root), cache=store, block_rows=block_rows,
-                        scratch=scratch)
+    features = load_features(root)
+    if len(features.user_ids) == len(graph.user_ids) and np.array_equal(features.user_ids, graph.user_ids):
+        features.user_ids = graph.user_ids  # one copy of the ids: 10M of them as strings are most of a GiB
+    inputs = ModelInput(graph=graph, features=features, cache=store, block_rows=block_rows, scratch=scratch)
     # the target columns only, where they are named (every column is read where they are to be found)
     users = load_tables(root, "users", columns=None if targets is None else ["user_id", *targets])
     if users is not None and targets and set(targets) - set(users.columns) - {COMMUNITY_TARGET}:
