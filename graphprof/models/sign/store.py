@@ -30,7 +30,7 @@ import torch
 from graphprof.models.sign.blocks import standardize
 from graphprof.models.sign.net import make_bag
 from graphprof.runtime import progress
-from graphprof.runtime.memory import page_out, reserve
+from graphprof.runtime.memory import page_out, reserve, trim
 
 #: Users per row block of ``sign``'s blocks where nothing else is set: graphs with more users write their blocks
 #: to memory-mapped files a row block at a time, and score every user a row block at a time.
@@ -209,12 +209,15 @@ def _mapped_matrix(path: Path, name: str, dtype, shape: tuple[int, int]) -> sp.c
 
 
 def release_layers(layers: list | None) -> None:
-    """Hand the pages of every user's mapped hops (:func:`write_layers`) back to the kernel."""
+    """After a row block: hand the pages of every user's mapped hops (:func:`write_layers`) back to the kernel,
+    and the heap's free pages (the row block's temporaries, of other sizes in every row block, would otherwise
+    pile up as free memory the next ones do not fit in)."""
     for dense, bag in layers or ():
         if dense is not None:
             page_out(dense)
         page_out(bag.indices)
         page_out(bag.data)
+    trim()
 
 
 def write_layers(model, inputs, shared, path: Path, per_block: int) -> list:
