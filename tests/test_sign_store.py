@@ -119,9 +119,16 @@ def _mapped(a: np.ndarray) -> bool:
     return a is not None
 
 
-def test_every_users_lower_hops_are_mapped_files_equal_to_the_held_hops(shop, tmp_path):
+@pytest.mark.parametrize("small", [False, True], ids=["one-part", "small-parts"])
+def test_every_users_lower_hops_are_mapped_files_equal_to_the_held_hops(shop, tmp_path, monkeypatch, small):
     """Past one row block every user's hops below the last are written once (a row block at a time) and read
-    mapped: the numbers of the whole-graph products, bit for bit."""
+    mapped: the numbers of the whole-graph products, bit for bit. ``small``: each hop computed 7 rows at a time,
+    the files read 13 rows at a time."""
+    from graphprof.models.sign import blocks
+
+    if small:
+        monkeypatch.setattr(blocks, "HOP_ROWS", 7)
+        monkeypatch.setattr(store, "GATHER_SPAN", 13)
     inputs = shop[0]
     model = _fit(inputs, shop, block_sets=["all"])
     assert model.social_ and model.params["hops"] == 2
@@ -136,6 +143,27 @@ def test_every_users_lower_hops_are_mapped_files_equal_to_the_held_hops(shop, tm
     assert all(_mapped(a) for a in (t.indices, t.data, hf, ht.indices, ht.data))  # never copied into memory
     store.release_layers(layers)
     np.testing.assert_array_equal(hf, dense[1])  # read back from the files after the pages were handed back
+
+
+def test_rows_gathered_from_mapped_files_a_span_at_a_time(tmp_path):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    a = rng.random((500, 4))
+    np.save(tmp_path / "a.npy", a)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    m = sp.random(500, 40, density=0.1, format="csr", random_state=4)
+    files = store.CSRFiles(tmp_path, "m", np.float64)
+    files.append(m[:123])
+    files.append(m[123:])
+    files.close()
+    indptr, indices, data = store.mapped_csr(tmp_path, "m", np.float64)
+    mapped_m = sp.csr_matrix((data, indices, indptr), shape=m.shape)
+    for rows in (np.sort(rng.choice(500, 77, replace=False)), np.arange(0), np.array([0, 499])):
+        for span in (1, 13, 10_000):
+            np.testing.assert_array_equal(store.gather_rows(mapped, rows, span), a[rows])
+            got = store.gather_csr_rows(mapped_m, rows, span)
+            assert got.shape == (len(rows), 40) and (got != m[rows]).nnz == 0
 
 
 def test_cli_block_rows(tmp_path, capsys):

@@ -16,6 +16,8 @@ from graphprof.models.base import ModelInput, feature_rows
 from graphprof.models.sign.sparse_hops import sparse_hop
 
 CLIP = 6.0
+#: Rows of a row block whose last social hop is computed together (on their friends' rows, read into memory)
+HOP_ROWS = 1 << 16
 #: Bytes of standardised features held at once where a product reads every user's (a few columns at a time).
 STD_BYTES = 2 ** 29
 
@@ -139,19 +141,28 @@ class SIGNBlocks:
 
     def _hop_rows(self, inputs: ModelInput, rows: np.ndarray, dense, bag: sp.csr_matrix,
                   adj_rows: Callable) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``, read
-        on the rows' friends): ``A[rows] @ X``, the bag cut to its top-k per row, as :meth:`_raw_blocks` does for
-        every row at once."""
-        m = row_scale(adj_rows(rows), "l1")
-        if dense is None:  # F standardised on the rows' friends only, the columns renumbered within them
+        """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``; else,
+        as ``bag``, mapped from :func:`~graphprof.models.sign.store.write_layers`' files): ``A[rows] @ X``, the bag
+        cut to its top-k per row, as :meth:`_raw_blocks` does for every row at once. Computed
+        :data:`HOP_ROWS` rows at a time on those rows' friends' rows of ``X`` (read from the files a span at a
+        time, their pages handed back), so neither the files' pages nor the friends' rows pile up."""
+        from graphprof.models.sign.store import gather_csr_rows, gather_rows
+
+        hfs, hts = [], []
+        for lo in range(0, len(rows), HOP_ROWS):
+            m = row_scale(adj_rows(rows[lo:lo + HOP_ROWS]), "l1")
             friends = np.unique(m.indices)
-            f = standardize(feature_rows(inputs.features, friends), self.f_mean_, self.f_std_)
-            hf = sp.csr_matrix((m.data, np.searchsorted(friends, m.indices), m.indptr),
-                               shape=(m.shape[0], len(friends))) @ f
+            m = sp.csr_matrix((m.data, np.searchsorted(friends, m.indices), m.indptr), shape=(m.shape[0], len(friends)))
+            if dense is None:
+                f = standardize(feature_rows(inputs.features, friends), self.f_mean_, self.f_std_)
+            else:
+                f = gather_rows(dense, friends)
+            hfs.append(m @ f)
             del f
-        else:
-            hf = m @ dense
-        return hf, row_scale(sparse_hop(m, bag, self.params["top_k"]), "l2")
+            hts.append(row_scale(sparse_hop(m, gather_csr_rows(bag, friends), self.params["top_k"]), "l2"))
+        if not hfs:
+            return np.zeros((0, inputs.features.matrix.shape[1])), sp.csr_matrix((0, bag.shape[1]))
+        return np.concatenate(hfs), sp.vstack(hts, format="csr")
 
     def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray,
                          shared: Shared | None = None) -> tuple[list[str], list[np.ndarray], list]:

@@ -9,8 +9,9 @@ Two sources with one interface (``batch``, ``view``, ``dims``, ``sparse``):
   to memory-mapped files in a scratch folder (:func:`scratch_dir`); a batch reads its rows from them. The dense
   parts are kept as computed (float64) and standardised per batch, which is element for element the arithmetic
   of the held route; the bags are kept as float32, the precision the network reads them in. The mapped pages a
-  fit has read are handed back to the kernel after every ``page_rows`` rows (:func:`~graphprof.runtime.memory.page_out`),
-  so the resident memory of the files stays about ``page_rows`` rows' worth, whatever their size.
+  fit has read are handed back to the kernel after every ``page_rows`` rows (:func:`~graphprof.runtime.memory.page_out`;
+  at most :data:`RELEASE_ROWS`): rows drawn at random touch a page each, so the files' resident share stays
+  about ``page_rows`` pages per file, whatever their size.
 
 Shapes: a batch is ``xs`` (one ``[batch, dims[b]]`` float32 tensor per block) and ``bags`` (one
 :class:`~graphprof.models.sign.net.Bag` or None per block).
@@ -35,6 +36,9 @@ from graphprof.runtime.memory import page_out, reserve, trim
 #: Users per row block of ``sign``'s blocks where nothing else is set: graphs with more users write their blocks
 #: to memory-mapped files a row block at a time, and score every user a row block at a time.
 DEFAULT_BLOCK_ROWS = 250_000
+#: Rows read from mapped files between two hand-backs of their pages: a row read at random maps a page of its
+#: own (4 KiB for a few hundred bytes), so every page of a file can be resident after a fraction of its rows.
+RELEASE_ROWS = 1 << 16
 
 
 def block_rows(inputs) -> int:
@@ -106,7 +110,7 @@ class StoredBlocks:
 
     def __init__(self, path: Path, rows: np.ndarray, dims: list[int], sparse: list[bool], n_items: int,
                  page_rows: int, blocks: list[int] | None = None):
-        self.path, self.rows, self.n_items, self.page_rows = path, rows, n_items, page_rows
+        self.path, self.rows, self.n_items, self.page_rows = path, rows, n_items, min(page_rows, RELEASE_ROWS)
         self.blocks = list(range(len(dims))) if blocks is None else blocks
         self._dims, self._sparse = dims, sparse
         self.stats: list = [None] * len(dims)  # (mean, std) per block, set once fitted; None: as stored
@@ -206,6 +210,39 @@ def mapped_csr(path: Path, name: str, dtype) -> tuple[np.ndarray, np.ndarray, np
 def _mapped_matrix(path: Path, name: str, dtype, shape: tuple[int, int]) -> sp.csr_matrix:
     indptr, indices, data = mapped_csr(path, name, dtype)
     return sp.csr_matrix((data, indices, indptr), shape=shape)  # over the mapped arrays: no copy
+
+
+#: Rows of a mapped file whose pages are handed back together while rows spread over it are read
+GATHER_SPAN = 1 << 20
+
+
+def gather_rows(a: np.ndarray, rows: np.ndarray, span: int | None = None) -> np.ndarray:
+    """``a[rows]`` (``rows`` sorted) from a mapped array, its pages handed back every ``span`` rows of it: the
+    rows of a row block's friends are spread over the whole file, and read through the mapping at once every
+    page of it would be resident."""
+    span = span or GATHER_SPAN
+    out = np.empty((len(rows),) + a.shape[1:], dtype=a.dtype)
+    at = np.searchsorted(rows, np.arange(0, a.shape[0] + span, span))
+    for i in range(len(at) - 1):
+        if at[i + 1] > at[i]:
+            out[at[i]:at[i + 1]] = a[rows[at[i]:at[i + 1]]]
+            page_out(a[i * span:(i + 1) * span])
+    return out
+
+
+def gather_csr_rows(m: sp.csr_matrix, rows: np.ndarray, span: int | None = None) -> sp.csr_matrix:
+    """``m[rows]`` (``rows`` sorted) from a CSR matrix over mapped arrays, their pages handed back every
+    ``span`` rows (as :func:`gather_rows`)."""
+    span = span or GATHER_SPAN
+    parts = []
+    at = np.searchsorted(rows, np.arange(0, m.shape[0] + span, span))
+    for i in range(len(at) - 1):
+        if at[i + 1] > at[i]:
+            parts.append(_csr_rows(m.indptr, m.indices, m.data, rows[at[i]:at[i + 1]], m.shape[1]))
+            lo, hi = m.indptr[i * span], m.indptr[min((i + 1) * span, m.shape[0])]
+            page_out(m.indices[lo:hi])
+            page_out(m.data[lo:hi])
+    return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, m.shape[1]), dtype=m.dtype)
 
 
 def release_layers(layers: list | None) -> None:
