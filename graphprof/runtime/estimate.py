@@ -47,13 +47,13 @@ MODELS = {
     "sage": {"s_per_size": 1.0e-06, "epoch_s": 2.0e-04, "base_bytes": 0.71 * GIB, "bytes_per_size": 234.0},
     "gat": {"s_per_size": 5.0e-06, "epoch_s": 4.0e-04, "base_bytes": 1.0 * GIB, "bytes_per_size": 222.0},
 }
-#: ``sign`` on a graph of more users than its row-block setting (``train --block-rows``): its blocks go to
-#: memory-mapped files a row block at a time, so its peak is the loaded graph and features, the whole-graph arrays
-#: its row blocks read (standardised features, bag of items, counts, adjacency) and one row block's work:
-#: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. Set from ``train --models sign``
-#: at 1M users (9.7 GiB) and 10M users (stopped past 22 GiB, so a lower bound there): benchmarks/RESULTS.md
-#: "sign past its row-block setting"
-SIGN_BLOCKS = {"base_bytes": 7.3 * GIB, "bytes_per_size": 99.0, "bytes_per_block_row": 4096.0}
+#: ``sign`` on a graph of more users than its row-block setting (``train --block-rows``): every user's lower hops
+#: and the training users' blocks go to memory-mapped files a row block at a time, so its peak is the loaded
+#: graph and features, the whole-graph arrays its row blocks read (counts, adjacency, item profile), the net and
+#: one row block's work: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. The base is
+#: ``sign``'s own; the size term set from ``train --models sign`` at 1M users (6.17 GiB, benchmarks/RESULTS.md
+#: "Ten million users: train"); at 10M users the route did not complete within 22 GiB, and this says 32 GiB
+SIGN_BLOCKS = {"base_bytes": 2.39 * GIB, "bytes_per_size": 160.0, "bytes_per_block_row": 4096.0}
 #: ``sage`` / ``gat`` on their full-batch route (a graph of at most FULL_BATCH_SIZE): seconds per epoch and
 #: unit of size, and the epochs a full-batch fit typically runs (one optimiser step each)
 FULL_EPOCH_S = {"sage": 7.5e-07, "gat": 1.5e-06}
