@@ -29,8 +29,8 @@ class Shared(NamedTuple):
     counts: sp.csr_matrix          # user x item purchase counts
     item_f: np.ndarray | None      # P_nᵀ F [num_items, num_features]
     inv: np.ndarray | None         # 1 / the column sums of log(1 + counts)
-    #: every user's hops ``0 .. hops - 1`` (``(dense, bag)``; hop 0's dense part is ``F``, read a few columns at
-    #: a time: None), where row blocks cover most users (:func:`graphprof.models.sign.store.write_layers`)
+    #: every user's hops ``0 .. hops - 1`` (``(dense, bag)``; hop 0's dense part is ``F`` itself, None here),
+    #: where row blocks cover most users (:func:`graphprof.models.sign.store.write_layers`)
     layers: list | None = None
 
 
@@ -161,7 +161,7 @@ class SIGNBlocks:
             del f
             hts.append(row_scale(sparse_hop(m, gather_csr_rows(bag, friends), self.params["top_k"]), "l2"))
         if not hfs:
-            return np.zeros((0, inputs.features.matrix.shape[1])), sp.csr_matrix((0, bag.shape[1]))
+            return np.zeros((0, len(self.f_mean_))), sp.csr_matrix((0, bag.shape[1]))
         return np.concatenate(hfs), sp.vstack(hts, format="csr")
 
     def _raw_blocks_rows(self, inputs: ModelInput, rows: np.ndarray,
