@@ -40,9 +40,11 @@ BUILD_DUCKDB = {"base_s": 2.0, "s_per_row": 3.2e-06, "base_bytes": 2.0 * GIB, "b
 LOAD = {"base_s": 2.05, "s_per_size": 2.21e-07}
 #: per model and fit: ``s_per_size * size + epoch_s * epochs * training users``; the process's peak memory with
 #: that model: ``base_bytes + bytes_per_size * size``. ``sage`` / ``gat``: not calibrated by the benchmark (it
-#: runs the default models); set from benchmarks/train.py's per-epoch seconds and peaks at 100k and 1M users
+#: runs the default models); set from benchmarks/train.py's per-epoch seconds and peaks at 100k and 1M users.
+#: ``lr``'s memory: through its peaks at 1M users (2.14 GiB) and 10M users (14.34 GiB), benchmarks/RESULTS.md
+#: "Estimates"; its time stays the 100k / 1M calibration (at 10M, past its search sample, it took 0.6x of it)
 MODELS = {
-    "lr": {"s_per_size": 1.07e-05, "epoch_s": 0.0, "base_bytes": 0.367 * GIB, "bytes_per_size": 237.0},
+    "lr": {"s_per_size": 1.07e-05, "epoch_s": 0.0, "base_bytes": 0.787 * GIB, "bytes_per_size": 76.7},
     "sign": {"s_per_size": 6.49e-06, "epoch_s": 4.18e-05, "base_bytes": 2.39 * GIB, "bytes_per_size": 643.0},
     "sage": {"s_per_size": 1.0e-06, "epoch_s": 2.0e-04, "base_bytes": 0.71 * GIB, "bytes_per_size": 234.0},
     "gat": {"s_per_size": 5.0e-06, "epoch_s": 4.0e-04, "base_bytes": 1.0 * GIB, "bytes_per_size": 222.0},
