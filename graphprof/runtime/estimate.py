@@ -54,7 +54,8 @@ MODELS = {
 #: graph and features, the whole-graph arrays its row blocks read (counts, adjacency, item profile), the net and
 #: one row block's work: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. The base is
 #: ``sign``'s own; the size term set from ``train --models sign`` at 1M users (6.17 GiB, benchmarks/RESULTS.md
-#: "Ten million users: train"); at 10M users the route did not complete within 22 GiB, and this says 32 GiB
+#: "sign past its row-block setting: one million users"); at 10M users the route did not complete within 22 GiB
+#: ("Ten million users: train"), and this says 32 GiB
 SIGN_BLOCKS = {"base_bytes": 2.39 * GIB, "bytes_per_size": 160.0, "bytes_per_block_row": 4096.0}
 #: ``sage`` / ``gat`` on their full-batch route (a graph of at most FULL_BATCH_SIZE): seconds per epoch and
 #: unit of size, and the epochs a full-batch fit typically runs (one optimiser step each)
