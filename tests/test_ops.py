@@ -21,7 +21,16 @@ def test_bag_sum_gradient_is_embedding_bags():
     grad = torch.randn(40, 7)
     bag_sum(table, bag, weights).backward(grad)
     F.embedding_bag(bag.indices, reference, bag.offsets, mode="sum", per_sample_weights=weights).backward(grad)
-    torch.testing.assert_close(table.grad, reference.grad, atol=1e-5, rtol=1e-5)
+    # row-sparse: the batch's items' rows only
+    assert table.grad.is_sparse
+    assert set(table.grad.coalesce().indices()[0].tolist()) == set(bag_rows.indices.tolist())
+    torch.testing.assert_close(table.grad.to_dense(), reference.grad, atol=1e-5, rtol=1e-5)
+    # into a held buffer (SIGNNet.hold_item_grads): added in place, dense
+    held = torch.full_like(table, 0.5)
+    table.grad = held
+    bag_sum(table, bag, weights).backward(grad)
+    assert table.grad is held and not held.is_sparse
+    torch.testing.assert_close(held, reference.grad + 0.5, atol=1e-5, rtol=1e-5)
     with torch.no_grad():  # inference needs no transpose
         torch.testing.assert_close(bag_sum(table, make_bag(bag_rows, transpose=False), bag.weights),
                                    F.embedding_bag(bag.indices, table, bag.offsets, mode="sum",

@@ -285,6 +285,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
         p = self.params
         gen = torch.Generator().manual_seed(self.seed)
         opt = adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        net.hold_item_grads()  # zeroed by the optimiser, not dropped
         n_classes = len(self.classes_)
         counts = np.bincount(y[train_idx], minlength=n_classes).astype(np.float64)
         weight = torch.tensor(len(train_idx) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
@@ -317,7 +318,7 @@ class SIGN(SIGNBlocks, BlendWithBaseline, Model):
                         denom = float(weight[yt[rows]].sum())
                         loss = part * (world / denom)
                         share = float(part.detach()) / denom * len(rows)
-                    opt.zero_grad()
+                    opt.zero_grad(set_to_none=False)
                     loss.backward()
                     opt.step()
                     total += share

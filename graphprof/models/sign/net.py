@@ -3,7 +3,6 @@ The aggregates it reads are :mod:`graphprof.models.sign.blocks`; the model that 
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +17,8 @@ from graphprof.models.ops import Dropout, dropout
 class Bag(NamedTuple):
     """A batch's rows of a sparse bag of items, as ``EmbeddingBag`` reads them (``indices``, ``offsets``,
     ``weights``), and, for training, its transpose's structure: ``t_indptr`` ``[n_items + 1]`` and ``t_rows``
-    (the batch rows of each item's entries) with ``t_order`` (where each transposed entry sits in ``weights``)."""
+    (the batch rows of each item's entries) with ``t_order`` (where each transposed entry sits in ``weights``),
+    and ``t_items``, the items the batch holds (ascending)."""
 
     indices: torch.Tensor
     offsets: torch.Tensor
@@ -26,6 +26,7 @@ class Bag(NamedTuple):
     t_indptr: torch.Tensor | None = None
     t_rows: torch.Tensor | None = None
     t_order: torch.Tensor | None = None
+    t_items: torch.Tensor | None = None
 
 
 def make_bag(sub: sp.csr_matrix, transpose: bool) -> Bag:
@@ -37,30 +38,36 @@ def make_bag(sub: sp.csr_matrix, transpose: bool) -> Bag:
     if not transpose:
         return Bag(indices, offsets, weights)
     pos = sp.csr_matrix((np.arange(sub.nnz, dtype=np.int64), sub.indices, sub.indptr), shape=sub.shape).tocsc()
+    items = np.flatnonzero(np.diff(pos.indptr))
     return Bag(indices, offsets, weights, torch.from_numpy(pos.indptr.astype(np.int64)),
-               torch.from_numpy(pos.indices.astype(np.int64)), torch.from_numpy(pos.data))
+               torch.from_numpy(pos.indices.astype(np.int64)), torch.from_numpy(pos.data), torch.from_numpy(items))
 
 
 class _BagSum(torch.autograd.Function):
     """``EmbeddingBag``'s weighted sum (``out[r] = sum_j weights[j] * table[indices[j]]`` over row ``r``'s entries),
-    with the table's gradient as the sparse product ``Sᵀ @ grad`` (``S`` the batch's bag, its transpose built once
-    per batch): the same gradient as ``EmbeddingBag``'s dense backward, which sorts every index on every call."""
+    with the table's gradient as the product ``Sᵀ @ grad`` (``S`` the batch's bag, its transpose built once per
+    batch) on the batch's items' rows only: a row-sparse gradient (a sparse COO tensor with dense rows, as
+    ``nn.EmbeddingBag(sparse=True)`` gives). ``EmbeddingBag``'s own dense backward sorts every index on every
+    call; a dense ``[n_items, columns]`` gradient made each step is most of a step at millions of items."""
 
     @staticmethod
     def forward(ctx, table, bag: Bag, weights):
         ctx.save_for_backward(weights)
-        ctx.bag, ctx.rows = bag, len(bag.offsets)
+        ctx.bag, ctx.rows, ctx.shape = bag, len(bag.offsets), table.shape
         return F.embedding_bag(bag.indices, table, bag.offsets, mode="sum", per_sample_weights=weights)
 
     @staticmethod
     def backward(ctx, grad):
         (weights,) = ctx.saved_tensors
         bag = ctx.bag
-        with warnings.catch_warnings():  # torch calls its CSR layout beta; the product is plain CSR @ dense
-            warnings.simplefilter("ignore", UserWarning)
-            st = torch.sparse_csr_tensor(bag.t_indptr, bag.t_rows, weights[bag.t_order],
-                                         size=(len(bag.t_indptr) - 1, ctx.rows))
-            return st @ grad.contiguous(), None, None
+        # row i of the gradient: the sum over item i's entries of weight * grad[batch row], as one
+        # embedding_bag over the transpose's non-empty rows (a shorter pointer over the same entries)
+        offsets = bag.t_indptr[bag.t_items]
+        rows = F.embedding_bag(bag.t_rows, grad.contiguous(), offsets, mode="sum",
+                               per_sample_weights=weights[bag.t_order])
+        rows = torch.sparse_coo_tensor(bag.t_items[None], rows, size=ctx.shape, is_coalesced=True,
+                                       check_invariants=False)  # built from the transpose: sorted, unique
+        return rows, None, None
 
 
 def bag_sum(table: torch.Tensor, bag: Bag, weights: torch.Tensor) -> torch.Tensor:
@@ -99,6 +106,14 @@ class SIGNNet(nn.Module):
             nn.init.zeros_(bag.weight)
         self.head = nn.Sequential(nn.Linear(hidden * len(dense_dims), hidden), nn.ReLU(), Dropout(dropout),
                                   nn.Linear(hidden, out))
+
+    def hold_item_grads(self) -> None:
+        """Give each item table a zeroed gradient buffer. A table's gradient in training holds the batch's items'
+        rows only (:class:`_BagSum`), which autograd adds into the held buffer in place: the same gradient as a
+        dense one, without a fresh ``[n_items, columns]`` matrix each step (at millions of items, allocating and
+        filling it was most of a step). The optimiser must then zero the gradients, not drop them."""
+        for m in (*self.bags.values(), *self.wide.values()):
+            m.weight.grad = torch.zeros_like(m.weight)
 
     def blocks(self, dense: list[torch.Tensor], bags: list[tuple | None]) -> torch.Tensor:
         """The concatenated block outputs ``[batch, hidden * n_blocks]``."""
