@@ -122,17 +122,23 @@ def _mapped(a: np.ndarray) -> bool:
 @pytest.mark.parametrize("small", [False, True], ids=["one-part", "small-parts"])
 def test_every_users_lower_hops_are_mapped_files_equal_to_the_held_hops(shop, tmp_path, monkeypatch, small):
     """Past one row block every user's hops below the last are written once (a row block at a time) and read
-    mapped: the numbers of the whole-graph products, bit for bit. ``small``: each hop computed 7 rows at a time,
-    the files read 13 rows at a time."""
+    mapped: the numbers of the whole-graph products, bit for bit. ``small``: each hop computed a few rows at a
+    time (a budget of a few friends' rows), the files read 13 rows at a time."""
     from graphprof.models.sign import blocks
 
+    passes = []
+    gather = store.gather_csr_rows
+    monkeypatch.setattr(store, "gather_csr_rows", lambda m, rows, span=None: passes.append(1) or gather(m, rows, span))
     if small:
-        monkeypatch.setattr(blocks, "HOP_ROWS", 7)
+        monkeypatch.setattr(blocks, "HOP_BYTES", 2000)  # a few friends' rows a pass
         monkeypatch.setattr(store, "GATHER_SPAN", 13)
     inputs = shop[0]
     model = _fit(inputs, shop, block_sets=["all"])
     assert model.social_ and model.params["hops"] == 2
+    passes.clear()
     layers = model._shared_blocks(inputs, tmp_path, per_block=37).layers
+    blocks_of_37 = -(-inputs.graph.num_users // 37)
+    assert len(passes) > 3 * blocks_of_37 if small else len(passes) == blocks_of_37  # one read pass a row block
     names, dense, bags = model._raw_blocks(inputs)
     assert names[:3] == ["own", "social_1", "social_2"] and len(layers) == 2
     (none, t), (hf, ht) = layers

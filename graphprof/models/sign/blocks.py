@@ -16,8 +16,10 @@ from graphprof.models.base import ModelInput, feature_rows
 from graphprof.models.sign.sparse_hops import sparse_hop
 
 CLIP = 6.0
-#: Rows of a row block whose last social hop is computed together (on their friends' rows, read into memory)
-HOP_ROWS = 1 << 16
+#: Bytes of friends' rows (dense part and bag) a row block's last social hop reads into memory at once. Every
+#: read pass over the mapped hop files costs about a read of the whole files (the friends are spread over them),
+#: so a row block takes as few passes as this allows.
+HOP_BYTES = 2 ** 31
 #: Bytes of standardised features held at once where a product reads every user's (a few columns at a time).
 STD_BYTES = 2 ** 29
 
@@ -143,14 +145,21 @@ class SIGNBlocks:
                   adj_rows: Callable) -> tuple[np.ndarray, sp.csr_matrix]:
         """Hop ``k`` of the rows ``rows`` from hop ``k - 1`` of every user (``dense``: None for hop 0's ``F``; else,
         as ``bag``, mapped from :func:`~graphprof.models.sign.store.write_layers`' files): ``A[rows] @ X``, the bag
-        cut to its top-k per row, as :meth:`_raw_blocks` does for every row at once. Computed
-        :data:`HOP_ROWS` rows at a time on those rows' friends' rows of ``X`` (read from the files a span at a
-        time, their pages handed back), so neither the files' pages nor the friends' rows pile up."""
+        cut to its top-k per row, as :meth:`_raw_blocks` does for every row at once. Computed on the rows' friends'
+        rows of ``X``, read from the files a span at a time (their pages handed back) for as many rows together as
+        :data:`HOP_BYTES` of friends' rows allow, so neither the files' pages nor the friends' rows pile up."""
         from graphprof.models.sign.store import gather_csr_rows, gather_rows
 
+        adj = row_scale(adj_rows(rows), "l1")
+        width = len(self.f_mean_) * 8 if dense is None else dense.shape[1] * dense.itemsize
+        per_friend = width + bag.nnz / max(bag.shape[0], 1) * (bag.indices.itemsize + bag.data.itemsize)
+        cost = np.cumsum(np.diff(adj.indptr)) * per_friend  # friends' bytes up to each row, an upper bound
         hfs, hts = [], []
-        for lo in range(0, len(rows), HOP_ROWS):
-            m = row_scale(adj_rows(rows[lo:lo + HOP_ROWS]), "l1")
+        lo = 0
+        while lo < len(rows):
+            before = cost[lo - 1] if lo else 0.0
+            hi = min(max(int(np.searchsorted(cost, before + HOP_BYTES, side="right")), lo + 1), len(rows))
+            m = adj[lo:hi]
             friends = np.unique(m.indices)
             m = sp.csr_matrix((m.data, np.searchsorted(friends, m.indices), m.indptr), shape=(m.shape[0], len(friends)))
             if dense is None:
@@ -160,6 +169,7 @@ class SIGNBlocks:
             hfs.append(m @ f)
             del f
             hts.append(row_scale(sparse_hop(m, gather_csr_rows(bag, friends), self.params["top_k"]), "l2"))
+            lo = hi
         if not hfs:
             return np.zeros((0, len(self.f_mean_))), sp.csr_matrix((0, bag.shape[1]))
         return np.concatenate(hfs), sp.vstack(hts, format="csr")
