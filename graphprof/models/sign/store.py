@@ -10,8 +10,8 @@ Two sources with one interface (``batch``, ``view``, ``dims``, ``sparse``):
   parts are kept as computed (float64) and standardised per batch, which is element for element the arithmetic
   of the held route; the bags are kept as float32, the precision the network reads them in. The mapped pages a
   fit has read are handed back to the kernel after every ``page_rows`` rows (:func:`~graphprof.runtime.memory.page_out`;
-  at most :data:`RELEASE_ROWS`): rows drawn at random touch a page each, so the files' resident share stays
-  about ``page_rows`` pages per file, whatever their size.
+  at most :data:`RELEASE_ROWS`): rows drawn at random map several pages each, so the files' resident share stays
+  bounded by the rows read since the last hand-back, whatever the files' size.
 
 Shapes: a batch is ``xs`` (one ``[batch, dims[b]]`` float32 tensor per block) and ``bags`` (one
 :class:`~graphprof.models.sign.net.Bag` or None per block).
@@ -36,9 +36,11 @@ from graphprof.runtime.memory import page_out, reserve, trim
 #: Users per row block of ``sign``'s blocks where nothing else is set: graphs with more users write their blocks
 #: to memory-mapped files a row block at a time, and score every user a row block at a time.
 DEFAULT_BLOCK_ROWS = 250_000
-#: Rows read from mapped files between two hand-backs of their pages: a row read at random maps a page of its
-#: own (4 KiB for a few hundred bytes), so every page of a file can be resident after a fraction of its rows.
-RELEASE_ROWS = 1 << 16
+#: Rows read from mapped files between two hand-backs of their pages (one batch of the large route): a row read
+#: at random maps far more than its own bytes, as the kernel maps the page cache's neighbouring pages with it
+#: (on this project's machine, 4,096 random rows of 440 B from a 0.9 GB file in the page cache mapped 0.8 GiB;
+#: MADV_RANDOM did not change it), so a file's pages pile up in the resident size within a few batches.
+RELEASE_ROWS = 1 << 12
 
 
 def block_rows(inputs) -> int:
