@@ -111,7 +111,7 @@ class SIGNNet(nn.Module):
         """Give each item table a zeroed gradient buffer. A table's gradient in training holds the batch's items'
         rows only (:class:`_BagSum`), which autograd adds into the held buffer in place: the same gradient as a
         dense one, without a fresh ``[n_items, columns]`` matrix each step (at millions of items, allocating and
-        filling it was most of a step). The optimiser must then zero the gradients, not drop them."""
+        filling one costs most of a step). The optimiser must then zero the gradients, not drop them."""
         for m in (*self.bags.values(), *self.wide.values()):
             m.weight.grad = torch.zeros_like(m.weight)
 

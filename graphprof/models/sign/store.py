@@ -38,8 +38,7 @@ from graphprof.runtime.memory import page_out, reserve, trim
 DEFAULT_BLOCK_ROWS = 250_000
 #: Rows read from mapped files between two hand-backs of their pages (one batch of the large route): a row read
 #: at random maps far more than its own bytes, as the kernel maps the page cache's neighbouring pages with it
-#: (on this project's machine, 4,096 random rows of 440 B from a 0.9 GB file in the page cache mapped 0.8 GiB;
-#: MADV_RANDOM did not change it), so a file's pages pile up in the resident size within a few batches.
+#: (MADV_RANDOM or not; docs/performance.md), so a file's pages pile up in the resident size within a few batches.
 RELEASE_ROWS = 1 << 12
 
 
