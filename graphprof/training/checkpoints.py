@@ -75,6 +75,7 @@ def _fit_or_resume(staging, inputs, target, name, cls, s, parts, epochs, fit_inp
     model = cls(seed=s, **kwargs).fit(fit_inputs or inputs, target.y, parts["train"], parts["val"], target.classes)
     if not main:
         return None, None
+    memory.trim()  # the fit's working memory (optimiser state, copies of weights): the scoring starts from what is live
     raw = model.proba(inputs)
     model.release_working_files()
     model.calibrate(inputs, target.y, parts["val"], raw=raw)
