@@ -52,11 +52,11 @@ MODELS = {
 #: ``sign`` on a graph of more users than its row-block setting (``train --block-rows``): every user's lower hops
 #: and the training users' blocks go to memory-mapped files a row block at a time, so its peak is the loaded
 #: graph and features, the whole-graph arrays its row blocks read (counts, adjacency, item profile), the net and
-#: one row block's work: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``. The base is
-#: ``sign``'s own; the size term set from ``train --models sign`` at 1M users (6.17 GiB, benchmarks/RESULTS.md
-#: "sign past its row-block setting: one million users"); at 10M users the route did not complete within 22 GiB
-#: ("Ten million users: train"), and this says 32 GiB
-SIGN_BLOCKS = {"base_bytes": 2.39 * GIB, "bytes_per_size": 160.0, "bytes_per_block_row": 4096.0}
+#: one row block's work: ``base_bytes + bytes_per_size * size + bytes_per_block_row * block_rows``, set through
+#: ``train --models sign --epochs 1`` (or 3) peaks at 1M users (6.89 GiB) and 10M users (17.59 GiB, in its
+#: scoring) with 250k-user row blocks: benchmarks/RESULTS.md "sign past its row-block setting: one million
+#: users" and "Ten million users: train"
+SIGN_BLOCKS = {"base_bytes": 4.75 * GIB, "bytes_per_size": 85.2, "bytes_per_block_row": 4096.0}
 #: ``sage`` / ``gat`` on their full-batch route (a graph of at most FULL_BATCH_SIZE): seconds per epoch and
 #: unit of size, and the epochs a full-batch fit typically runs (one optimiser step each)
 FULL_EPOCH_S = {"sage": 7.5e-07, "gat": 1.5e-06}
